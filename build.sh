@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# build.sh - set up, build and run ecgprune on a Debian 12 machine.
+#
+#   ./build.sh demo    install packages, build, run the main job
+#   ./build.sh test    install packages, build, run the test suite
+#   ./build.sh build   install packages and build only
+#
+# Installing packages needs root (it uses apt-get); run as root or with sudo.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PACKAGES="build-essential meson ninja-build pkg-config libopenblas-dev
+liblapacke-dev libjansson-dev libuv1-dev libsqlite3-dev libmicrohttpd-dev
+libsystemd-dev curl jq sqlite3 gnuplot-nox"
+
+install_packages() {
+    local missing=()
+    for p in $PACKAGES; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
+            || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "build.sh: missing packages: ${missing[*]}; rerun as root" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+}
+
+build() {
+    [ -d build ] || meson setup build -Dwerror=true --buildtype=release
+    ninja -C build
+}
+
+# Meson prints its own summary; this adds the plain "N passed, N failed"
+# line that CI systems read.
+run_tests() {
+    local rc=0
+    meson test -C build --print-errorlogs --num-processes 2 \
+        --timeout-multiplier 3 "$@" || rc=$?
+    python3 - build/meson-logs/testlog.json <<'PY' || true
+import json, sys
+ok = bad = skip = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)["result"]
+    if r in ("OK", "EXPECTEDFAIL"):
+        ok += 1
+    elif r == "SKIP":
+        skip += 1
+    else:
+        bad += 1
+print(f"{ok} passed, {bad} failed" + (f", {skip} skipped" if skip else ""))
+PY
+    return $rc
+}
+
+case "${1:-}" in
+    demo) install_packages; build; exec ./demo/run.sh ;;
+    test) install_packages; build; run_tests ;;
+    build) install_packages; build ;;
+    *) echo "usage: $0 demo|test|build" >&2; exit 2 ;;
+esac

@@ -1,0 +1,67 @@
+/*
+ * cli_common.c - error reporting, JSON output and strict number parsing for
+ * the ecgprune subcommands.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int cli_fail(const char *cmd, const ep_error *err)
+{
+    fprintf(stderr, "ecgprune %s: %s\n", cmd,
+            err->msg[0] ? err->msg : ep_strerror(err->code));
+    return 1;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "ecgprune %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'ecgprune %s --help')\n", cmd);
+    return 2;
+}
+
+int cli_print_json(json_t *obj)
+{
+    int rc = json_dumpf(obj, stdout, JSON_COMPACT | JSON_REAL_PRECISION(10));
+
+    json_decref(obj);
+    if (rc != 0 || fputc('\n', stdout) == EOF)
+        return 1;
+    return 0;
+}
+
+int cli_parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < lo ||
+        v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}

@@ -1,0 +1,48 @@
+/*
+ * ecgprune.c - entry point of the `ecgprune` command-line tool: looks up the
+ * subcommand and hands it the remaining arguments.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+struct cli_command {
+    const char *name;
+    cli_command_fn fn;
+    const char *summary;
+};
+
+static const struct cli_command commands[] = {
+    {NULL, NULL, NULL}
+};
+
+static void usage(FILE *out)
+{
+    const struct cli_command *c;
+
+    fprintf(out, "usage: ecgprune COMMAND [ARGS]\n\ncommands:\n");
+    for (c = commands; c->name != NULL; c++)
+        fprintf(out, "  %-10s %s\n", c->name, c->summary);
+    fprintf(out, "\n'ecgprune COMMAND --help' describes one command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    const struct cli_command *c;
+
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (c = commands; c->name != NULL; c++)
+        if (strcmp(c->name, argv[1]) == 0)
+            return c->fn(argc - 1, argv + 1);
+    fprintf(stderr, "ecgprune: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
