@@ -52,11 +52,15 @@ static int check_count;
     } while (0)
 
 /* Stop the test at once (e.g. a setup step failed). */
+/* cond is evaluated once, so it may be a call with side effects. */
 #define REQUIRE(cond) \
     do { \
-        CHECK(cond); \
-        if (!(cond)) \
+        check_count++; \
+        if (!(cond)) { \
+            fprintf(stderr, "%s:%d: required check failed: %s\n", \
+                    __FILE__, __LINE__, #cond); \
             exit(1); \
+        } \
     } while (0)
 
 static inline int check_exit(void)

@@ -14,6 +14,8 @@ struct cli_command {
 };
 
 static const struct cli_command commands[] = {
+    {"info", cmd_info, "describe a model file: size, cost, classes, layers"},
+    {"record", cmd_record, "describe a WFDB record and count its beats"},
     {NULL, NULL, NULL}
 };
 

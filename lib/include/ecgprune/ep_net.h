@@ -118,20 +118,67 @@ int ep_net_length_multiple(const ep_net *net);
 /* Number of weights (conv weights and biases, BN affine and statistics). */
 int64_t ep_net_parameters(const ep_net *net);
 
-/* Multiply-accumulates for one second of ECG at meta.sampling_rate. */
+/* Multiply-accumulates of the convolutions for one second of ECG at
+ * meta.sampling_rate (wavelet filters, BN and ReLU are not counted). */
 double ep_net_macs_per_second(const ep_net *net);
 
-/* Fold every BN that directly follows a conv into that conv and remove the
- * BN layers from the graph (inputs are renumbered). */
+/* Fold every BN that directly follows a conv whose only reader it is into
+ * that conv and remove those BN layers from the graph (inputs and the
+ * output index are renumbered; other BN layers stay). */
 int ep_net_fold_bn(ep_net *net, ep_error *err);
 
 /*
  * Keep only the listed output channels of conv layer `layer` and remove the
  * matching input channels everywhere they flow (through BN, ReLU, DWT,
  * IDWT, concat) down to the consuming convolutions.  `keep` holds
- * n_keep distinct indices in increasing order.
+ * n_keep distinct indices in increasing order; channels tied by an IDWT
+ * (see ep_net_tied_channels) must be kept or dropped together.  The
+ * result computes what the original net computes with the dropped
+ * channels' values zeroed where they enter the consumers: nothing is
+ * refitted or folded into the consumers' biases.
  */
 int ep_net_keep_channels(ep_net *net, int layer, const int *keep, int n_keep,
+                         ep_error *err);
+
+/*
+ * The channel map of a producer convolution, which pruning needs.  A
+ * producer's output channels flow through channel-wise layers (BN, ReLU,
+ * DWT, IDWT, concat) to the input channels of one or more consumer
+ * convolutions.  ep_net_consumers lists, for each consumer conv, every
+ * (producer channel, consumer input channel) pair such that the consumer
+ * input channel is derived from that producer channel:
+ *   BN, ReLU:  channel c stays channel c;
+ *   DWT:       channel c of a C-channel input becomes channels c and c + C;
+ *   IDWT:      channels c and c + C of a 2C-channel input become channel c,
+ *              so one consumer input may derive from two producer channels
+ *              (they must then be kept or dropped together);
+ *   concat:    channel c of input j becomes c + (channels of inputs < j).
+ * A consumer reading the producer along two paths gets the links of both.
+ * Links are sorted by producer channel, then consumer channel, without
+ * duplicates.  Fails with EP_EINVAL when `layer` is not a conv, when its
+ * channels reach the network output without passing a conv, or when an
+ * IDWT pairs one of its channels with a channel of another layer.
+ */
+typedef struct ep_channel_link {
+    int producer_ch;   /* output channel of the producer conv */
+    int consumer_ch;   /* consumer input channel derived from it */
+} ep_channel_link;
+
+typedef struct ep_consumer {
+    int layer;                 /* index of the consuming conv */
+    int n_links;
+    ep_channel_link *links;    /* owned; freed by ep_net_consumers_free */
+} ep_consumer;
+
+/* *consumers is a malloc'd array of *n_consumers entries in layer order. */
+int ep_net_consumers(const ep_net *net, int layer, ep_consumer **consumers,
+                     int *n_consumers, ep_error *err);
+void ep_net_consumers_free(ep_consumer *consumers, int n_consumers);
+
+/* tie[c] = the smallest producer channel that must be kept or dropped
+ * together with channel c (c itself when it is free); tie has the
+ * producer's channel count.  Same failures as ep_net_consumers. */
+int ep_net_tied_channels(const ep_net *net, int layer, int *tie,
                          ep_error *err);
 
 /* Human-readable names of ops and wavelets, and their inverses. */

@@ -20,6 +20,8 @@ extern "C" {
 #endif
 
 #define EP_WFDB_NAME_MAX 64
+/* Most signals a header may declare; more is taken as a corrupt header. */
+#define EP_WFDB_MAX_SIGNALS 256
 
 typedef struct ep_signal_info {
     char file[EP_WFDB_NAME_MAX];      /* signal file name from the header */
@@ -29,11 +31,14 @@ typedef struct ep_signal_info {
     int adc_resolution;                /* bits */
     int adc_zero;
     int initial_value, has_initial_value;
+    int initial_value_ok;              /* 1 ok, 0 mismatch, -1 not given */
     int checksum, has_checksum;        /* 16-bit sum from the header */
     int computed_checksum;             /* after decoding */
     int checksum_ok;                   /* 1 ok, 0 mismatch, -1 not given */
     char units[16];                    /* "mV" when not given */
     char name[EP_WFDB_NAME_MAX];       /* description, e.g. "MLII" */
+    int block_size;                    /* 0 when not given */
+    long byte_offset;                  /* bytes to skip ("212+N"), 0 default */
 } ep_signal_info;
 
 typedef struct ep_record {
@@ -51,7 +56,11 @@ int ep_wfdb_parse_header(const char *text, size_t len, const char *what,
                          ep_record **out, ep_error *err);
 
 /* Decode one signal file's bytes into rec->samples for every signal that
- * lives in `file`, verifying checksums and first values. */
+ * lives in `file`, verifying checksums and first values.  The file must
+ * hold exactly the samples the header declares; when the header gives no
+ * length (0), rec->n_samples is taken from the file.  On a checksum or
+ * first-value mismatch the samples are kept, checksum_ok and
+ * initial_value_ok say which check failed, and EP_ECHECKSUM is returned. */
 int ep_wfdb_decode_signals(ep_record *rec, const char *file,
                            const unsigned char *buf, size_t len,
                            ep_error *err);
@@ -59,13 +68,19 @@ int ep_wfdb_decode_signals(ep_record *rec, const char *file,
 /* Read header and all signal files of a record ("dir/100"). A checksum or
  * first-value mismatch is an EP_ECHECKSUM error. */
 int ep_wfdb_read_record(const char *record, ep_record **out, ep_error *err);
+/* Like ep_wfdb_read_record, but a checksum or first-value mismatch is not
+ * an error: the record is returned and each signal's checksum_ok tells. */
+int ep_wfdb_read_record_unverified(const char *record, ep_record **out,
+                                   ep_error *err);
 void ep_wfdb_free_record(ep_record *rec);
 
 /* Index of the signal whose name is `name`, or EP_ENOTFOUND. */
 int ep_wfdb_find_signal(const ep_record *rec, const char *name);
 
 /* Physical values (units of the header, mV for MIT-BIH) of one signal:
- * (adc - baseline) / gain.  out holds n_samples floats. */
+ * (adc - baseline) / gain.  out holds n_samples floats.
+ * Limitation: WFDB's "invalid sample" values (-2048 in format 212,
+ * -32768 in format 16) are converted like any other value. */
 int ep_wfdb_signal_physical(const ep_record *rec, int signal, float *out,
                             ep_error *err);
 
@@ -92,6 +107,8 @@ void ep_wfdb_free_annotations(ep_annotations *ann);
 
 /* The MIT mnemonic of a code ("N", "V", "+", ...), or "?" if unknown. */
 const char *ep_wfdb_code_symbol(int code);
+/* A one-line description of a code ("Normal beat"), "" if unassigned. */
+const char *ep_wfdb_code_description(int code);
 /* Inverse of ep_wfdb_code_symbol; EP_ENOTFOUND for an unknown symbol. */
 int ep_wfdb_symbol_code(const char *symbol);
 /* 1 if the code is a beat annotation (WFDB isqrs), else 0. */

@@ -1,0 +1,158 @@
+/*
+ * ed_api.c - the route table, path matching, and the health and metrics
+ * endpoints.
+ */
+#include "ed_api.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ed_jobs.h"
+#include "ed_metrics.h"
+
+typedef struct ed_route {
+    const char *method;
+    const char *pattern;       /* "{id}" matches one positive integer */
+    ed_handler_fn handler;
+} ed_route;
+
+static const ed_route routes[] = {
+    {"GET", "/v2/health/live", ed_api_live},
+    {"GET", "/v2/health/ready", ed_api_ready},
+    {"GET", "/metrics", ed_api_metrics},
+    {"POST", "/v1/models", ed_api_models_create},
+    {"GET", "/v1/models", ed_api_models_list},
+    {"GET", "/v1/models/{id}", ed_api_models_get},
+    {"DELETE", "/v1/models/{id}", ed_api_models_delete},
+    {"GET", "/v1/models/{id}/file", ed_api_models_file},
+    {"POST", "/v1/models/{id}/infer", ed_api_infer},
+    {"POST", "/v1/batches", ed_api_batches_create},
+    {"GET", "/v1/batches", ed_api_batches_list},
+    {"GET", "/v1/batches/{id}", ed_api_batches_get},
+    {"DELETE", "/v1/batches/{id}", ed_api_batches_delete},
+    {"POST", "/v1/jobs", ed_api_jobs_create},
+    {"GET", "/v1/jobs", ed_api_jobs_list},
+    {"GET", "/v1/jobs/{id}", ed_api_jobs_get},
+    {"DELETE", "/v1/jobs/{id}", ed_api_jobs_cancel},
+    {"GET", "/v1/jobs/{id}/masks", ed_api_jobs_masks},
+};
+#define N_ROUTES ((int)(sizeof routes / sizeof routes[0]))
+
+/* Match path against pattern.  Returns 1 on a match (with *id set when
+ * the pattern has {id}), 0 otherwise; *bad_id is set when everything
+ * matched but the id segment is not a positive integer. */
+static int match(const char *pattern, const char *path, int64_t *id,
+                 char *bad_id, size_t bad_size)
+{
+    const char *p = pattern, *s = path;
+
+    while (*p && *s) {
+        if (strncmp(p, "{id}", 4) == 0) {
+            const char *end = strchr(s, '/');
+            size_t n = end ? (size_t)(end - s) : strlen(s);
+            char seg[32], *stop;
+            long long v;
+            if (n == 0)
+                return 0;
+            snprintf(seg, sizeof seg, "%.*s", (int)(n < 31 ? n : 31), s);
+            errno = 0;
+            v = strtoll(seg, &stop, 10);
+            if (errno || *stop || n >= 31 || v <= 0 || seg[0] == '+' ||
+                seg[0] == '0')
+                snprintf(bad_id, bad_size, "%.*s", (int)(n < 40 ? n : 40),
+                         s);
+            else
+                *id = v;
+            p += 4;
+            s += n;
+            continue;
+        }
+        if (*p != *s)
+            return 0;
+        p++;
+        s++;
+    }
+    return *p == '\0' && *s == '\0';
+}
+
+void ed_api_dispatch(ed_request *req, void *arg)
+{
+    ed_app *app = arg;
+    char allow[64] = "", bad_id[48];
+    int64_t id = 0;
+    int r;
+
+    for (r = 0; r < N_ROUTES; r++) {
+        bad_id[0] = '\0';
+        if (!match(routes[r].pattern, req->path, &id, bad_id, sizeof bad_id))
+            continue;
+        req->route = routes[r].pattern;
+        if (strcmp(routes[r].method, req->method) != 0) {
+            /* Same path, other method: collect the Allow list. */
+            if (strlen(allow) + strlen(routes[r].method) + 3 < sizeof allow)
+                snprintf(allow + strlen(allow), sizeof allow - strlen(allow),
+                         "%s%s", allow[0] ? ", " : "", routes[r].method);
+            continue;
+        }
+        if (bad_id[0]) {
+            ed_http_problem(req, 404, "\"%s\" in %s is not an id (ids are "
+                            "positive integers)", bad_id, req->path);
+            return;
+        }
+        routes[r].handler(app, req, id);
+        return;
+    }
+    if (allow[0]) {
+        ed_http_problem(req, 405, "method %s is not allowed on %s (allowed: "
+                        "%s)", req->method, req->path, allow);
+        ed_http_add_header(req, "Allow", allow);
+        return;
+    }
+    req->route = "(unmatched)";
+    ed_http_problem(req, 404, "no route for %s", req->path);
+}
+
+void ed_api_store_error(ed_app *app, ed_request *req)
+{
+    ed_http_problem(req, 500, "store error: %s",
+                    ed_store_errmsg(app->store));
+}
+
+void ed_api_live(ed_app *app, ed_request *req, int64_t id)
+{
+    (void)app;
+    (void)id;
+    ed_http_empty(req, 200);
+}
+
+void ed_api_ready(ed_app *app, ed_request *req, int64_t id)
+{
+    (void)id;
+    ed_http_empty(req, app->ready && !app->stopping ? 200 : 503);
+}
+
+void ed_api_metrics(ed_app *app, ed_request *req, int64_t id)
+{
+    ed_metrics_gauges g;
+    char *text;
+
+    (void)id;
+    memset(&g, 0, sizeof g);
+    g.jobs_queued = ed_store_int(app->store, NULL, "SELECT count(*) FROM jobs"
+                                 " WHERE state = 'queued'", NULL);
+    g.models = ed_store_int(app->store, NULL, "SELECT count(*) FROM models",
+                            NULL);
+    g.batches = ed_store_int(app->store, NULL,
+                             "SELECT count(*) FROM batches", NULL);
+    g.jobs_running = ed_jobs_running(app);
+    g.infer_in_flight = app->infer_in_flight;
+    g.ready = app->ready && !app->stopping;
+    text = ed_metrics_render(&g);
+    if (!text) {
+        ed_http_problem(req, 500, "out of memory rendering metrics");
+        return;
+    }
+    ed_http_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text);
+}

@@ -1,0 +1,236 @@
+/*
+ * ed_api_models.c - /v1/models: upload (safetensors body), list, show,
+ * download, delete.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ecgprune/ep_model.h"
+#include "ed_api.h"
+#include "ed_models.h"
+
+#define ED_MODEL_NAME_MAX 64
+
+static int valid_name(const char *s)
+{
+    size_t n = strlen(s), i;
+
+    if (n == 0 || n > ED_MODEL_NAME_MAX)
+        return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(isalnum(c) || c == '-' || c == '_' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+unsigned ed_api_models_store(ed_app *app, const char *name,
+                             const unsigned char *buf, size_t len,
+                             int64_t parent_model, int64_t parent_job,
+                             int64_t *id, char *msg, size_t ms)
+{
+    ep_error e = {0};
+    ep_net *net = NULL;
+    char *arch = NULL, sha[65], now[32];
+    unsigned status = 0;
+    int rc;
+
+    /* The bytes must be a model this library can run. */
+    if (ep_model_load_buffer(buf, len, &net, &e)) {
+        snprintf(msg, ms, "not an ecgprune safetensors model: %s", e.msg);
+        return 422;
+    }
+    if (ep_model_architecture_json(net, &arch, &e) ||
+        ed_models_sha256(buf, len, sha)) {
+        snprintf(msg, ms, "cannot describe the model: %s", e.msg);
+        status = 500;
+        goto out;
+    }
+
+    ed_store_now(now);
+    rc = ed_store_exec(
+        app->store, "INSERT INTO models (name, sha256, size_bytes, "
+        "architecture, parameters, macs_per_second, parent_model_id, "
+        "parent_job_id, created_at, weights) VALUES "
+        "(?, ?, ?, ?, ?, ?, NULLIF(?, 0), NULLIF(?, 0), ?, ?)",
+        "ttitidiitb", name, sha, (int64_t)len, arch,
+        (int64_t)ep_net_parameters(net), ep_net_macs_per_second(net),
+        parent_model, parent_job, now, (const void *)buf, len);
+    if (rc < 0) {
+        snprintf(msg, ms, "store: %s", ed_store_errmsg(app->store));
+        status = 500;
+        goto out;
+    }
+    *id = ed_store_last_id(app->store);
+out:
+    free(arch);
+    ep_net_free(net);
+    return status;
+}
+
+/* The public view of a model row. */
+static json_t *model_json(json_t *row, int with_architecture)
+{
+    json_t *o = json_object(), *arch;
+    json_error_t jerr;
+    int64_t pm = json_integer_value(json_object_get(row, "parent_model_id"));
+    int64_t pj = json_integer_value(json_object_get(row, "parent_job_id"));
+
+    json_object_set(o, "id", json_object_get(row, "id"));
+    json_object_set(o, "name", json_object_get(row, "name"));
+    json_object_set(o, "sha256", json_object_get(row, "sha256"));
+    json_object_set(o, "size_bytes", json_object_get(row, "size_bytes"));
+    json_object_set(o, "parameters", json_object_get(row, "parameters"));
+    json_object_set(o, "macs_per_second",
+                    json_object_get(row, "macs_per_second"));
+    json_object_set(o, "created_at", json_object_get(row, "created_at"));
+    json_object_set_new(o, "lineage", json_pack(
+        "{s:o, s:o}", "parent_model_id", pm ? json_integer(pm) : json_null(),
+        "parent_job_id", pj ? json_integer(pj) : json_null()));
+    if (with_architecture) {
+        arch = json_loads(json_string_value(json_object_get(
+                              row, "architecture")), 0, &jerr);
+        json_object_set_new(o, "architecture", arch ? arch : json_null());
+    }
+    return o;
+}
+
+#define MODEL_COLUMNS "id, name, sha256, size_bytes, parameters, " \
+    "macs_per_second, parent_model_id, parent_job_id, created_at"
+
+void ed_api_models_create(ed_app *app, ed_request *req, int64_t unused)
+{
+    const char *name = ed_http_query(req, "name");
+    char msg[700], loc[64];
+    int64_t id = 0;
+    unsigned st;
+    json_t *row;
+
+    (void)unused;
+    if (!name) {
+        ed_http_problem(req, 422, "query parameter \"name\" is required "
+                        "(POST /v1/models?name=NAME)");
+        return;
+    }
+    if (!valid_name(name)) {
+        ed_http_problem(req, 422, "name \"%.80s\": expected 1..%d letters, "
+                        "digits, '.', '-', '_'", name, ED_MODEL_NAME_MAX);
+        return;
+    }
+    if (req->body_len == 0) {
+        ed_http_problem(req, 400, "empty body: expected the safetensors "
+                        "bytes of a model");
+        return;
+    }
+    st = ed_api_models_store(app, name, req->body, req->body_len, 0, 0, &id,
+                             msg, sizeof msg);
+    if (st) {
+        ed_http_problem(req, st, "%s", msg);
+        return;
+    }
+    row = ed_store_row(app->store, NULL, "SELECT " MODEL_COLUMNS ", "
+                       "architecture FROM models WHERE id = ?", "i", id);
+    if (!row) {
+        ed_api_store_error(app, req);
+        return;
+    }
+    ed_http_json(req, 201, model_json(row, 1));
+    json_decref(row);
+    snprintf(loc, sizeof loc, "/v1/models/%lld", (long long)id);
+    ed_http_add_header(req, "Location", loc);
+    snprintf(req->log_extra, sizeof req->log_extra, "model_id=%lld",
+             (long long)id);
+}
+
+void ed_api_models_list(ed_app *app, ed_request *req, int64_t unused)
+{
+    json_t *rows, *out, *row;
+    size_t i;
+
+    (void)unused;
+    rows = ed_store_rows(app->store, "SELECT " MODEL_COLUMNS " FROM models "
+                         "ORDER BY id", NULL);
+    if (!rows) {
+        ed_api_store_error(app, req);
+        return;
+    }
+    out = json_array();
+    json_array_foreach(rows, i, row)
+        json_array_append_new(out, model_json(row, 0));
+    json_decref(rows);
+    ed_http_json(req, 200, json_pack("{s:o}", "models", out));
+}
+
+void ed_api_models_get(ed_app *app, ed_request *req, int64_t id)
+{
+    int found = 0;
+    json_t *row = ed_store_row(app->store, &found, "SELECT " MODEL_COLUMNS
+                               ", architecture FROM models WHERE id = ?",
+                               "i", id);
+
+    if (!row) {
+        ed_api_store_error(app, req);
+        return;
+    }
+    if (!found)
+        ed_http_problem(req, 404, "no model with id %lld", (long long)id);
+    else
+        ed_http_json(req, 200, model_json(row, 1));
+    json_decref(row);
+}
+
+void ed_api_models_file(ed_app *app, ed_request *req, int64_t id)
+{
+    unsigned char *blob = NULL;
+    size_t len = 0;
+    char disp[96];
+    int rc = ed_store_blob(app->store, &blob, &len,
+                           "SELECT weights FROM models WHERE id = ?", "i", id);
+
+    if (rc < 0) {
+        ed_api_store_error(app, req);
+        return;
+    }
+    if (rc == 0) {
+        ed_http_problem(req, 404, "no model with id %lld", (long long)id);
+        return;
+    }
+    ed_http_bytes(req, 200, "application/octet-stream", blob, len);
+    snprintf(disp, sizeof disp, "attachment; filename=\"model-%lld."
+             "safetensors\"", (long long)id);
+    ed_http_add_header(req, "Content-Disposition", disp);
+}
+
+void ed_api_models_delete(ed_app *app, ed_request *req, int64_t id)
+{
+    int found = 0;
+    int64_t job;
+
+    ed_store_int(app->store, &found, "SELECT 1 FROM models WHERE id = ?",
+                 "i", id);
+    if (!found) {
+        ed_http_problem(req, 404, "no model with id %lld", (long long)id);
+        return;
+    }
+
+    /* A queued or running job still needs the weights. */
+    job = ed_store_int(app->store, &found, "SELECT id FROM jobs WHERE "
+                       "model_id = ? AND state IN ('queued', 'running') "
+                       "ORDER BY id LIMIT 1", "i", id);
+    if (found) {
+        ed_http_problem(req, 409, "model %lld is used by job %lld (state "
+                        "queued or running); cancel it or wait", (long long)id,
+                        (long long)job);
+        return;
+    }
+    if (ed_store_exec(app->store, "DELETE FROM models WHERE id = ?", "i",
+                      id) < 0) {
+        ed_api_store_error(app, req);
+        return;
+    }
+    ed_models_forget(app, id);
+    ed_http_empty(req, 204);
+}

@@ -1,0 +1,385 @@
+/*
+ * ed_config.c - defaults, the JSON configuration file and the command
+ * line, in that order of precedence (later wins).
+ */
+#include "ed_config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int fail(char *err, size_t size, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+static int fail(char *err, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, size, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void ed_config_defaults(ed_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    strcpy(cfg->listen_addr, "127.0.0.1");
+    cfg->port = 8642;
+    strcpy(cfg->data_dir, "./ecgprune-data");
+    cfg->workers = 2;
+    cfg->max_running_jobs = 1;
+    cfg->max_body_bytes = 64 << 20;
+    cfg->max_samples = 8000000;   /* over 6 h at 360 Hz */
+    cfg->log_level = ED_LOG_INFO;
+}
+
+int ed_config_parse_listen(const char *s, char *addr, size_t addr_size,
+                           int *port)
+{
+    const char *colon;
+    char host[64];
+    char *end;
+    unsigned char probe[16];
+    long p;
+    size_t hl;
+
+    /* Split host and port; a bare number is a port on the default host. */
+    if (s[0] == '[') {
+        colon = strstr(s, "]:");
+        if (!colon)
+            return -1;
+        hl = (size_t)(colon - s - 1);
+        if (hl == 0 || hl >= sizeof host)
+            return -1;
+        memcpy(host, s + 1, hl);
+        colon++;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon) {
+            host[0] = '\0';
+            colon = s - 1;
+            hl = 0;
+        } else {
+            hl = (size_t)(colon - s);
+            if (hl == 0 || hl >= sizeof host)
+                return -1;
+            memcpy(host, s, hl);
+        }
+    }
+    host[hl] = '\0';
+    errno = 0;
+    p = strtol(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end || p < 0 || p > 65535)
+        return -1;
+
+    /* Only numeric addresses: no name resolution at start-up. */
+    if (host[0]) {
+        if (inet_pton(AF_INET, host, probe) != 1 &&
+            inet_pton(AF_INET6, host, probe) != 1)
+            return -1;
+        if (strlen(host) >= addr_size)
+            return -1;
+        strcpy(addr, host);
+    }
+    *port = (int)p;
+    return 0;
+}
+
+/* Copy a JSON string member into dst; absent or null keeps dst. */
+static int get_string(json_t *obj, const char *key, const char *where,
+                      char *dst, size_t size, char *err, size_t err_size)
+{
+    json_t *v = json_object_get(obj, key);
+
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return fail(err, err_size, "%s.%s: expected a string", where, key);
+    if (strlen(json_string_value(v)) >= size)
+        return fail(err, err_size, "%s.%s: longer than %zu bytes", where,
+                    key, size - 1);
+    strcpy(dst, json_string_value(v));
+    return 0;
+}
+
+static int get_int(json_t *obj, const char *key, const char *where,
+                   int64_t lo, int64_t hi, int64_t *dst, char *err,
+                   size_t err_size)
+{
+    json_t *v = json_object_get(obj, key);
+
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < lo ||
+        json_integer_value(v) > hi)
+        return fail(err, err_size, "%s.%s: expected an integer in %lld..%lld",
+                    where, key, (long long)lo, (long long)hi);
+    *dst = json_integer_value(v);
+    return 0;
+}
+
+/* Reject keys the configuration does not know, so typos are not silent. */
+static int check_keys(json_t *obj, const char *where,
+                      const char *const *known, char *err, size_t err_size)
+{
+    const char *key;
+    json_t *v;
+    int i, ok;
+
+    json_object_foreach(obj, key, v) {
+        ok = 0;
+        for (i = 0; known[i]; i++)
+            ok |= strcmp(key, known[i]) == 0;
+        if (!ok)
+            return fail(err, err_size, "%s: unknown key \"%s\"", where, key);
+    }
+    return 0;
+}
+
+static int load_file(ed_config *cfg, const char *path, char *err,
+                     size_t es)
+{
+    static const char *const top_keys[] = {
+        "listen", "data_dir", "workers", "limits", "tokens", "tls", "log",
+        "keep_inference_records", "watchdog", "preload", NULL};
+    static const char *const limit_keys[] = {
+        "max_body_bytes", "max_samples", "max_running_jobs", NULL};
+    json_error_t jerr;
+    json_t *root, *o, *v;
+    char listen[96] = "";
+    char level[16] = "";
+    int64_t n;
+    size_t i;
+    int rc = -1;
+
+    root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return fail(err, es, "%s:%d:%d: %s", path, jerr.line, jerr.column,
+                    jerr.text);
+    if (!json_is_object(root)) {
+        fail(err, es, "%s: expected a JSON object", path);
+        goto out;
+    }
+    if (check_keys(root, path, top_keys, err, es))
+        goto out;
+
+    /* Listening address, storage, pool. */
+    if (get_string(root, "listen", path, listen, sizeof listen, err, es))
+        goto out;
+    if (listen[0] && ed_config_parse_listen(listen, cfg->listen_addr,
+                                            sizeof cfg->listen_addr,
+                                            &cfg->port)) {
+        fail(err, es, "%s: listen \"%s\": expected ADDR:PORT", path, listen);
+        goto out;
+    }
+    if (get_string(root, "data_dir", path, cfg->data_dir,
+                   sizeof cfg->data_dir, err, es) ||
+        get_string(root, "preload", path, cfg->preload, sizeof cfg->preload,
+                   err, es))
+        goto out;
+    n = cfg->workers;
+    if (get_int(root, "workers", path, 1, 128, &n, err, es))
+        goto out;
+    cfg->workers = (int)n;
+    v = json_object_get(root, "keep_inference_records");
+    if (v && !json_is_boolean(v)) {
+        fail(err, es, "%s: keep_inference_records: expected true or false",
+             path);
+        goto out;
+    }
+    cfg->keep_inferences = v ? json_is_true(v) : 0;
+
+    /* Limits. */
+    o = json_object_get(root, "limits");
+    if (o) {
+        if (!json_is_object(o)) {
+            fail(err, es, "%s: limits: expected an object", path);
+            goto out;
+        }
+        if (check_keys(o, "limits", limit_keys, err, es) ||
+            get_int(o, "max_body_bytes", "limits", 1024, INT64_C(1) << 34,
+                    &cfg->max_body_bytes, err, es) ||
+            get_int(o, "max_samples", "limits", 1000, INT64_C(1) << 31,
+                    &cfg->max_samples, err, es))
+            goto out;
+        n = cfg->max_running_jobs;
+        if (get_int(o, "max_running_jobs", "limits", 1, 64, &n, err, es))
+            goto out;
+        cfg->max_running_jobs = (int)n;
+    }
+
+    /* Bearer tokens. */
+    o = json_object_get(root, "tokens");
+    if (o) {
+        if (!json_is_array(o) || json_array_size(o) > ED_MAX_TOKENS) {
+            fail(err, es, "%s: tokens: expected an array of at most %d "
+                 "strings", path, ED_MAX_TOKENS);
+            goto out;
+        }
+        json_array_foreach(o, i, v) {
+            if (!json_is_string(v) || strlen(json_string_value(v)) < 16 ||
+                strlen(json_string_value(v)) >= 128) {
+                fail(err, es, "%s: tokens[%zu]: expected a string of 16..127 "
+                     "characters", path, i);
+                goto out;
+            }
+            strcpy(cfg->tokens[i], json_string_value(v));
+        }
+        cfg->n_tokens = (int)json_array_size(o);
+    }
+
+    /* TLS and log. */
+    o = json_object_get(root, "tls");
+    if (o && (!json_is_object(o) ||
+              get_string(o, "cert", "tls", cfg->tls_cert,
+                         sizeof cfg->tls_cert, err, es) ||
+              get_string(o, "key", "tls", cfg->tls_key, sizeof cfg->tls_key,
+                         err, es))) {
+        if (!json_is_object(o))
+            fail(err, es, "%s: tls: expected an object", path);
+        goto out;
+    }
+    o = json_object_get(root, "log");
+    if (o && (!json_is_object(o) ||
+              get_string(o, "level", "log", level, sizeof level, err, es) ||
+              get_string(o, "file", "log", cfg->log_file,
+                         sizeof cfg->log_file, err, es))) {
+        if (!json_is_object(o))
+            fail(err, es, "%s: log: expected an object", path);
+        goto out;
+    }
+    if (level[0] && ed_log_level_from_name(level, &cfg->log_level)) {
+        fail(err, es, "%s: log.level \"%s\": expected debug, info, warn or "
+             "error", path, level);
+        goto out;
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+void ed_config_usage(FILE *out)
+{
+    fputs("usage: ecgpruned [--config FILE] [--listen ADDR:PORT] "
+          "[--data-dir DIR]\n"
+          "                 [--workers N] [--log-level LEVEL] "
+          "[--log-file FILE]\n"
+          "                 [--preload MODEL_FILE] [--port-file FILE] "
+          "[--check-config]\n", out);
+}
+
+/* The value of option argv[*i], advancing *i; NULL if missing. */
+static const char *option_value(int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc)
+        return NULL;
+    return argv[++*i];
+}
+
+static int copy_opt(char *dst, size_t size, const char *v, const char *opt,
+                    char *err, size_t es)
+{
+    if (strlen(v) >= size)
+        return fail(err, es, "%s: value longer than %zu bytes", opt,
+                    size - 1);
+    strcpy(dst, v);
+    return 0;
+}
+
+static int apply_option(ed_config *cfg, const char *opt, const char *v,
+                        char *err, size_t es)
+{
+    char *end;
+    long n;
+
+    if (strcmp(opt, "--listen") == 0) {
+        if (ed_config_parse_listen(v, cfg->listen_addr,
+                                   sizeof cfg->listen_addr, &cfg->port))
+            return fail(err, es, "--listen \"%s\": expected ADDR:PORT with a "
+                        "numeric address", v);
+        return 0;
+    }
+    if (strcmp(opt, "--workers") == 0) {
+        errno = 0;
+        n = strtol(v, &end, 10);
+        if (errno || *end || end == v || n < 1 || n > 128)
+            return fail(err, es, "--workers \"%s\": expected 1..128", v);
+        cfg->workers = (int)n;
+        return 0;
+    }
+    if (strcmp(opt, "--log-level") == 0) {
+        if (ed_log_level_from_name(v, &cfg->log_level))
+            return fail(err, es, "--log-level \"%s\": expected debug, info, "
+                        "warn or error", v);
+        return 0;
+    }
+    if (strcmp(opt, "--data-dir") == 0)
+        return copy_opt(cfg->data_dir, sizeof cfg->data_dir, v, opt, err,
+                        es);
+    if (strcmp(opt, "--log-file") == 0)
+        return copy_opt(cfg->log_file, sizeof cfg->log_file, v, opt, err,
+                        es);
+    if (strcmp(opt, "--preload") == 0)
+        return copy_opt(cfg->preload, sizeof cfg->preload, v, opt, err, es);
+    if (strcmp(opt, "--port-file") == 0)
+        return copy_opt(cfg->port_file, sizeof cfg->port_file, v, opt, err,
+                        es);
+    return fail(err, es, "unknown option %s", opt);
+}
+
+int ed_config_from_args(ed_config *cfg, int argc, char **argv, char *err,
+                        size_t es)
+{
+    const char *config_path = NULL, *v;
+    int i;
+
+    ed_config_defaults(cfg);
+
+    /* First pass: the file, so that options given with it override it. */
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0) {
+            config_path = option_value(argc, argv, &i);
+            if (!config_path)
+                return fail(err, es, "--config needs a FILE");
+        }
+    }
+    if (config_path && load_file(cfg, config_path, err, es))
+        return -1;
+
+    /* Second pass: every other option. */
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0) {
+            i++;
+        } else if (strcmp(argv[i], "--check-config") == 0) {
+            cfg->check_only = 1;
+        } else if (strcmp(argv[i], "--help") == 0 ||
+                   strcmp(argv[i], "-h") == 0) {
+            cfg->show_help = 1;
+        } else {
+            const char *opt = argv[i];
+            v = option_value(argc, argv, &i);
+            if (!v)
+                return fail(err, es, "%s needs a value", opt);
+            if (apply_option(cfg, opt, v, err, es))
+                return -1;
+        }
+    }
+
+    /* Consistency across settings. */
+    if ((cfg->tls_cert[0] != '\0') != (cfg->tls_key[0] != '\0'))
+        return fail(err, es, "tls: cert and key must be given together");
+    /* Leave one pool thread to inference whenever there are two. */
+    if (cfg->workers > 1 && cfg->max_running_jobs >= cfg->workers)
+        cfg->max_running_jobs = cfg->workers - 1;
+    if (cfg->workers == 1)
+        cfg->max_running_jobs = 1;
+    return 0;
+}

@@ -1,0 +1,51 @@
+/*
+ * ed_config.h - the daemon's settings: built-in defaults, then the JSON
+ * file given with --config (config/ecgpruned.json documents every key),
+ * then command-line overrides.  With neither file nor options the daemon
+ * listens on 127.0.0.1:8642 and keeps its data in ./ecgprune-data.
+ */
+#ifndef ED_CONFIG_H
+#define ED_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ed_log.h"
+
+#define ED_PATH_MAX 1024
+#define ED_MAX_TOKENS 32
+
+typedef struct ed_config {
+    char listen_addr[64];       /* numeric IPv4 or IPv6 address */
+    int port;                   /* 0: any free port (see port_file) */
+    char data_dir[ED_PATH_MAX];
+    int workers;                /* libuv pool threads */
+    int max_running_jobs;       /* jobs on the pool at once */
+    int64_t max_body_bytes;
+    int64_t max_samples;        /* per ECG signal */
+    char tokens[ED_MAX_TOKENS][128];
+    int n_tokens;
+    char tls_cert[ED_PATH_MAX], tls_key[ED_PATH_MAX];
+    ed_log_level log_level;
+    char log_file[ED_PATH_MAX];
+    char preload[ED_PATH_MAX];  /* model file stored at start if absent */
+    char port_file[ED_PATH_MAX];/* the bound port is written here */
+    int keep_inferences;        /* store one record per inference */
+    int check_only;             /* --check-config */
+    int show_help;
+} ed_config;
+
+void ed_config_defaults(ed_config *cfg);
+
+/* Defaults, then the --config file, then the other options.  On failure
+ * err says which option or key was wrong. */
+int ed_config_from_args(ed_config *cfg, int argc, char **argv, char *err,
+                        size_t err_size);
+
+/* Parse "ADDR:PORT", "[V6ADDR]:PORT" or "PORT". */
+int ed_config_parse_listen(const char *s, char *addr, size_t addr_size,
+                           int *port);
+
+void ed_config_usage(FILE *out);
+
+#endif

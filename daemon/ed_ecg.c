@@ -1,0 +1,547 @@
+/*
+ * ed_ecg.c - checking ECG uploads (JSON or multipart WFDB) and turning
+ * them into one lead in mV with optional annotations.
+ */
+#include "ed_ecg.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ecgprune/ep_wfdb.h"
+
+static unsigned refuse(unsigned status, char *msg, size_t size,
+                       const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+static unsigned refuse(unsigned status, char *msg, size_t size,
+                       const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, size, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+void ed_ecg_free(ed_ecg *ecg)
+{
+    free(ecg->mv);
+    free(ecg->ann);
+    memset(ecg, 0, sizeof *ecg);
+}
+
+static int cmp_annot(const void *a, const void *b)
+{
+    const ed_annot *x = a, *y = b;
+
+    return (x->sample > y->sample) - (x->sample < y->sample);
+}
+
+json_t *ed_ecg_annotations_json(const ed_ecg *ecg)
+{
+    json_t *arr = json_array();
+    size_t i;
+
+    for (i = 0; i < ecg->n_ann; i++)
+        json_array_append_new(arr, json_pack(
+            "{s:I, s:s}", "sample", (json_int_t)ecg->ann[i].sample,
+            "symbol", ep_wfdb_code_symbol(ecg->ann[i].code)));
+    return arr;
+}
+
+/* Pseudonyms and lead names: short, printable, no spaces for subjects, so
+ * a full name ("Jane Doe") cannot pass as a subject id. */
+static int valid_token(const char *s, size_t max, int allow_space)
+{
+    size_t n = strlen(s), i;
+
+    if (n == 0 || n > max)
+        return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(isalnum(c) || c == '-' || c == '_' || c == '.' ||
+              (allow_space && c == ' ')))
+            return 0;
+    }
+    return 1;
+}
+
+/* Fields that would identify a person are refused by name. */
+static int is_identity_field(const char *key)
+{
+    static const char *const banned[] = {
+        "name", "patient", "patient_name", "first_name", "last_name",
+        "given_name", "family_name", "surname", "full_name", "birth_date",
+        "date_of_birth", "dob", "address", "phone", "email", NULL};
+    int i;
+
+    for (i = 0; banned[i]; i++)
+        if (strcmp(key, banned[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* Check the signal values: finite, plausible amplitude. */
+static unsigned check_values(const ed_ecg *ecg, const char *what, char *msg,
+                             size_t ms)
+{
+    int64_t i;
+
+    for (i = 0; i < ecg->n; i++) {
+        if (!isfinite(ecg->mv[i]))
+            return refuse(422, msg, ms, "%s[%lld] is not a finite number",
+                          what, (long long)i);
+        if (fabsf(ecg->mv[i]) > ED_ECG_MAX_MV)
+            return refuse(422, msg, ms, "%s[%lld] = %g mV is beyond +-%g mV "
+                          "(ADC units sent without \"gain\"?)", what,
+                          (long long)i, (double)ecg->mv[i], ED_ECG_MAX_MV);
+    }
+    return 0;
+}
+
+static unsigned check_rate(double fs, const char *what, char *msg,
+                           size_t ms)
+{
+    if (!isfinite(fs) || fs < ED_ECG_MIN_FS || fs > ED_ECG_MAX_FS)
+        return refuse(422, msg, ms, "%s = %g Hz is outside %g..%g Hz", what,
+                      fs, ED_ECG_MIN_FS, ED_ECG_MAX_FS);
+    return 0;
+}
+
+/* At least two seconds: shorter stretches hold too few beats to label. */
+static unsigned check_length(int64_t n, double fs, const ed_config *cfg,
+                             const char *what, char *msg, size_t ms)
+{
+    if ((double)n < 2.0 * fs)
+        return refuse(422, msg, ms, "%s holds %lld samples, less than two "
+                      "seconds at %g Hz", what, (long long)n, fs);
+    if (n > cfg->max_samples)
+        return refuse(413, msg, ms, "%s holds %lld samples, more than the "
+                      "limit of %lld (limits.max_samples)", what,
+                      (long long)n, (long long)cfg->max_samples);
+    return 0;
+}
+
+/* ---- JSON ------------------------------------------------------------- */
+
+static unsigned json_annotations(json_t *arr, ed_ecg *ecg, char *msg,
+                                 size_t ms)
+{
+    size_t i;
+    json_t *a, *s, *sym;
+    int code;
+
+    if (!json_is_array(arr))
+        return refuse(400, msg, ms, "\"annotations\": expected an array of "
+                      "{\"sample\", \"symbol\"} objects");
+    ecg->ann = calloc(json_array_size(arr) + 1, sizeof *ecg->ann);
+    if (!ecg->ann)
+        return refuse(500, msg, ms, "out of memory");
+    json_array_foreach(arr, i, a) {
+        s = json_object_get(a, "sample");
+        sym = json_object_get(a, "symbol");
+        if (!json_is_object(a) || json_object_size(a) != 2 ||
+            !json_is_integer(s) || !json_is_string(sym))
+            return refuse(400, msg, ms, "annotations[%zu]: expected "
+                          "{\"sample\": integer, \"symbol\": string}", i);
+        if (json_integer_value(s) < 0 || json_integer_value(s) >= ecg->n)
+            return refuse(422, msg, ms, "annotations[%zu].sample = %lld is "
+                          "outside the signal (0..%lld)", i,
+                          (long long)json_integer_value(s),
+                          (long long)ecg->n - 1);
+        code = ep_wfdb_symbol_code(json_string_value(sym));
+        if (code < 0)
+            return refuse(422, msg, ms, "annotations[%zu].symbol \"%s\" is "
+                          "not an MIT annotation symbol", i,
+                          json_string_value(sym));
+        ecg->ann[i].sample = json_integer_value(s);
+        ecg->ann[i].code = code;
+    }
+    ecg->n_ann = json_array_size(arr);
+    qsort(ecg->ann, ecg->n_ann, sizeof *ecg->ann, cmp_annot);
+    return 0;
+}
+
+static unsigned json_samples(json_t *arr, double gain, double baseline,
+                             const ed_config *cfg, ed_ecg *ecg, char *msg,
+                             size_t ms)
+{
+    size_t i;
+    json_t *v;
+    unsigned st;
+
+    if (!json_is_array(arr))
+        return refuse(400, msg, ms, "\"samples\": expected an array of "
+                      "numbers");
+    st = check_length((int64_t)json_array_size(arr), ecg->fs, cfg,
+                      "\"samples\"", msg, ms);
+    if (st)
+        return st;
+    ecg->mv = malloc(json_array_size(arr) * sizeof *ecg->mv);
+    if (!ecg->mv)
+        return refuse(500, msg, ms, "out of memory");
+    json_array_foreach(arr, i, v) {
+        if (!json_is_number(v))
+            return refuse(400, msg, ms, "samples[%zu]: expected a number, "
+                          "got %s", i, json_is_string(v) ? "a string"
+                          : json_is_null(v) ? "null" : "a non-number");
+        ecg->mv[i] = (float)((json_number_value(v) - baseline) / gain);
+    }
+    ecg->n = (int64_t)json_array_size(arr);
+    return check_values(ecg, "samples", msg, ms);
+}
+
+static unsigned number_field(json_t *root, const char *key, int required,
+                             double *out, char *msg, size_t ms)
+{
+    json_t *v = json_object_get(root, key);
+
+    if (!v) {
+        if (required)
+            return refuse(422, msg, ms, "\"%s\" is required", key);
+        return 0;
+    }
+    if (!json_is_number(v))
+        return refuse(400, msg, ms, "\"%s\": expected a number", key);
+    *out = json_number_value(v);
+    if (!isfinite(*out))
+        return refuse(422, msg, ms, "\"%s\" is not finite", key);
+    return 0;
+}
+
+static unsigned parse_json(ed_request *req, const ed_config *cfg,
+                           ed_ecg_kind kind, ed_ecg *ecg, char *msg,
+                           size_t ms)
+{
+    json_error_t jerr;
+    json_t *root, *v;
+    const char *key;
+    double gain = 1.0, baseline = 0.0;
+    unsigned st;
+
+    root = json_loadb((const char *)req->body, req->body_len,
+                      JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return refuse(400, msg, ms, "malformed JSON at line %d column %d "
+                      "(byte %d): %s", jerr.line, jerr.column,
+                      jerr.position, jerr.text);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return refuse(400, msg, ms, "expected a JSON object");
+    }
+
+    /* Known fields only; identity fields refused by name. */
+    json_object_foreach(root, key, v) {
+        int known = !strcmp(key, "sampling_rate") || !strcmp(key, "samples")
+                    || !strcmp(key, "gain") || !strcmp(key, "baseline") ||
+                    !strcmp(key, "lead");
+        if (kind == ED_ECG_BATCH)
+            known |= !strcmp(key, "subject") || !strcmp(key, "annotations");
+        if (is_identity_field(key)) {
+            json_decref(root);
+            return refuse(422, msg, ms, "field \"%s\" is refused: batches "
+                          "carry a pseudonymous \"subject\" id only, never "
+                          "a person's identity", key);
+        }
+        if (!known) {
+            json_decref(root);
+            return refuse(400, msg, ms, "unknown field \"%s\"", key);
+        }
+    }
+
+    /* Scalars first: the samples need the rate and the units. */
+    st = number_field(root, "sampling_rate", 1, &ecg->fs, msg, ms);
+    if (!st)
+        st = check_rate(ecg->fs, "\"sampling_rate\"", msg, ms);
+    if (!st)
+        st = number_field(root, "gain", 0, &gain, msg, ms);
+    if (!st && gain <= 0.0)
+        st = refuse(422, msg, ms, "\"gain\" = %g: expected ADC units per mV "
+                    "> 0", gain);
+    if (!st)
+        st = number_field(root, "baseline", 0, &baseline, msg, ms);
+    if (!st && json_object_get(root, "baseline") &&
+        !json_object_get(root, "gain"))
+        st = refuse(422, msg, ms, "\"baseline\" given without \"gain\": "
+                    "ADC units need both");
+    v = json_object_get(root, "lead");
+    if (!st && v && (!json_is_string(v) ||
+                     !valid_token(json_string_value(v), 31, 1)))
+        st = refuse(400, msg, ms, "\"lead\": expected a name of 1..31 "
+                    "letters, digits, spaces, '.', '-', '_'");
+    snprintf(ecg->lead, sizeof ecg->lead, "%s",
+             v && json_is_string(v) ? json_string_value(v) : "unspecified");
+
+    /* The subject of a batch: a pseudonym. */
+    v = json_object_get(root, "subject");
+    if (!st && kind == ED_ECG_BATCH) {
+        if (!v)
+            st = refuse(422, msg, ms, "\"subject\" (a pseudonymous id) is "
+                        "required");
+        else if (!json_is_string(v) ||
+                 !valid_token(json_string_value(v), ED_SUBJECT_MAX, 0))
+            st = refuse(422, msg, ms, "\"subject\": expected a pseudonym of "
+                        "1..%d letters, digits, '.', '-', '_' (no spaces, "
+                        "no names)", ED_SUBJECT_MAX);
+        else
+            strcpy(ecg->subject, json_string_value(v));
+    }
+
+    /* The signal, then annotations that index into it. */
+    if (!st && !json_object_get(root, "samples"))
+        st = refuse(422, msg, ms, "\"samples\" is required");
+    if (!st)
+        st = json_samples(json_object_get(root, "samples"), gain, baseline,
+                          cfg, ecg, msg, ms);
+    v = json_object_get(root, "annotations");
+    if (!st && v)
+        st = json_annotations(v, ecg, msg, ms);
+    json_decref(root);
+    return st;
+}
+
+/* ---- multipart WFDB --------------------------------------------------- */
+
+typedef struct part {
+    unsigned char *data;
+    size_t len, cap;
+} part;
+
+typedef struct wfdb_parts {
+    part header, signal, annotations, subject, lead;
+    char unknown[64];
+    int failed;
+} wfdb_parts;
+
+static int part_append(part *p, const char *data, size_t n)
+{
+    if (p->len + n + 1 > p->cap) {
+        size_t cap = p->cap ? p->cap : 4096;
+        unsigned char *nd;
+        while (cap < p->len + n + 1)
+            cap *= 2;
+        nd = realloc(p->data, cap);
+        if (!nd)
+            return -1;
+        p->data = nd;
+        p->cap = cap;
+    }
+    memcpy(p->data + p->len, data, n);
+    p->len += n;
+    p->data[p->len] = '\0';
+    return 0;
+}
+
+static int has_ext(const char *name, const char *ext)
+{
+    size_t n = name ? strlen(name) : 0, e = strlen(ext);
+
+    return n > e && strcmp(name + n - e, ext) == 0;
+}
+
+static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind,
+                               const char *key, const char *filename,
+                               const char *ctype, const char *encoding,
+                               const char *data, uint64_t off, size_t size)
+{
+    wfdb_parts *w = cls;
+    part *p = NULL;
+
+    (void)kind;
+    (void)ctype;
+    (void)encoding;
+    (void)off;
+
+    /* A part is known by its field name, or by its file's extension. */
+    if (!strcmp(key, "header") || has_ext(filename, ".hea"))
+        p = &w->header;
+    else if (!strcmp(key, "signal") || has_ext(filename, ".dat"))
+        p = &w->signal;
+    else if (!strcmp(key, "annotations") || has_ext(filename, ".atr"))
+        p = &w->annotations;
+    else if (!strcmp(key, "subject"))
+        p = &w->subject;
+    else if (!strcmp(key, "lead"))
+        p = &w->lead;
+    if (!p) {
+        snprintf(w->unknown, sizeof w->unknown, "%s", key);
+        return MHD_YES;
+    }
+    if (size && part_append(p, data, size)) {
+        w->failed = 1;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+static void parts_free(wfdb_parts *w)
+{
+    free(w->header.data);
+    free(w->signal.data);
+    free(w->annotations.data);
+    free(w->subject.data);
+    free(w->lead.data);
+}
+
+static unsigned wfdb_annotations(const part *p, ed_ecg *ecg, char *msg,
+                                 size_t ms)
+{
+    ep_annotations *ann = NULL;
+    ep_error e = {0};
+    size_t i, k = 0;
+
+    if (ep_wfdb_parse_annotations(p->data, p->len, "annotations", &ann, &e))
+        return refuse(422, msg, ms, "%s", e.msg);
+    ecg->ann = calloc(ann->count + 1, sizeof *ecg->ann);
+    if (!ecg->ann) {
+        ep_wfdb_free_annotations(ann);
+        return refuse(500, msg, ms, "out of memory");
+    }
+    for (i = 0; i < ann->count; i++) {
+        if (ann->items[i].sample < 0 || ann->items[i].sample >= ecg->n)
+            continue;   /* e.g. a rhythm note past an excerpt's end */
+        ecg->ann[k].sample = ann->items[i].sample;
+        ecg->ann[k].code = ann->items[i].code;
+        k++;
+    }
+    ecg->n_ann = k;
+    ep_wfdb_free_annotations(ann);
+    qsort(ecg->ann, ecg->n_ann, sizeof *ecg->ann, cmp_annot);
+    return 0;
+}
+
+/* Header, then the chosen lead's signal file, then physical values. */
+static unsigned wfdb_record(wfdb_parts *w, const ed_config *cfg,
+                            ed_ecg *ecg, char *msg, size_t ms)
+{
+    ep_record *rec = NULL;
+    ep_error e = {0};
+    int sig = 0, rc;
+    unsigned st;
+
+    if (ep_wfdb_parse_header((const char *)w->header.data, w->header.len,
+                             "header", &rec, &e))
+        return refuse(422, msg, ms, "%s", e.msg);
+    if (w->lead.len) {
+        sig = ep_wfdb_find_signal(rec, (const char *)w->lead.data);
+        if (sig < 0) {
+            st = refuse(422, msg, ms, "lead \"%s\" is not a signal of the "
+                        "header", (const char *)w->lead.data);
+            goto out;
+        }
+    }
+    ecg->fs = rec->sampling_rate;
+    st = check_rate(ecg->fs, "header sampling frequency", msg, ms);
+    if (!st && rec->n_samples > cfg->max_samples)
+        st = refuse(413, msg, ms, "header declares %lld samples, more than "
+                    "the limit of %lld (limits.max_samples)",
+                    (long long)rec->n_samples, (long long)cfg->max_samples);
+    if (st)
+        goto out;
+
+    rc = ep_wfdb_decode_signals(rec, rec->signals[sig].file, w->signal.data,
+                                w->signal.len, &e);
+    if (rc) {
+        st = refuse(422, msg, ms, "signal (%s): %s", rec->signals[sig].file,
+                    e.msg);
+        goto out;
+    }
+    st = check_length(rec->n_samples, ecg->fs, cfg, "signal", msg, ms);
+    if (st)
+        goto out;
+    ecg->n = rec->n_samples;
+    ecg->mv = malloc((size_t)ecg->n * sizeof *ecg->mv);
+    if (!ecg->mv) {
+        st = refuse(500, msg, ms, "out of memory");
+        goto out;
+    }
+    if (ep_wfdb_signal_physical(rec, sig, ecg->mv, &e)) {
+        st = refuse(422, msg, ms, "signal: %s", e.msg);
+        goto out;
+    }
+    snprintf(ecg->lead, sizeof ecg->lead, "%s",
+             rec->signals[sig].name[0] ? rec->signals[sig].name
+                                       : "unspecified");
+    st = check_values(ecg, "signal", msg, ms);
+out:
+    ep_wfdb_free_record(rec);
+    return st;
+}
+
+static unsigned parse_wfdb(ed_request *req, const ed_config *cfg,
+                           ed_ecg_kind kind, ed_ecg *ecg, char *msg,
+                           size_t ms)
+{
+    wfdb_parts w;
+    struct MHD_PostProcessor *pp;
+    unsigned st = 0;
+
+    memset(&w, 0, sizeof w);
+    pp = MHD_create_post_processor(req->conn, 65536, on_part, &w);
+    if (!pp)
+        return refuse(400, msg, ms, "multipart body without a boundary in "
+                      "Content-Type");
+    if (MHD_post_process(pp, (const char *)req->body, req->body_len) !=
+        MHD_YES || w.failed)
+        st = refuse(400, msg, ms, "malformed multipart body");
+    if (MHD_destroy_post_processor(pp) != MHD_YES && !st)
+        st = refuse(400, msg, ms, "truncated multipart body");
+
+    /* Which parts came. */
+    if (!st && w.unknown[0])
+        st = refuse(400, msg, ms, "unknown multipart field \"%s\" (expected "
+                    "header, signal, annotations%s)", w.unknown,
+                    kind == ED_ECG_BATCH ? ", subject, lead" : ", lead");
+    if (!st && (!w.header.len || !w.signal.len))
+        st = refuse(422, msg, ms, "multipart upload needs a \"header\" "
+                    "(.hea) and a \"signal\" (.dat) part");
+    if (!st && kind == ED_ECG_BATCH) {
+        if (!w.subject.len ||
+            !valid_token((const char *)w.subject.data, ED_SUBJECT_MAX, 0))
+            st = refuse(422, msg, ms, "\"subject\": a pseudonym of 1..%d "
+                        "letters, digits, '.', '-', '_' is required",
+                        ED_SUBJECT_MAX);
+        else
+            strcpy(ecg->subject, (const char *)w.subject.data);
+    }
+    if (!st && kind == ED_ECG_INFER && w.annotations.len)
+        st = refuse(400, msg, ms, "inference takes no annotations part");
+
+    if (!st)
+        st = wfdb_record(&w, cfg, ecg, msg, ms);
+    if (!st && w.annotations.len)
+        st = wfdb_annotations(&w.annotations, ecg, msg, ms);
+    parts_free(&w);
+    return st;
+}
+
+unsigned ed_ecg_parse(ed_request *req, const ed_config *cfg,
+                      ed_ecg_kind kind, ed_ecg *out, char *msg, size_t ms)
+{
+    const char *ct = ed_http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+    unsigned st;
+
+    memset(out, 0, sizeof *out);
+    if (req->body_len == 0)
+        return refuse(400, msg, ms, "empty body: expected JSON or a "
+                      "multipart WFDB upload");
+    if (ct && strncmp(ct, "multipart/form-data", 19) == 0)
+        st = parse_wfdb(req, cfg, kind, out, msg, ms);
+    else if (!ct || strncmp(ct, "application/json", 16) == 0)
+        st = parse_json(req, cfg, kind, out, msg, ms);
+    else
+        st = refuse(415, msg, ms, "Content-Type \"%s\": expected "
+                    "application/json or multipart/form-data", ct);
+    if (st)
+        ed_ecg_free(out);
+    return st;
+}

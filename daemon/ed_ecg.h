@@ -1,0 +1,58 @@
+/*
+ * ed_ecg.h - ECG as clients send it, checked and turned into one lead in
+ * mV: JSON ({"sampling_rate", "samples", optional "gain"/"baseline" for
+ * ADC units, "lead", "subject", "annotations"}) or a multipart upload of
+ * WFDB files (parts "header", "signal", optional "annotations", and
+ * optional form fields "subject", "lead").
+ *
+ * Every refusal comes with an HTTP status (400 malformed, 415 wrong media
+ * type, 422 well-formed but unacceptable) and a message naming the field
+ * or file and position at fault.
+ */
+#ifndef ED_ECG_H
+#define ED_ECG_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ed_config.h"
+#include "ed_http.h"
+
+/* Lowest and highest sampling rates accepted (Hz). */
+#define ED_ECG_MIN_FS 50.0
+#define ED_ECG_MAX_FS 20000.0
+/* Largest physical value accepted (mV); ECG is a few mV. */
+#define ED_ECG_MAX_MV 100.0
+#define ED_SUBJECT_MAX 64
+
+typedef struct ed_annot {
+    int64_t sample;
+    int code;                       /* MIT annotation code */
+} ed_annot;
+
+typedef struct ed_ecg {
+    float *mv;
+    int64_t n;
+    double fs;
+    char lead[32];
+    char subject[ED_SUBJECT_MAX + 1];
+    ed_annot *ann;                  /* beat annotations, sorted */
+    size_t n_ann;
+} ed_ecg;
+
+/* What kind of input a route takes: batches need a subject and may carry
+ * annotations; inference takes neither. */
+typedef enum ed_ecg_kind { ED_ECG_BATCH, ED_ECG_INFER } ed_ecg_kind;
+
+/* Parse the request body (JSON or multipart WFDB, by Content-Type).
+ * Returns 0 or an HTTP status with msg filled. */
+unsigned ed_ecg_parse(ed_request *req, const ed_config *cfg,
+                      ed_ecg_kind kind, ed_ecg *out, char *msg,
+                      size_t msg_size);
+void ed_ecg_free(ed_ecg *ecg);
+
+/* Annotations as stored: [{"sample": N, "symbol": "V"}, ...]. */
+json_t *ed_ecg_annotations_json(const ed_ecg *ecg);
+
+#endif

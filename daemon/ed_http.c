@@ -1,0 +1,532 @@
+/*
+ * ed_http.c - libmicrohttpd in external epoll mode on the libuv loop;
+ * bodies, bearer tokens, answers, suspension, the per-request log line.
+ */
+#include "ed_http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ed_log.h"
+#include "ed_metrics.h"
+
+struct ed_server {
+    uv_loop_t *loop;
+    struct MHD_Daemon *mhd;
+    uv_poll_t poll;
+    uv_timer_t timer;          /* MHD's own timeouts, and kicks */
+    const ed_config *cfg;
+    ed_dispatch_fn dispatch;
+    void *app;
+    uint64_t next_id;
+    char *tls_cert, *tls_key;
+    int closing;
+};
+
+uint64_t ed_http_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+const char *ed_http_reason(unsigned status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+    }
+}
+
+/* ---- answers ---------------------------------------------------------- */
+
+static void set_response(ed_request *req, unsigned status,
+                         struct MHD_Response *resp, const char *ctype)
+{
+    if (req->response)
+        MHD_destroy_response(req->response);
+    req->response = resp;
+    req->status = status;
+    if (resp && ctype)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+}
+
+void ed_http_bytes(ed_request *req, unsigned status, const char *ctype,
+                   unsigned char *data, size_t len)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, data, MHD_RESPMEM_MUST_FREE);
+
+    if (!r)
+        free(data);
+    set_response(req, status, r, ctype);
+}
+
+void ed_http_text(ed_request *req, unsigned status, const char *ctype,
+                  char *text)
+{
+    ed_http_bytes(req, status, ctype, (unsigned char *)text, strlen(text));
+}
+
+void ed_http_json(ed_request *req, unsigned status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9));
+
+    json_decref(body);
+    if (!text) {
+        ed_http_problem(req, 500, "the answer could not be serialised");
+        return;
+    }
+    ed_http_text(req, status, "application/json", text);
+}
+
+void ed_http_empty(ed_request *req, unsigned status)
+{
+    set_response(req, status, MHD_create_response_from_buffer(
+                     0, NULL, MHD_RESPMEM_PERSISTENT), NULL);
+}
+
+void ed_http_problem(ed_request *req, unsigned status, const char *fmt, ...)
+{
+    char detail[1024], type[64], quoted[200];
+    json_t *p;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    snprintf(type, sizeof type, "about:blank");
+    p = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title",
+                  ed_http_reason(status), "status", (int)status, "detail",
+                  detail, "instance", req->path);
+    ed_http_text(req, status, "application/problem+json",
+                 json_dumps(p, JSON_COMPACT));
+    json_decref(p);
+    snprintf(req->log_extra, sizeof req->log_extra, "detail=%s",
+             ed_log_quote(quoted, sizeof quoted, detail));
+}
+
+void ed_http_add_header(ed_request *req, const char *name, const char *value)
+{
+    if (req->response)
+        MHD_add_response_header(req->response, name, value);
+}
+
+const char *ed_http_query(ed_request *req, const char *key)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND,
+                                       key);
+}
+
+const char *ed_http_header(ed_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+/* ---- loop integration ------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t);
+
+/* Run MHD and re-arm the timer with the timeout it asks for (at most a
+ * second, so that nothing can stall on a missed wake-up). */
+static void run_mhd(ed_server *srv)
+{
+    MHD_UNSIGNED_LONG_LONG ms = 1000;
+
+    if (!srv->mhd)
+        return;
+    MHD_run(srv->mhd);
+    if (MHD_get_timeout(srv->mhd, &ms) != MHD_YES || ms > 1000)
+        ms = 1000;
+    if (!srv->closing)
+        uv_timer_start(&srv->timer, on_timer, ms, 0);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    run_mhd(t->data);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    run_mhd(p->data);
+}
+
+void ed_http_suspend(ed_request *req)
+{
+    req->suspended = 1;
+}
+
+void ed_http_resume(ed_request *req)
+{
+    ed_server *srv = req->srv;
+
+    req->suspended = 0;
+    MHD_resume_connection(req->conn);
+    uv_timer_start(&srv->timer, on_timer, 0, 0);
+}
+
+/* ---- request life cycle ----------------------------------------------- */
+
+static int token_ok(const ed_server *srv, const char *auth)
+{
+    const char *tok;
+    size_t n, i;
+    int t, ok = 0;
+
+    if (!auth || strncmp(auth, "Bearer ", 7) != 0)
+        return 0;
+    tok = auth + 7;
+    n = strlen(tok);
+    /* Compare every configured token in full: no early exit on a match. */
+    for (t = 0; t < srv->cfg->n_tokens; t++) {
+        const char *want = srv->cfg->tokens[t];
+        unsigned char diff = (unsigned char)(strlen(want) != n);
+        for (i = 0; i < n && want[i]; i++)
+            diff |= (unsigned char)(want[i] ^ tok[i]);
+        ok |= diff == 0;
+    }
+    return ok;
+}
+
+static void queue_answer(ed_request *req)
+{
+    if (!req->response)
+        ed_http_problem(req, 500, "the handler gave no answer");
+    {
+        char rid[32];
+        snprintf(rid, sizeof rid, "%llu", (unsigned long long)req->id);
+        MHD_add_response_header(req->response, "X-Request-Id", rid);
+    }
+    MHD_queue_response(req->conn, req->status, req->response);
+    MHD_destroy_response(req->response);
+    req->response = NULL;
+    req->queued = 1;
+}
+
+/* First call for a request: checks that need only the headers. */
+static int precheck(ed_server *srv, ed_request *req)
+{
+    const char *cl = ed_http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+    if (srv->cfg->n_tokens > 0 && strncmp(req->path, "/v1/", 4) == 0 &&
+        !token_ok(srv, ed_http_header(req, MHD_HTTP_HEADER_AUTHORIZATION))) {
+        req->route = "/v1/*";
+        ed_http_problem(req, 401, "missing or unknown bearer token in the "
+                        "Authorization header");
+        ed_http_add_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                           "Bearer realm=\"ecgpruned\"");
+        return 1;
+    }
+    if (cl && strtoll(cl, NULL, 10) > srv->cfg->max_body_bytes) {
+        req->route = "(body too large)";
+        ed_http_problem(req, 413, "Content-Length %s exceeds the limit of "
+                        "%lld bytes (limits.max_body_bytes)", cl,
+                        (long long)srv->cfg->max_body_bytes);
+        return 1;
+    }
+    return 0;
+}
+
+static int append_body(ed_server *srv, ed_request *req, const char *data,
+                       size_t n)
+{
+    size_t cap;
+    unsigned char *nb;
+
+    if (req->body_too_large ||
+        req->body_len + n > (size_t)srv->cfg->max_body_bytes) {
+        req->body_too_large = 1;   /* read and drop the rest */
+        return 0;
+    }
+    if (req->body_len + n + 1 > req->body_cap) {
+        cap = req->body_cap ? req->body_cap : 65536;
+        while (cap < req->body_len + n + 1)
+            cap *= 2;
+        nb = realloc(req->body, cap);
+        if (!nb)
+            return -1;
+        req->body = nb;
+        req->body_cap = cap;
+    }
+    memcpy(req->body + req->body_len, data, n);
+    req->body_len += n;
+    req->body[req->body_len] = '\0';
+    return 0;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
+                                 const char *url, const char *method,
+                                 const char *version, const char *upload,
+                                 size_t *upload_size, void **con_cls)
+{
+    ed_server *srv = cls;
+    ed_request *req = *con_cls;
+
+    (void)version;
+
+    /* Headers arrived: set up the request. */
+    if (!req) {
+        req = calloc(1, sizeof *req);
+        if (!req)
+            return MHD_NO;
+        req->srv = srv;
+        req->app = srv->app;
+        req->conn = conn;
+        req->id = ++srv->next_id;
+        req->start_ns = ed_http_now_ns();
+        req->route = "(unmatched)";
+        snprintf(req->method, sizeof req->method, "%s", method);
+        snprintf(req->path, sizeof req->path, "%s", url);
+        *con_cls = req;
+        if (precheck(srv, req))
+            queue_answer(req);
+        return MHD_YES;
+    }
+    if (req->queued) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
+
+    /* Body chunks. */
+    if (*upload_size) {
+        if (append_body(srv, req, upload, *upload_size))
+            return MHD_NO;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+
+    /* Resumed after asynchronous work: send what the handler set. */
+    if (req->response) {
+        queue_answer(req);
+        return MHD_YES;
+    }
+
+    /* Whole request read: route it. */
+    if (req->body_too_large) {
+        req->route = "(body too large)";
+        ed_http_problem(req, 413, "the body exceeds the limit of %lld bytes "
+                        "(limits.max_body_bytes)",
+                        (long long)srv->cfg->max_body_bytes);
+    } else {
+        srv->dispatch(req, srv->app);
+    }
+    if (req->suspended)
+        MHD_suspend_connection(conn);
+    else
+        queue_answer(req);
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn,
+                         void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    ed_request *req = *con_cls;
+    double ms;
+
+    (void)cls;
+    (void)conn;
+    if (!req)
+        return;
+    ms = (double)(ed_http_now_ns() - req->start_ns) / 1e6;
+    if (!req->queued)
+        req->status = 499;   /* client went away before an answer */
+    ed_metrics_request(req->route, req->method, req->status, ms / 1000.0);
+    ed_log(req->status >= 500 ? ED_LOG_WARN : ED_LOG_INFO, "request",
+           "id=%llu method=%s path=%s route=%s status=%u ms=%.1f bytes_in=%zu"
+           "%s%s%s", (unsigned long long)req->id, req->method, req->path,
+           req->route, req->status, ms, req->body_len,
+           toe != MHD_REQUEST_TERMINATED_COMPLETED_OK ? " aborted=1" : "",
+           req->log_extra[0] ? " " : "", req->log_extra);
+    if (req->response)
+        MHD_destroy_response(req->response);
+    free(req->body);
+    free(req);
+    *con_cls = NULL;
+}
+
+/* ---- start and stop --------------------------------------------------- */
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n;
+
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 &&
+        fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
+        if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+            free(buf);
+            buf = NULL;
+        } else {
+            buf[n] = '\0';
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512], quoted[600];
+    size_t n;
+
+    (void)cls;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    ed_log(ED_LOG_DEBUG, "mhd", "msg=%s",
+           ed_log_quote(quoted, sizeof quoted, msg));
+}
+
+int ed_http_start(uv_loop_t *loop, const ed_config *cfg,
+                  ed_dispatch_fn dispatch, void *app, ed_server **out,
+                  int *bound_port, char *err, size_t es)
+{
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    struct sockaddr_in6 a6;
+    struct sockaddr_in a4;
+    struct sockaddr *addr;
+    const union MHD_DaemonInfo *info;
+    ed_server *srv = calloc(1, sizeof *srv);
+
+    if (!srv) {
+        snprintf(err, es, "out of memory");
+        return -1;
+    }
+    srv->loop = loop;
+    srv->cfg = cfg;
+    srv->dispatch = dispatch;
+    srv->app = app;
+
+    /* The listening address: numeric IPv4 or IPv6 (checked by config). */
+    memset(&a4, 0, sizeof a4);
+    memset(&a6, 0, sizeof a6);
+    if (inet_pton(AF_INET, cfg->listen_addr, &a4.sin_addr) == 1) {
+        a4.sin_family = AF_INET;
+        a4.sin_port = htons((uint16_t)cfg->port);
+        addr = (struct sockaddr *)&a4;
+    } else {
+        inet_pton(AF_INET6, cfg->listen_addr, &a6.sin6_addr);
+        a6.sin6_family = AF_INET6;
+        a6.sin6_port = htons((uint16_t)cfg->port);
+        addr = (struct sockaddr *)&a6;
+        flags |= MHD_USE_IPv6;
+    }
+
+    /* TLS through GnuTLS when a certificate is configured. */
+    if (cfg->tls_cert[0]) {
+        srv->tls_cert = read_file(cfg->tls_cert);
+        srv->tls_key = read_file(cfg->tls_key);
+        if (!srv->tls_cert || !srv->tls_key) {
+            snprintf(err, es, "tls: cannot read %s or %s", cfg->tls_cert,
+                     cfg->tls_key);
+            ed_http_stop(srv);
+            return -1;
+        }
+        flags |= MHD_USE_TLS;
+    }
+    srv->mhd = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_access, srv,
+        MHD_OPTION_SOCK_ADDR, addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)512,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)256,
+        srv->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
+        srv->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key,
+        MHD_OPTION_END);
+    if (!srv->mhd) {
+        snprintf(err, es, "cannot listen on %s port %d (in use, or not a "
+                 "local address?)", cfg->listen_addr, cfg->port);
+        ed_http_stop(srv);
+        return -1;
+    }
+
+    /* Watch MHD's epoll descriptor from the loop. */
+    info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    uv_poll_init(loop, &srv->poll, info->epoll_fd);
+    srv->poll.data = srv;
+    uv_poll_start(&srv->poll, UV_READABLE, on_poll);
+    uv_timer_init(loop, &srv->timer);
+    srv->timer.data = srv;
+    uv_timer_start(&srv->timer, on_timer, 0, 0);
+
+    info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    *bound_port = info ? info->port : cfg->port;
+    *out = srv;
+    return 0;
+}
+
+void ed_http_quiesce(ed_server *srv)
+{
+    MHD_socket s;
+
+    if (!srv->mhd)
+        return;
+    s = MHD_quiesce_daemon(srv->mhd);
+    if (s != MHD_INVALID_SOCKET)
+        close(s);
+}
+
+unsigned ed_http_connections(ed_server *srv)
+{
+    const union MHD_DaemonInfo *info;
+
+    if (!srv->mhd)
+        return 0;
+    info = MHD_get_daemon_info(srv->mhd,
+                               MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return info ? info->num_connections : 0;
+}
+
+static void free_server(uv_handle_t *h)
+{
+    ed_server *srv = h->data;
+
+    free(srv->tls_cert);
+    free(srv->tls_key);
+    free(srv);
+}
+
+void ed_http_stop(ed_server *srv)
+{
+    srv->closing = 1;
+    if (!srv->mhd) {
+        free_server(&(uv_handle_t){.data = srv});
+        return;
+    }
+    uv_poll_stop(&srv->poll);
+    uv_close((uv_handle_t *)&srv->poll, NULL);
+    MHD_stop_daemon(srv->mhd);
+    srv->mhd = NULL;
+    uv_close((uv_handle_t *)&srv->timer, free_server);
+}

@@ -1,0 +1,42 @@
+/*
+ * ed_jobs.h - the job runner: queued pruning jobs from the store go to the
+ * libuv pool, at most cfg.max_running_jobs at a time (one pool thread is
+ * left to inference whenever the pool has two).
+ *
+ * The loop thread reads a job's model and batches from the store, hands
+ * them to a worker, and writes progress (once a second) and the outcome
+ * back.  Cancellation is cooperative: libuv cannot stop work that has
+ * started, so the worker's progress callback reads a flag between pruning
+ * rounds and training steps.  On shutdown running jobs are asked to stop
+ * the same way and go back to 'queued'; a job whose daemon died (kill -9)
+ * is re-queued at the next start.
+ */
+#ifndef ED_JOBS_H
+#define ED_JOBS_H
+
+#include <stdint.h>
+
+#include "ed_app.h"
+
+int ed_jobs_create(ed_app *app);
+void ed_jobs_free(ed_app *app);
+
+/* At start-up: jobs left 'running' by a dead daemon go back to 'queued'
+ * (or to 'cancelled' if a cancel was asked for).  Returns how many. */
+int ed_jobs_recover(ed_app *app);
+
+/* Look for queued work now (after a submission). */
+void ed_jobs_kick(ed_app *app);
+
+/* Ask a running job to stop; 1 if it was running here, 0 if not. */
+int ed_jobs_cancel(ed_app *app, int64_t id);
+
+int ed_jobs_running(ed_app *app);
+
+/* Shutdown: stop dispatching, ask running jobs to stop and re-queue. */
+void ed_jobs_shutdown(ed_app *app);
+/* Shutdown deadline passed: mark jobs still running 'queued' in the store
+ * (their workers' results will be ignored). */
+void ed_jobs_abandon(ed_app *app);
+
+#endif

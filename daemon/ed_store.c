@@ -1,0 +1,382 @@
+/*
+ * ed_store.c - SQLite access of the daemon: opening with the right
+ * pragmas, schema migration, and small statement helpers.
+ */
+#include "ed_store.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "ed_log.h"
+#include "ed_schema.h"
+
+struct ed_store {
+    sqlite3 *db;
+};
+
+const char *ed_store_errmsg(ed_store *s)
+{
+    return sqlite3_errmsg(s->db);
+}
+
+void ed_store_now(char buf[32])
+{
+    struct timeval tv;
+    struct tm tm;
+    size_t n;
+
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, 32 - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
+}
+
+/* Prepare sql and bind the parameters described by binds. */
+static sqlite3_stmt *prepare_v(ed_store *s, const char *sql,
+                               const char *binds, va_list ap)
+{
+    sqlite3_stmt *st = NULL;
+    const char *t;
+    const void *b;
+    size_t n;
+    int i, rc = SQLITE_OK;
+
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        ed_log(ED_LOG_ERROR, "sql_prepare", "error=\"%s\"",
+               sqlite3_errmsg(s->db));
+        return NULL;
+    }
+    for (i = 0; binds && binds[i] && rc == SQLITE_OK; i++) {
+        switch (binds[i]) {
+        case 'i':
+            rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+            break;
+        case 'd':
+            rc = sqlite3_bind_double(st, i + 1, va_arg(ap, double));
+            break;
+        case 't':
+            t = va_arg(ap, const char *);
+            rc = t ? sqlite3_bind_text(st, i + 1, t, -1, SQLITE_TRANSIENT)
+                   : sqlite3_bind_null(st, i + 1);
+            break;
+        default:
+            b = va_arg(ap, const void *);
+            n = va_arg(ap, size_t);
+            rc = sqlite3_bind_blob64(st, i + 1, b, n, SQLITE_STATIC);
+            break;
+        }
+    }
+    if (rc != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    return st;
+}
+
+int ed_store_exec(ed_store *s, const char *sql, const char *binds, ...)
+{
+    sqlite3_stmt *st;
+    va_list ap;
+    int rc;
+
+    va_start(ap, binds);
+    st = prepare_v(s, sql, binds, ap);
+    va_end(ap);
+    if (!st)
+        return -1;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        ;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        ed_log(ED_LOG_ERROR, "sql_exec", "error=\"%s\"",
+               sqlite3_errmsg(s->db));
+        return -1;
+    }
+    return sqlite3_changes(s->db);
+}
+
+int64_t ed_store_last_id(ed_store *s)
+{
+    return sqlite3_last_insert_rowid(s->db);
+}
+
+/* One row as a JSON object; blobs are not part of any JSON answer. */
+static json_t *row_object(sqlite3_stmt *st)
+{
+    json_t *o = json_object();
+    int c, n = sqlite3_column_count(st);
+
+    for (c = 0; c < n; c++) {
+        const char *name = sqlite3_column_name(st, c);
+        json_t *v;
+        switch (sqlite3_column_type(st, c)) {
+        case SQLITE_INTEGER:
+            v = json_integer(sqlite3_column_int64(st, c));
+            break;
+        case SQLITE_FLOAT:
+            v = json_real(sqlite3_column_double(st, c));
+            break;
+        case SQLITE_TEXT:
+            v = json_string((const char *)sqlite3_column_text(st, c));
+            break;
+        case SQLITE_NULL:
+            v = json_null();
+            break;
+        default:
+            continue;
+        }
+        json_object_set_new(o, name, v ? v : json_null());
+    }
+    return o;
+}
+
+static json_t *rows_v(ed_store *s, int limit_one, int *found,
+                      const char *sql, const char *binds, va_list ap)
+{
+    sqlite3_stmt *st = prepare_v(s, sql, binds, ap);
+    json_t *arr;
+    int rc;
+
+    if (!st)
+        return NULL;
+    arr = json_array();
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_array_append_new(arr, row_object(st));
+        if (limit_one)
+            break;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        ed_log(ED_LOG_ERROR, "sql_query", "error=\"%s\"",
+               sqlite3_errmsg(s->db));
+        json_decref(arr);
+        return NULL;
+    }
+    if (found)
+        *found = json_array_size(arr) > 0;
+    return arr;
+}
+
+json_t *ed_store_rows(ed_store *s, const char *sql, const char *binds, ...)
+{
+    json_t *arr;
+    va_list ap;
+
+    va_start(ap, binds);
+    arr = rows_v(s, 0, NULL, sql, binds, ap);
+    va_end(ap);
+    return arr;
+}
+
+json_t *ed_store_row(ed_store *s, int *found, const char *sql,
+                     const char *binds, ...)
+{
+    json_t *arr, *row;
+    va_list ap;
+
+    va_start(ap, binds);
+    arr = rows_v(s, 1, found, sql, binds, ap);
+    va_end(ap);
+    if (!arr)
+        return NULL;
+    row = json_array_size(arr) ? json_incref(json_array_get(arr, 0))
+                               : json_object();
+    json_decref(arr);
+    return row;
+}
+
+int64_t ed_store_int(ed_store *s, int *found, const char *sql,
+                     const char *binds, ...)
+{
+    sqlite3_stmt *st;
+    va_list ap;
+    int64_t v = 0;
+    int rc;
+
+    va_start(ap, binds);
+    st = prepare_v(s, sql, binds, ap);
+    va_end(ap);
+    if (!st)
+        return -1;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (found)
+        *found = rc == SQLITE_ROW;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? v : -1;
+}
+
+int ed_store_blob(ed_store *s, unsigned char **data, size_t *len,
+                  const char *sql, const char *binds, ...)
+{
+    sqlite3_stmt *st;
+    va_list ap;
+    int rc, result = 0;
+
+    va_start(ap, binds);
+    st = prepare_v(s, sql, binds, ap);
+    va_end(ap);
+    if (!st)
+        return -1;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        const void *p = sqlite3_column_blob(st, 0);
+        size_t n = (size_t)sqlite3_column_bytes(st, 0);
+        *data = malloc(n + 1);   /* +1: text copies get a terminator */
+        if (!*data) {
+            result = -1;
+        } else {
+            memcpy(*data, p, n);
+            (*data)[n] = '\0';
+            *len = n;
+            result = 1;
+        }
+    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        result = -1;
+    }
+    sqlite3_finalize(st);
+    return result;
+}
+
+int ed_store_begin(ed_store *s)
+{
+    return sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) ==
+           SQLITE_OK ? 0 : -1;
+}
+
+int ed_store_commit(ed_store *s)
+{
+    return sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK
+           ? 0 : -1;
+}
+
+void ed_store_rollback(ed_store *s)
+{
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int ed_store_schema_version(ed_store *s)
+{
+    return (int)ed_store_int(s, NULL, "PRAGMA user_version", NULL);
+}
+
+/* Concatenate the lines of one schema file (malloc'd). */
+static char *schema_text(const ed_schema_file *f)
+{
+    size_t n = 1, i;
+    char *sql;
+
+    for (i = 0; f->lines[i]; i++)
+        n += strlen(f->lines[i]);
+    sql = malloc(n);
+    if (!sql)
+        return NULL;
+    sql[0] = '\0';
+    for (i = 0; f->lines[i]; i++)
+        strcat(sql, f->lines[i]);
+    return sql;
+}
+
+/* Apply every schema file newer than user_version, each in its own
+ * transaction together with the user_version bump. */
+static int migrate(ed_store *s, char *err, size_t es)
+{
+    int version = ed_store_schema_version(s), i;
+    char pragma[64];
+    char *sql, *msg = NULL;
+
+    if (version > ed_schema_count) {
+        snprintf(err, es, "database schema version %d is newer than this "
+                 "daemon's (%d)", version, ed_schema_count);
+        return -1;
+    }
+    for (i = version; i < ed_schema_count; i++) {
+        const ed_schema_file *f = &ed_schema_files[i];
+        sql = schema_text(f);
+        if (!sql || ed_store_begin(s)) {
+            free(sql);
+            snprintf(err, es, "schema %s: cannot start a transaction",
+                     f->name);
+            return -1;
+        }
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d",
+                 f->version);
+        if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK ||
+            sqlite3_exec(s->db, pragma, NULL, NULL, &msg) != SQLITE_OK ||
+            ed_store_commit(s)) {
+            snprintf(err, es, "schema %s: %s", f->name,
+                     msg ? msg : sqlite3_errmsg(s->db));
+            sqlite3_free(msg);
+            free(sql);
+            ed_store_rollback(s);
+            return -1;
+        }
+        free(sql);
+        ed_log(ED_LOG_INFO, "schema_applied", "file=%s version=%d", f->name,
+               f->version);
+    }
+    return 0;
+}
+
+int ed_store_open(const char *data_dir, ed_store **out, char *err,
+                  size_t es)
+{
+    static const char *const pragmas =
+        "PRAGMA journal_mode = WAL;"
+        "PRAGMA synchronous = FULL;"      /* an acknowledged upload is on
+                                             disk, even after power loss */
+        "PRAGMA foreign_keys = ON;"
+        "PRAGMA secure_delete = ON;"      /* deleted ECG is overwritten */
+        "PRAGMA busy_timeout = 10000;";
+    char path[1200];
+    char *msg = NULL;
+    ed_store *s;
+
+    /* The data directory is created if missing (not its parents). */
+    if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, es, "data directory %s: %s", data_dir,
+                 strerror(errno));
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/ecgpruned.sqlite3", data_dir);
+    s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, es, "out of memory");
+        return -1;
+    }
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE |
+                        SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, es, "%s: %s", path, sqlite3_errmsg(s->db));
+        ed_store_close(s);
+        return -1;
+    }
+    if (sqlite3_exec(s->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, es, "%s: %s", path, msg ? msg : "pragma failed");
+        sqlite3_free(msg);
+        ed_store_close(s);
+        return -1;
+    }
+    if (migrate(s, err, es)) {
+        ed_store_close(s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+void ed_store_close(ed_store *s)
+{
+    if (!s)
+        return;
+    sqlite3_close(s->db);
+    free(s);
+}

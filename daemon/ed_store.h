@@ -1,0 +1,63 @@
+/*
+ * ed_store.h - the daemon's only store: one SQLite database in WAL mode
+ * under the data directory.
+ *
+ * Writer discipline: the store is opened once, by the loop thread, and
+ * only the loop thread touches it.  Workers never see the connection:
+ * the loop reads what a job or an inference needs before queuing it and
+ * writes the results when the work comes back.  With one connection
+ * there is nobody to contend with, so "database is locked" cannot occur
+ * (busy_timeout is still set for outside readers such as the sqlite3
+ * shell taking a WAL checkpoint).
+ *
+ * Bind lists are format strings, one character per parameter:
+ *   'i' int64_t, 'd' double, 't' const char * (NULL binds NULL),
+ *   'b' const void *, size_t (a blob).
+ */
+#ifndef ED_STORE_H
+#define ED_STORE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ed_store ed_store;
+
+/* Open (creating) data_dir/ecgpruned.sqlite3 and bring its schema up to
+ * date, one transaction per schema file. */
+int ed_store_open(const char *data_dir, ed_store **out, char *err,
+                  size_t err_size);
+void ed_store_close(ed_store *s);
+
+/* The last SQLite error message of this connection. */
+const char *ed_store_errmsg(ed_store *s);
+int ed_store_schema_version(ed_store *s);
+
+/* Run a statement; returns the number of changed rows or -1. */
+int ed_store_exec(ed_store *s, const char *sql, const char *binds, ...);
+int64_t ed_store_last_id(ed_store *s);
+
+/* Rows as a JSON array of objects keyed by column name (blobs left out),
+ * or NULL on error. */
+json_t *ed_store_rows(ed_store *s, const char *sql, const char *binds, ...);
+/* The first row as an object; *found 0 when there is none.  NULL on
+ * error. */
+json_t *ed_store_row(ed_store *s, int *found, const char *sql,
+                     const char *binds, ...);
+/* An integer of the first column of the first row; -1 on error, *found
+ * 0 when no row. */
+int64_t ed_store_int(ed_store *s, int *found, const char *sql,
+                     const char *binds, ...);
+/* The first column of the first row as a malloc'd copy of a blob or
+ * text; 1 found, 0 no row, -1 error. */
+int ed_store_blob(ed_store *s, unsigned char **data, size_t *len,
+                  const char *sql, const char *binds, ...);
+
+int ed_store_begin(ed_store *s);
+int ed_store_commit(ed_store *s);
+void ed_store_rollback(ed_store *s);
+
+/* Current UTC time as "YYYY-MM-DDTHH:MM:SS.mmmZ". */
+void ed_store_now(char buf[32]);
+
+#endif

@@ -1,0 +1,130 @@
+/*
+ * ep_prune.h - inference-time channel pruning of a trained network by
+ * Ising-energy coreset construction (unit-kernel or filter level), with
+ * least-squares reconstruction of the pruned consumers, and the baselines
+ * that share its groups, order and reconstruction.  The method is the one
+ * written out in the project's pruning specification; docs/pruning.md
+ * describes it as implemented.
+ *
+ * A run folds batch normalisation into the convolutions, then prunes one
+ * group (a producer convolution and every convolution its channels reach)
+ * at a time in layer order, and returns a physically smaller network.
+ * Every random choice comes from one generator seeded with opts->seed.
+ */
+#ifndef ECGPRUNE_EP_PRUNE_H
+#define ECGPRUNE_EP_PRUNE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ecgprune/ep_error.h"
+#include "ecgprune/ep_net.h"
+#include "ecgprune/ep_score.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum ep_prune_method {
+    EP_PRUNE_ISING_KERNEL = 0,   /* "ising-kernel" */
+    EP_PRUNE_ISING_FILTER,       /* "ising-filter" */
+    EP_PRUNE_L1,                 /* "l1" */
+    EP_PRUNE_RANDOM,             /* "random" */
+    EP_PRUNE_CORESET,            /* "coreset" */
+    EP_PRUNE_CONTRIB             /* "contrib" */
+} ep_prune_method;
+
+const char *ep_prune_method_name(ep_prune_method m);
+int ep_prune_method_from_name(const char *s, ep_prune_method *m);
+
+typedef struct ep_prune_opts {
+    ep_prune_method method;
+    double keep;            /* fraction of channels kept per group, (0, 1] */
+    int mask_list;          /* L, masks in the list (default 32) */
+    int candidates;         /* G, candidates per round (default 8) */
+    double coreset_scale;   /* m = min(N, ceil(scale * N')) (default 1.25) */
+    uint64_t seed;
+    int reconstruct;        /* 1: least-squares refit of consumers */
+    double lambda;          /* ridge; < 0 means the default rule */
+    int batch_windows;      /* calibration windows per batch (default 8) */
+    int max_windows;        /* calibration windows used at most (default
+                               64); more are drawn at random */
+} ep_prune_opts;
+
+void ep_prune_default_opts(ep_prune_opts *opts);
+
+/* A stretch of calibration ECG in mV at fs; beats (optional) let the
+ * calibration windows be stratified on non-N beats. */
+typedef struct ep_calib_segment {
+    const float *mv;
+    int64_t n;
+    double fs;
+    const ep_ref_beat *beats;   /* may be NULL */
+    size_t n_beats;
+} ep_calib_segment;
+
+typedef struct ep_prune_progress {
+    int group, n_groups;    /* 1-based group being processed */
+    int round, n_rounds;
+    double fraction;        /* overall, 0..1 */
+    double elapsed_s;
+    const char *stage;      /* "sampling", "reconstruct", ... */
+} ep_prune_progress;
+
+/* Called between rounds; returning non-zero cancels the run, which then
+ * fails with EP_ECANCELED. */
+typedef int (*ep_prune_progress_fn)(const ep_prune_progress *p, void *ud);
+
+typedef struct ep_prune_group_report {
+    char producer[EP_NAME_MAX];
+    int channels_before, channels_after;
+    int n_consumers;
+    double err_before, err_after;    /* worst consumer's relative error */
+    double seconds;
+    int *kept;                       /* channels_after kept indices */
+    int underdetermined;             /* consumers refitted with fewer than
+                                        10 calibration rows per unknown
+                                        (ridge scaled up; warn the user) */
+    double min_rows_per_unknown;     /* over the refitted consumers */
+    double temperature;              /* ising-kernel: calibrated T, else 0 */
+} ep_prune_group_report;
+
+typedef struct ep_prune_result {
+    ep_net *net;                     /* the physically smaller network */
+    int n_groups;
+    ep_prune_group_report *groups;
+    double seconds;
+} ep_prune_result;
+
+/*
+ * Prune `net` (left unchanged) on calibration ECG.  Each segment is
+ * resampled and preprocessed as the model declares (ep_infer_prepare) and
+ * cut into windows of meta.window samples; a segment shorter than one
+ * window is an error.  With beats, half of the windows are centred on
+ * non-N beats.  progress (may be NULL) is called between rounds and
+ * refits.
+ */
+int ep_prune_run(const ep_net *net, const ep_calib_segment *segs, int n_segs,
+                 const ep_prune_opts *opts, ep_prune_progress_fn progress,
+                 void *ud, ep_prune_result **out, ep_error *err);
+
+/* The same on calibration windows already in model input form:
+ * n_windows x input channels x meta.window floats, used in this order
+ * (batch l of ising-filter is windows l*batch_windows ...). */
+int ep_prune_run_windows(const ep_net *net, const float *windows,
+                         int n_windows, const ep_prune_opts *opts,
+                         ep_prune_progress_fn progress, void *ud,
+                         ep_prune_result **out, ep_error *err);
+void ep_prune_result_free(ep_prune_result *res);
+
+/* Masks as JSON text: {"method":..., "keep":..., "groups":[{"producer":
+ * NAME, "kept":[...], "channels_before":N}...]} (malloc'd). */
+int ep_prune_masks_json(const ep_prune_result *res,
+                        const ep_prune_opts *opts, char **json,
+                        ep_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,388 @@
+/*
+ * test_model.c - model files: save/load round trips give identical bytes
+ * and weights; damaged files (lying offsets, wrong dtype or shape,
+ * truncation, bad JSON, NaN weights, missing tensors, bad architecture)
+ * are rejected with a message naming the tensor or field.  Damaged files
+ * are made here by editing the header with jansson and re-framing it.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "ecgprune/ep_model.h"
+#include "ecgprune/ep_rng.h"
+
+static ep_net *test_net(void)
+{
+    ep_unet_config cfg;
+    ep_net *net;
+    ep_error err;
+    ep_rng rng;
+    int i, c;
+
+    ep_unet_default_config(&cfg);
+    cfg.depth = 3;
+    cfg.widths[0] = 4;
+    cfg.widths[1] = 6;
+    cfg.widths[2] = 8;
+    cfg.wavelet = EP_WAVELET_DB4;
+    REQUIRE(ep_unet_build(&cfg, 3, &net, &err) == EP_OK);
+    ep_rng_seed(&rng, 4);
+    for (i = 0; i < net->n_layers; i++)
+        for (c = 0; c < net->layers[i].channels; c++)
+            if (net->layers[i].op == EP_OP_BN) {
+                net->layers[i].mean[c] = (float)ep_rng_normal(&rng);
+                net->layers[i].var[c] = (float)(1 + ep_rng_uniform(&rng));
+            }
+    return net;
+}
+
+static uint64_t header_len(const unsigned char *buf)
+{
+    uint64_t n = 0;
+    int k;
+
+    for (k = 7; k >= 0; k--)
+        n = n << 8 | buf[k];
+    return n;
+}
+
+/* A new file from a header object and the data section of buf. */
+static unsigned char *reframe(json_t *header, const unsigned char *buf,
+                              size_t len, size_t *out_len)
+{
+    uint64_t hlen = header_len(buf);
+    size_t data_len = len - 8 - (size_t)hlen;
+    char *text = json_dumps(header, JSON_COMPACT);
+    size_t tlen = strlen(text);
+    unsigned char *out = malloc(8 + tlen + data_len);
+    int k;
+
+    REQUIRE(out != NULL);
+    for (k = 0; k < 8; k++)
+        out[k] = (unsigned char)((uint64_t)tlen >> (8 * k));
+    memcpy(out + 8, text, tlen);
+    memcpy(out + 8 + tlen, buf + 8 + hlen, data_len);
+    free(text);
+    *out_len = 8 + tlen + data_len;
+    return out;
+}
+
+static json_t *parse_header(const unsigned char *buf)
+{
+    json_t *h = json_loadb((const char *)buf + 8, (size_t)header_len(buf), 0,
+                           NULL);
+
+    REQUIRE(h != NULL);
+    return h;
+}
+
+/* Load bytes that must fail; the message must contain `needle`. */
+static void expect_fail(const unsigned char *buf, size_t len,
+                        const char *needle, const char *what)
+{
+    ep_net *net = NULL;
+    ep_error err = {0};
+    int rc = ep_model_load_buffer(buf, len, &net, &err);
+
+    CHECK_MSG(rc == EP_EFORMAT, "%s: rc %d", what, rc);
+    CHECK(net == NULL);
+    CHECK_MSG(strstr(err.msg, needle) != NULL, "%s: message '%s' lacks '%s'",
+              what, err.msg, needle);
+    ep_net_free(net);
+}
+
+static void test_round_trip(void)
+{
+    ep_net *net = test_net(), *back;
+    unsigned char *a, *b, *c;
+    size_t la, lb, lc;
+    ep_error err;
+    const char *path = "test_model_round_trip.safetensors";
+    FILE *f;
+    int i;
+
+    REQUIRE(ep_model_save_buffer(net, &a, &la, &err) == EP_OK);
+    CHECK(la % 4 == 0);
+    CHECK(header_len(a) % 8 == 0);
+    REQUIRE(ep_model_load_buffer(a, la, &back, &err) == EP_OK);
+    CHECK_EQ_INT(back->n_layers, net->n_layers);
+    CHECK_EQ_INT(back->output, net->output);
+    CHECK_EQ_INT(ep_net_parameters(back), ep_net_parameters(net));
+    CHECK_NEAR(back->meta.sampling_rate, 360.0, 0);
+    CHECK_EQ_INT(back->meta.window, 2048);
+    CHECK(strcmp(back->meta.classes[5], "Q") == 0);
+    for (i = 0; i < net->n_layers; i++) {
+        const ep_layer *x = &net->layers[i], *y = &back->layers[i];
+
+        CHECK(strcmp(x->name, y->name) == 0);
+        CHECK(x->op == y->op && x->channels == y->channels);
+        if (x->op == EP_OP_CONV)
+            CHECK(memcmp(x->weight, y->weight,
+                         (size_t)x->channels * x->in_channels * x->kernel *
+                             sizeof(float)) == 0);
+        if (x->op == EP_OP_BN)
+            CHECK(memcmp(x->var, y->var, (size_t)x->channels * 4) == 0);
+    }
+    REQUIRE(ep_model_save_buffer(back, &b, &lb, &err) == EP_OK);
+    CHECK(la == lb && memcmp(a, b, la) == 0);
+
+    /* Through a file: same bytes, no temporary left behind. */
+    REQUIRE(ep_model_save(back, path, &err) == EP_OK);
+    f = fopen(path, "rb");
+    REQUIRE(f != NULL);
+    c = malloc(la + 1);
+    lc = fread(c, 1, la + 1, f);
+    fclose(f);
+    CHECK(lc == la && memcmp(a, c, la) == 0);
+    ep_net_free(back);
+    REQUIRE(ep_model_load(path, &back, &err) == EP_OK);
+    CHECK_EQ_INT(back->n_layers, net->n_layers);
+    ep_net_free(back);
+    unlink(path);
+    CHECK(ep_model_load(path, &back, &err) == EP_EIO);
+    CHECK(strstr(err.msg, path) != NULL);
+    free(a);
+    free(b);
+    free(c);
+    ep_net_free(net);
+}
+
+/* Set entry[field] of tensor `name` in a copy of the file. */
+static unsigned char *edit_tensor(const unsigned char *buf, size_t len,
+                                  const char *name, const char *field,
+                                  json_t *value, size_t *out_len)
+{
+    json_t *h = parse_header(buf);
+    unsigned char *out;
+
+    REQUIRE(json_object_get(h, name) != NULL);
+    json_object_set_new(json_object_get(h, name), field, value);
+    out = reframe(h, buf, len, out_len);
+    json_decref(h);
+    return out;
+}
+
+static void test_tensor_errors(void)
+{
+    ep_net *net = test_net();
+    unsigned char *buf, *bad;
+    size_t len, bad_len, data_len;
+    ep_error err;
+    json_t *h, *off;
+    long long b0, e0;
+
+    REQUIRE(ep_model_save_buffer(net, &buf, &len, &err) == EP_OK);
+    data_len = len - 8 - (size_t)header_len(buf);
+
+    bad = edit_tensor(buf, len, "enc1.conv0.weight", "dtype",
+                      json_string("F16"), &bad_len);
+    expect_fail(bad, bad_len, "enc1.conv0.weight", "wrong dtype");
+    free(bad);
+
+    bad = edit_tensor(buf, len, "up0.weight", "shape",
+                      json_pack("[iii]", 8, 6, 3), &bad_len);
+    expect_fail(bad, bad_len, "up0.weight", "wrong shape");
+    free(bad);
+
+    /* Offsets beyond the data, and offsets moved onto another tensor. */
+    bad = edit_tensor(buf, len, "head.bias", "data_offsets",
+                      json_pack("[II]", (json_int_t)data_len - 8,
+                                (json_int_t)data_len + 16), &bad_len);
+    expect_fail(bad, bad_len, "head.bias", "offsets past the end");
+    free(bad);
+    h = parse_header(buf);
+    off = json_object_get(json_object_get(h, "dec0.bn0.bias"),
+                          "data_offsets");
+    b0 = json_integer_value(json_array_get(off, 0));
+    e0 = json_integer_value(json_array_get(off, 1));
+    json_decref(h);
+    bad = edit_tensor(buf, len, "dec0.bn0.weight", "data_offsets",
+                      json_pack("[II]", (json_int_t)b0, (json_int_t)e0),
+                      &bad_len);
+    expect_fail(bad, bad_len, "dec0.bn0", "overlapping offsets");
+    free(bad);
+    bad = edit_tensor(buf, len, "enc0.bn0.running_var", "data_offsets",
+                      json_pack("[II]", (json_int_t)b0,
+                                (json_int_t)(e0 + 4)), &bad_len);
+    expect_fail(bad, bad_len, "enc0.bn0.running_var", "size mismatch");
+    free(bad);
+
+    /* A tensor missing from the header. */
+    h = parse_header(buf);
+    json_object_del(h, "enc2.bn1.running_mean");
+    bad = reframe(h, buf, len, &bad_len);
+    json_decref(h);
+    expect_fail(bad, bad_len, "enc2.bn1.running_mean", "missing tensor");
+    free(bad);
+
+    /* An extra unknown tensor. */
+    h = parse_header(buf);
+    json_object_set(h, "ghost.weight", json_object_get(h, "head.bias"));
+    bad = reframe(h, buf, len, &bad_len);
+    json_decref(h);
+    expect_fail(bad, bad_len, "ghost.weight", "unknown tensor");
+    free(bad);
+    free(buf);
+    ep_net_free(net);
+}
+
+/* NaN in a named tensor's data, found through its offsets. */
+static void test_nan_and_truncation(void)
+{
+    ep_net *net = test_net(), *back;
+    unsigned char *buf;
+    size_t len, cut, data_start;
+    ep_error err;
+    json_t *h;
+    long long begin;
+    const float nan_value = NAN;
+
+    REQUIRE(ep_model_save_buffer(net, &buf, &len, &err) == EP_OK);
+    data_start = 8 + (size_t)header_len(buf);
+    h = parse_header(buf);
+    begin = json_integer_value(json_array_get(
+        json_object_get(json_object_get(h, "dec1.conv1.weight"),
+                        "data_offsets"), 0));
+    json_decref(h);
+    memcpy(buf + data_start + begin + 12, &nan_value, 4);
+    expect_fail(buf, len, "dec1.conv1.weight", "NaN weight");
+    memset(buf + data_start + begin + 12, 0, 4);
+    REQUIRE(ep_model_load_buffer(buf, len, &back, &err) == EP_OK);
+    ep_net_free(back);
+
+    /* Every truncation fails cleanly; past the header it names a tensor
+     * whose bytes are now missing. */
+    for (cut = 0; cut < len; cut += cut < 64 ? 1 : 97) {
+        ep_net *out = NULL;
+        ep_error e = {0};
+
+        CHECK_MSG(ep_model_load_buffer(buf, cut, &out, &e) == EP_EFORMAT,
+                  "truncated at %zu accepted", cut);
+        CHECK(out == NULL && e.msg[0] != '\0');
+    }
+    expect_fail(buf, len - 4, "tensor '", "last float cut");
+    expect_fail(buf, 5, "truncated", "short file");
+    expect_fail(buf, data_start - 1, "header length", "header cut");
+    free(buf);
+    ep_net_free(net);
+}
+
+static void test_json_errors(void)
+{
+    ep_net *net = test_net();
+    unsigned char *buf, *bad;
+    size_t len, bad_len;
+    ep_error err;
+    json_t *h, *arch, *layers;
+    char *text;
+
+    REQUIRE(ep_model_save_buffer(net, &buf, &len, &err) == EP_OK);
+    bad = malloc(len);
+    memcpy(bad, buf, len);
+    bad[8 + 15] = ',';   /* the colon after "__metadata__" */
+    expect_fail(bad, len, "invalid JSON", "bad header JSON");
+    free(bad);
+
+    /* Architecture edits: unknown op, forward input, wrong channels,
+     * format tag. */
+    h = parse_header(buf);
+    arch = json_loads(json_string_value(json_object_get(
+                          json_object_get(h, "__metadata__"),
+                          "architecture")), 0, NULL);
+    REQUIRE(arch != NULL);
+    layers = json_object_get(arch, "layers");
+    json_object_set_new(json_array_get(layers, 3), "op",
+                        json_string("pool"));
+    text = json_dumps(arch, JSON_COMPACT);
+    json_object_set_new(json_object_get(h, "__metadata__"), "architecture",
+                        json_string(text));
+    free(text);
+    bad = reframe(h, buf, len, &bad_len);
+    expect_fail(bad, bad_len, "unknown op 'pool'", "unknown op");
+    free(bad);
+
+    json_object_set_new(json_array_get(layers, 3), "op", json_string("relu"));
+    json_object_set_new(json_array_get(layers, 3), "inputs",
+                        json_pack("[i]", 7));
+    text = json_dumps(arch, JSON_COMPACT);
+    json_object_set_new(json_object_get(h, "__metadata__"), "architecture",
+                        json_string(text));
+    free(text);
+    bad = reframe(h, buf, len, &bad_len);
+    expect_fail(bad, bad_len, "earlier layer", "forward input");
+    free(bad);
+
+    json_object_set_new(json_array_get(layers, 3), "inputs",
+                        json_pack("[i]", 2));
+    json_object_set_new(json_array_get(layers, 1), "channels",
+                        json_integer(100000));
+    text = json_dumps(arch, JSON_COMPACT);
+    json_object_set_new(json_object_get(h, "__metadata__"), "architecture",
+                        json_string(text));
+    free(text);
+    bad = reframe(h, buf, len, &bad_len);
+    expect_fail(bad, bad_len, "'channels'", "absurd channels");
+    free(bad);
+
+    json_object_set_new(json_object_get(h, "__metadata__"), "format",
+                        json_string("other"));
+    bad = reframe(h, buf, len, &bad_len);
+    expect_fail(bad, bad_len, "format", "format tag");
+    free(bad);
+    json_decref(arch);
+    json_decref(h);
+    free(buf);
+    ep_net_free(net);
+}
+
+/* PyTorch state dicts carry an int64 num_batches_tracked per BN. */
+static void test_pytorch_counter(void)
+{
+    ep_net *net = test_net(), *back;
+    unsigned char *buf, *ext;
+    size_t len, data_len, k;
+    ep_error err;
+    json_t *h;
+    char *text;
+    size_t tlen;
+
+    REQUIRE(ep_model_save_buffer(net, &buf, &len, &err) == EP_OK);
+    data_len = len - 8 - (size_t)header_len(buf);
+    h = parse_header(buf);
+    json_object_set_new(h, "enc0.bn0.num_batches_tracked",
+                        json_pack("{s:s,s:[],s:[II]}", "dtype", "I64",
+                                  "shape", "data_offsets",
+                                  (json_int_t)data_len,
+                                  (json_int_t)data_len + 8));
+    text = json_dumps(h, JSON_COMPACT);
+    tlen = strlen(text);
+    ext = calloc(1, 8 + tlen + data_len + 8);
+    REQUIRE(ext != NULL);
+    for (k = 0; k < 8; k++)
+        ext[k] = (unsigned char)((uint64_t)tlen >> (8 * k));
+    memcpy(ext + 8, text, tlen);
+    memcpy(ext + 8 + tlen, buf + 8 + header_len(buf), data_len);
+    CHECK(ep_model_load_buffer(ext, 8 + tlen + data_len + 8, &back, &err) ==
+          EP_OK);
+    ep_net_free(back);
+    free(text);
+    free(ext);
+    json_decref(h);
+    free(buf);
+    ep_net_free(net);
+}
+
+int main(void)
+{
+    test_round_trip();
+    test_tensor_errors();
+    test_nan_and_truncation();
+    test_json_errors();
+    test_pytorch_counter();
+    return check_exit();
+}
