@@ -318,7 +318,7 @@ typedef struct part {
 
 typedef struct wfdb_parts {
     part header, signal, annotations, subject, lead;
-    char unknown[64];
+    char unknown[64], twice[64];
     int failed;
 } wfdb_parts;
 
@@ -359,7 +359,6 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind,
     (void)kind;
     (void)ctype;
     (void)encoding;
-    (void)off;
 
     /* A part is known by its field name, or by its file's extension. */
     if (!strcmp(key, "header") || has_ext(filename, ".hea"))
@@ -374,6 +373,10 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind,
         p = &w->lead;
     if (!p) {
         snprintf(w->unknown, sizeof w->unknown, "%s", key);
+        return MHD_YES;
+    }
+    if (off == 0 && p->len > 0) {
+        snprintf(w->twice, sizeof w->twice, "%s", key);
         return MHD_YES;
     }
     if (size && part_append(p, data, size)) {
@@ -468,7 +471,7 @@ static unsigned wfdb_record(wfdb_parts *w, const ed_config *cfg,
         st = refuse(422, msg, ms, "signal: %s", e.msg);
         goto out;
     }
-    snprintf(ecg->lead, sizeof ecg->lead, "%s",
+    snprintf(ecg->lead, sizeof ecg->lead, "%.31s",
              rec->signals[sig].name[0] ? rec->signals[sig].name
                                        : "unspecified");
     st = check_values(ecg, "signal", msg, ms);
@@ -501,6 +504,9 @@ static unsigned parse_wfdb(ed_request *req, const ed_config *cfg,
         st = refuse(400, msg, ms, "unknown multipart field \"%s\" (expected "
                     "header, signal, annotations%s)", w.unknown,
                     kind == ED_ECG_BATCH ? ", subject, lead" : ", lead");
+    if (!st && w.twice[0])
+        st = refuse(400, msg, ms, "multipart field \"%s\" is given twice",
+                    w.twice);
     if (!st && (!w.header.len || !w.signal.len))
         st = refuse(422, msg, ms, "multipart upload needs a \"header\" "
                     "(.hea) and a \"signal\" (.dat) part");

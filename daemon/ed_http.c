@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ed_log.h"
 #include "ed_metrics.h"
@@ -455,9 +456,9 @@ int ed_http_start(uv_loop_t *loop, const ed_config *cfg,
     }
     srv->mhd = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_access, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
         MHD_OPTION_SOCK_ADDR, addr,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)512,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)256,
@@ -508,20 +509,23 @@ unsigned ed_http_connections(ed_server *srv)
     return info ? info->num_connections : 0;
 }
 
-static void free_server(uv_handle_t *h)
+static void free_state(ed_server *srv)
 {
-    ed_server *srv = h->data;
-
     free(srv->tls_cert);
     free(srv->tls_key);
     free(srv);
+}
+
+static void free_server(uv_handle_t *h)
+{
+    free_state(h->data);
 }
 
 void ed_http_stop(ed_server *srv)
 {
     srv->closing = 1;
     if (!srv->mhd) {
-        free_server(&(uv_handle_t){.data = srv});
+        free_state(srv);
         return;
     }
     uv_poll_stop(&srv->poll);

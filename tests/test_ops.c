@@ -138,6 +138,55 @@ static void test_conv(void)
     check_conv_case(&rng, 16, 6, 1, 1, 1, 0, 257, 1);
     check_conv_case(&rng, 16, 6, 1, 1, 1, EP_PAD_SAME, 64, 0);
     check_conv_case(&rng, 33, 47, 9, 1, 1, EP_PAD_SAME, 300, 1);
+    check_conv_case(&rng, 40, 5, 9, 3, 2, 4, 1100, 1);
+    check_conv_case(&rng, 40, 5, 9, 2, 3, EP_PAD_SAME, 777, 0);
+}
+
+/* col2im is the adjoint of im2col: <im2col(x), c> = <x, col2im(c)>, summed
+ * in double. */
+static void test_col2im_adjoint(void)
+{
+    static const int cases[][6] = {
+        /* in_ch, kernel, stride, dilation, padding, len */
+        {3, 5, 1, 1, EP_PAD_SAME, 17}, {2, 3, 2, 2, 1, 20},
+        {1, 4, 3, 1, EP_PAD_SAME, 11}, {4, 1, 1, 1, 0, 9},
+    };
+    ep_rng rng;
+    size_t i;
+    int n;
+
+    ep_rng_seed(&rng, 17);
+    for (n = 0; n < (int)(sizeof cases / sizeof *cases); n++) {
+        const int *p = cases[n];
+        ep_conv_geom g;
+        ep_error err;
+        float *x, *col, *c, *dx;
+        double lhs = 0.0, rhs = 0.0;
+        size_t nx, ncol;
+
+        REQUIRE(ep_conv_geom_init(&g, p[0], 1, p[1], p[2], p[3], p[4], p[5],
+                                  &err) == EP_OK);
+        nx = (size_t)g.in_ch * g.in_len;
+        ncol = ep_conv_work_floats(&g);
+        x = malloc(nx * sizeof *x);
+        dx = calloc(nx, sizeof *dx);
+        col = malloc(ncol * sizeof *col);
+        c = malloc(ncol * sizeof *c);
+        REQUIRE(x && dx && col && c);
+        fill_normal(&rng, x, nx);
+        fill_normal(&rng, c, ncol);
+        ep_conv_im2col(&g, x, col);
+        ep_conv_col2im(&g, c, dx);
+        for (i = 0; i < ncol; i++)
+            lhs += (double)col[i] * c[i];
+        for (i = 0; i < nx; i++)
+            rhs += (double)x[i] * dx[i];
+        CHECK_NEAR(lhs, rhs, 1e-5);
+        free(x);
+        free(dx);
+        free(col);
+        free(c);
+    }
 }
 
 static void test_conv_geometry_errors(void)
@@ -333,6 +382,7 @@ static void test_softmax(void)
 int main(void)
 {
     test_conv();
+    test_col2im_adjoint();
     test_conv_geometry_errors();
     test_filters();
     test_dwt();

@@ -5,6 +5,7 @@
  * batch sizes; TRAIN plans' batch statistics against sums computed here.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,10 +23,8 @@ typedef struct ref_eval {
     double **out;
 } ref_eval;
 
-static const double *ref_layer(ref_eval *r, int i);
-
-static void ref_conv(ref_eval *r, const ep_layer *l, const double *x,
-                     int in_len, double *y)
+static void ref_conv(const ep_layer *l, const double *x, int in_len,
+                     double *y)
 {
     int span = l->dilation * (l->kernel - 1) + 1, out_len, pad, o, c, k, t;
 
@@ -37,7 +36,6 @@ static void ref_conv(ref_eval *r, const ep_layer *l, const double *x,
 
         pad = total > 0 ? total / 2 : 0;
     }
-    (void)r;
     for (o = 0; o < l->channels; o++)
         for (t = 0; t < out_len; t++) {
             double s = l->bias[o];
@@ -117,7 +115,7 @@ static const double *ref_layer(ref_eval *r, int i)
             y[t] = r->x[t];
         break;
     case EP_OP_CONV:
-        ref_conv(r, l, x, in_len, y);
+        ref_conv(l, x, in_len, y);
         break;
     case EP_OP_BN:
         for (c = 0; c < l->channels; c++)
@@ -404,11 +402,73 @@ static void test_flops_and_errors(void)
     ep_net_free(net);
 }
 
+/* Two plans of one network running in two threads at once must give what
+ * each gives alone: plans share no mutable state. */
+typedef struct thread_job {
+    const ep_net *net;
+    const float *x;
+    float *y;
+    int rc;
+} thread_job;
+
+enum { TB = 2, TL = 64, TRUNS = 20 };
+
+static void *thread_run(void *arg)
+{
+    thread_job *job = arg;
+    ep_plan *plan;
+    ep_error err;
+    int r, ch, len;
+
+    job->rc = ep_plan_create(job->net, TB, TL, EP_PLAN_INFER, &plan, &err);
+    for (r = 0; r < TRUNS && job->rc == EP_OK; r++)
+        job->rc = ep_plan_run(plan, job->x, &err);
+    if (job->rc == EP_OK) {
+        const float *y = ep_plan_output(plan, -1, &ch, &len);
+
+        memcpy(job->y, y, (size_t)TB * ch * len * sizeof(float));
+    }
+    ep_plan_free(plan);
+    return NULL;
+}
+
+static void test_concurrent_plans(void)
+{
+    ep_net *net = small_unet(EP_WAVELET_DB2, 3, 70);
+    float x[2][TB * TL], alone[2][TB * 6 * TL], together[2][TB * 6 * TL];
+    thread_job jobs[2];
+    pthread_t threads[2];
+    ep_rng rng;
+    int i, k;
+
+    ep_rng_seed(&rng, 71);
+    for (i = 0; i < 2; i++)
+        for (k = 0; k < TB * TL; k++)
+            x[i][k] = (float)ep_rng_normal(&rng);
+    for (i = 0; i < 2; i++) {
+        jobs[i] = (thread_job){net, x[i], alone[i], 0};
+        thread_run(&jobs[i]);
+        REQUIRE(jobs[i].rc == EP_OK);
+    }
+    for (i = 0; i < 2; i++) {
+        jobs[i] = (thread_job){net, x[i], together[i], 0};
+        REQUIRE(pthread_create(&threads[i], NULL, thread_run, &jobs[i]) ==
+                0);
+    }
+    for (i = 0; i < 2; i++) {
+        pthread_join(threads[i], NULL);
+        CHECK(jobs[i].rc == EP_OK);
+        CHECK(memcmp(alone[i], together[i], sizeof alone[i]) == 0);
+    }
+    ep_net_free(net);
+}
+
 int main(void)
 {
     test_unet_forward();
     test_other_graph();
     test_train_stats();
     test_flops_and_errors();
+    test_concurrent_plans();
     return check_exit();
 }

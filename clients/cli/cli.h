@@ -11,7 +11,9 @@
 #define ECGPRUNE_CLI_H
 
 #include <jansson.h>
+#include <stdint.h>
 
+#include "ecgprune/ep_aami.h"
 #include "ecgprune/ep_error.h"
 
 typedef int (*cli_command_fn)(int argc, char **argv);
@@ -32,6 +34,23 @@ int cli_print_json(json_t *obj);
 /* Strict number parsing: the whole string must be a number in range. */
 int cli_parse_int(const char *s, long lo, long hi, long *out);
 int cli_parse_double(const char *s, double lo, double hi, double *out);
+
+/* One signal of a WFDB record in mV over [from_s, to_s) seconds (to_s < 0:
+ * to the end).  name NULL picks MLII when present, else the first signal.
+ * offset is the index in the record of mv[0]. */
+typedef struct cli_signal {
+    float *mv;
+    int64_t n, offset, record_samples;
+    double fs;
+    char name[64];
+} cli_signal;
+
+int cli_read_signal(const char *record, const char *name, double from_s,
+                    double to_s, cli_signal *out, ep_error *err);
+void cli_signal_free(cli_signal *sig);
+
+/* The MIT symbol standing for an AAMI class: N, A (for S), V, F, Q. */
+const char *cli_class_symbol(ep_aami cls);
 
 int cmd_record(int argc, char **argv);
 int cmd_info(int argc, char **argv);

@@ -14,7 +14,10 @@ struct cli_command {
 };
 
 static const struct cli_command commands[] = {
+    {"infer", cmd_infer, "detect and classify the beats of a record"},
+    {"eval", cmd_eval, "score a model against records' annotations (EC57)"},
     {"info", cmd_info, "describe a model file: size, cost, classes, layers"},
+    {"prune", cmd_prune, "prune channels on calibration ECG and refit"},
     {"record", cmd_record, "describe a WFDB record and count its beats"},
     {NULL, NULL, NULL}
 };

@@ -49,6 +49,8 @@ static json_t *layer_to_json(const ep_layer *l)
                                 : json_integer(l->padding));
         break;
     case EP_OP_BN:
+        /* Limitation: eps is a float widened to double, so 1e-5 is written
+         * as 9.9999997473787516e-06; it reads back to the same float. */
         json_object_set_new(obj, "eps", json_real(l->eps));
         break;
     case EP_OP_DWT:

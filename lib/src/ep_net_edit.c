@@ -607,6 +607,11 @@ static void commit_keep(ep_net *net, int layer, const flow_set *flows,
     }
 }
 
+/*
+ * Limitation: a removed channel that is not zero where it enters a consumer
+ * (e.g. a BN shift passed through a ReLU) is dropped, not folded into the
+ * consumer's bias; callers that want it refit the consumers.
+ */
 int ep_net_keep_channels(ep_net *net, int layer, const int *keep, int n_keep,
                          ep_error *err)
 {

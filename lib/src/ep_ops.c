@@ -124,16 +124,40 @@ void ep_conv_im2col(const ep_conv_geom *g, const float *x, float *col)
     im2col_block(g, x, 0, g->out_len, col);
 }
 
+void ep_conv_col2im(const ep_conv_geom *g, const float *col, float *dx)
+{
+    int c, k, t;
+
+    for (c = 0; c < g->in_ch; c++) {
+        float *xc = dx + (size_t)c * g->in_len;
+
+        for (k = 0; k < g->kernel; k++) {
+            const float *row = col + ((size_t)c * g->kernel + k) * g->out_len;
+            int offset = k * g->dilation - g->pad_left;
+
+            for (t = 0; t < g->out_len; t++) {
+                int i = t * g->stride + offset;
+
+                if (i >= 0 && i < g->in_len)
+                    xc[i] += row[t];
+            }
+        }
+    }
+}
+
 /*
  * Output columns per sgemm.  The column block of in_ch*kernel rows is
- * sized to stay near 128 KiB so that it is still in cache when sgemm reads
- * it; building the whole im2col matrix first made the small early layers
- * memory-bound (measured in bench/bench_conv.c, see docs/engine.md).
+ * sized near 128 KiB so that it is still in cache when sgemm reads it, but
+ * at least 256 columns wide, below which sgemm's own packing overhead
+ * dominates.  Building the whole im2col matrix first left the wide
+ * full-rate layers memory-bound (bench/bench_conv.c, docs/engine.md).
+ * Limitation: the kernel-fold copies of each input row still cost about a
+ * tenth of a U-Net run.
  */
 static int conv_block_width(const ep_conv_geom *g)
 {
     int depth = g->in_ch * g->kernel;
-    int width = (131072 / depth) / 16 * 16;
+    int width = (32768 / depth) / 16 * 16;
 
     if (width < 256)
         width = 256;
@@ -203,75 +227,113 @@ int ep_wavelet_filter(ep_wavelet w, const double **lo, int *taps)
     return EP_EINVAL;
 }
 
-/* High-pass tap k by the quadrature-mirror rule hi[k] = (-1)^k lo[L-1-k]. */
-static double wavelet_hi(const double *lo, int taps, int k)
-{
-    double v = lo[taps - 1 - k];
+/* Longest filter of ep_wavelet_filter. */
+#define EP_OPS_MAX_WAVELET_TAPS 8
 
-    return (k & 1) ? -v : v;
+/* The filter pair in float: lo as given, hi[k] = (-1)^k lo[T-1-k] by the
+ * quadrature-mirror rule. */
+static int wavelet_pair(ep_wavelet w, float *lo, float *hi, int *taps)
+{
+    const double *lo_d;
+    int k;
+
+    if (ep_wavelet_filter(w, &lo_d, taps) != EP_OK)
+        return EP_EINVAL;
+    for (k = 0; k < *taps; k++) {
+        double v = lo_d[*taps - 1 - k];
+
+        lo[k] = (float)lo_d[k];
+        hi[k] = (float)((k & 1) ? -v : v);
+    }
+    return EP_OK;
+}
+
+/* First step n whose taps 2n .. 2n+taps-1 run past the end of a signal of
+ * len samples; steps before it need no wrap-around. */
+static int wavelet_interior(int len, int taps)
+{
+    return len >= taps ? (len - taps) / 2 + 1 : 0;
 }
 
 /*
- * a[n] = sum_k lo[k] x[(2n + k) mod len], d[n] likewise with hi.  The
- * wrap-around index is kept in a running variable instead of a modulo per
- * tap; taps longer than the signal wrap more than once, hence the loop.
+ * a[n] = sum_k lo[k] x[(2n + k) mod len], d[n] likewise with hi.  Steps
+ * away from the end read x directly; the last few wrap around, with a loop
+ * because taps longer than the signal wrap more than once.
  */
 void ep_dwt_forward(ep_wavelet w, int channels, int len, const float *x,
                     float *y)
 {
-    const double *lo;
-    int taps, half = len / 2, c, n, k;
+    float lo[EP_OPS_MAX_WAVELET_TAPS], hi[EP_OPS_MAX_WAVELET_TAPS];
+    int taps, half = len / 2, inner, c, n, k;
 
-    if (ep_wavelet_filter(w, &lo, &taps) != EP_OK)
+    if (wavelet_pair(w, lo, hi, &taps) != EP_OK)
         return;
+    inner = wavelet_interior(len, taps);
     for (c = 0; c < channels; c++) {
         const float *xc = x + (size_t)c * len;
         float *ac = y + (size_t)c * half;
         float *dc = y + ((size_t)channels + c) * half;
 
-        for (n = 0; n < half; n++) {
-            double a = 0.0, d = 0.0;
-            int i = 2 * n;
+        for (n = 0; n < inner; n++) {
+            const float *xs = xc + 2 * n;
+            float a = 0.0f, d = 0.0f;
 
             for (k = 0; k < taps; k++) {
+                a += lo[k] * xs[k];
+                d += hi[k] * xs[k];
+            }
+            ac[n] = a;
+            dc[n] = d;
+        }
+        for (; n < half; n++) {
+            float a = 0.0f, d = 0.0f;
+            int i = 2 * n;
+
+            for (k = 0; k < taps; k++, i++) {
                 while (i >= len)
                     i -= len;
                 a += lo[k] * xc[i];
-                d += wavelet_hi(lo, taps, k) * xc[i];
-                i++;
+                d += hi[k] * xc[i];
             }
-            ac[n] = (float)a;
-            dc[n] = (float)d;
+            ac[n] = a;
+            dc[n] = d;
         }
     }
 }
 
-/* The transpose of the orthogonal analysis: every coefficient scatters its
- * filter taps back onto the samples it was computed from. */
+/*
+ * The transpose of the orthogonal analysis, as a gather: tap k of
+ * coefficient n lands on sample 2n + k, so sample 2j collects the even taps
+ * 2q of coefficients j - q and sample 2j + 1 the odd taps 2q + 1 (indices
+ * modulo half_len).  Coefficients from j = taps/2 - 1 on need no wrap.
+ */
 void ep_dwt_inverse(ep_wavelet w, int channels, int half_len, const float *x,
                     float *y)
 {
-    const double *lo;
-    int taps, len = 2 * half_len, c, n, k;
+    float lo[EP_OPS_MAX_WAVELET_TAPS], hi[EP_OPS_MAX_WAVELET_TAPS];
+    int taps, pairs, c, j, q;
 
-    if (ep_wavelet_filter(w, &lo, &taps) != EP_OK)
+    if (wavelet_pair(w, lo, hi, &taps) != EP_OK)
         return;
+    pairs = taps / 2;
     for (c = 0; c < channels; c++) {
         const float *ac = x + (size_t)c * half_len;
         const float *dc = x + ((size_t)channels + c) * half_len;
-        float *yc = y + (size_t)c * len;
+        float *yc = y + (size_t)c * 2 * half_len;
 
-        memset(yc, 0, (size_t)len * sizeof *yc);
-        for (n = 0; n < half_len; n++) {
-            int i = 2 * n;
+        for (j = 0; j < half_len; j++) {
+            float even = 0.0f, odd = 0.0f;
 
-            for (k = 0; k < taps; k++) {
-                while (i >= len)
-                    i -= len;
-                yc[i] += (float)(lo[k] * ac[n] +
-                                 wavelet_hi(lo, taps, k) * dc[n]);
-                i++;
+            for (q = 0; q < pairs; q++) {
+                int n = j - q;
+
+                while (n < 0)
+                    n += half_len;
+                even += lo[2 * q] * ac[n] + hi[2 * q] * dc[n];
+                odd += lo[2 * q + 1] * ac[n] + hi[2 * q + 1] * dc[n];
             }
+            yc[2 * j] = even;
+            yc[2 * j + 1] = odd;
         }
     }
 }

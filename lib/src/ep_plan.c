@@ -80,6 +80,8 @@ static int plan_shapes(ep_plan *p, ep_error *err)
         pl->length = p->length / l->rate_div;
         pl->channels = l->channels;
         pl->in_channels = l->in_channels;
+        /* Limitation: ep_plan_run takes one input array, so a plan
+         * accepts exactly one input layer. */
         if (l->op == EP_OP_INPUT) {
             if (p->input_layer >= 0)
                 return ep_error_set(err, EP_EINVAL,

@@ -29,12 +29,14 @@ typedef struct ep_beat {
 } ep_beat;
 
 typedef struct ep_infer_opts {
-    int overlap;          /* samples of context dropped at window edges */
+    int overlap;          /* samples of context dropped at window edges;
+                             < 0: window / 8 */
     double refractory_s;  /* minimum distance between two beats */
     float threshold;      /* minimum beat probability of a peak */
     int batch;            /* windows run together */
 } ep_infer_opts;
 
+/* overlap -1 (window / 8), refractory 0.25 s, threshold 0.5, batch 8. */
 void ep_infer_default_opts(ep_infer_opts *opts);
 
 typedef struct ep_inferer ep_inferer;
@@ -60,6 +62,33 @@ int ep_infer_prepare(const ep_net *net, const float *mv, int64_t n,
 /* Whole pipeline: mV signal at fs in, beats (at fs) out, malloc'd. */
 int ep_infer_beats(ep_inferer *inf, const float *mv, int64_t n, double fs,
                    ep_beat **beats, size_t *n_beats, ep_error *err);
+
+/*
+ * The steps of the pipeline, exposed for training, pruning and tests.
+ *
+ * ep_infer_resample: windowed-sinc resampling of x (rate fs_in) to fs_out;
+ * *n_out = ceil(n * fs_out / fs_in) samples, sample m at time m / fs_out.
+ * Rates must be in [50, 10000] Hz.  Equal rates copy.  *out is malloc'd.
+ */
+int ep_infer_resample(const float *x, int64_t n, double fs_in,
+                      double fs_out, float **out, int64_t *n_out,
+                      ep_error *err);
+
+/* Zero-phase (forward-backward) 2nd-order Butterworth high-pass of x in
+ * place, cut-off cutoff_hz at rate fs (0 < cutoff < fs / 2). */
+int ep_infer_highpass(float *x, int64_t n, double fs, double cutoff_hz,
+                      ep_error *err);
+
+/*
+ * Beats from class probabilities (meta->n_classes x n at the model's rate,
+ * classes[0] "bg"): regions where 1 - p(bg) >= threshold, one beat at the
+ * centre of each region, regions closer than the refractory period
+ * resolved in favour of the higher peak.  Samples and times are at the
+ * model's rate meta->sampling_rate.  *beats is malloc'd (may be empty).
+ */
+int ep_infer_pick_beats(const ep_net_meta *meta, const float *probs,
+                        int64_t n, const ep_infer_opts *opts,
+                        ep_beat **beats, size_t *n_beats, ep_error *err);
 
 #ifdef __cplusplus
 }

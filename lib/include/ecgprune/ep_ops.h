@@ -35,6 +35,11 @@ size_t ep_conv_work_floats(const ep_conv_geom *g);
 /* col[(c*kernel + k) * out_len + t] = x[c][t*stride + k*dilation - pad] */
 void ep_conv_im2col(const ep_conv_geom *g, const float *x, float *col);
 
+/* The adjoint of ep_conv_im2col, for backward passes: adds every entry of
+ * col back onto the input sample it was read from (dx += im2col^T col;
+ * padding entries are dropped).  dx is in_ch x in_len. */
+void ep_conv_col2im(const ep_conv_geom *g, const float *col, float *dx);
+
 /* y[out_ch][out_len] = w * x + b (bias may be NULL). */
 void ep_conv_forward(const ep_conv_geom *g, const float *x, const float *w,
                      const float *bias, float *y, float *work);
@@ -46,7 +51,9 @@ int ep_wavelet_filter(ep_wavelet w, const double **lo, int *taps);
 /*
  * Per-channel single-level DWT with periodic extension: x is channels x len
  * (len even), y is 2*channels x len/2, approximations first.  Perfect
- * reconstruction: ep_idwt(ep_dwt(x)) == x up to rounding.
+ * reconstruction: ep_idwt(ep_dwt(x)) == x up to rounding.  The transform
+ * is orthogonal, so its backward pass is the inverse transform of the
+ * output gradient, and the inverse's backward pass is the forward one.
  */
 void ep_dwt_forward(ep_wavelet w, int channels, int len, const float *x,
                     float *y);

@@ -53,8 +53,9 @@ typedef struct ep_prune_opts {
 
 void ep_prune_default_opts(ep_prune_opts *opts);
 
-/* A stretch of calibration ECG in mV at fs; beats (optional) let the
- * calibration windows be stratified on non-N beats. */
+/* A stretch of calibration ECG in mV at fs; beats (optional, samples
+ * counted from mv[0] at fs) let the calibration windows be stratified on
+ * non-N beats. */
 typedef struct ep_calib_segment {
     const float *mv;
     int64_t n;

@@ -7,6 +7,14 @@
  * beats without a match are false negatives, detections without one are
  * false positives.  Scores accumulate over records (gross) and are also
  * averaged per record.
+ *
+ * Rules as implemented (docs/scoring.md tells more):
+ *   - a pair matches when |detected - reference| <= window, so a detection
+ *     exactly 150 ms away still matches (as bxb accepts it);
+ *   - among all pairs within the window the closest is taken first (ties:
+ *     earlier reference, then earlier detection), each reference and each
+ *     detection is used at most once;
+ *   - a rate whose denominator is 0 is reported as 0, never NaN.
  */
 #ifndef ECGPRUNE_EP_SCORE_H
 #define ECGPRUNE_EP_SCORE_H
@@ -32,6 +40,7 @@ typedef struct ep_score_counts {
     int64_t confusion[EP_AAMI_COUNT][EP_AAMI_COUNT];
     int64_t missed[EP_AAMI_COUNT];   /* reference beats with no match */
     int64_t extra;                   /* detections with no reference */
+    int64_t extra_by_class[EP_AAMI_COUNT]; /* extra, by detected class */
 } ep_score_counts;
 
 typedef struct ep_class_stats {
@@ -59,6 +68,16 @@ void ep_score_add(ep_score_counts *a, const ep_score_counts *b);
 
 /* Rates from counts. */
 void ep_score_stats_from(const ep_score_counts *c, ep_score_stats *s);
+
+/*
+ * Per-record average: each record's rates computed alone, then averaged
+ * over the records where that rate is defined (its denominator is not 0);
+ * a rate defined in no record is 0.  Counts (tp, fn, fp, support) are the
+ * gross sums.  The average macro_f1 is the mean of the averaged F1 of N,
+ * S, V and F.  n may be 0 (all zero).
+ */
+void ep_score_average(const ep_score_counts *per_record, size_t n,
+                      ep_score_stats *avg);
 
 /* Reference beats of a record's annotations from `from` sample on:
  * beat codes mapped to AAMI classes, non-beats dropped; malloc'd. */

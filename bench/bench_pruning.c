@@ -1,0 +1,625 @@
+/*
+ * bench_pruning.c - the measurements behind docs/pruning-results.md.
+ *
+ * Prunes a trained model with every requested method, keep ratio, seed and
+ * reconstruction setting, and measures each pruned model on the DS2 half of
+ * the MIT-BIH database (de Chazal et al. 2004): parameters, MACs, inference
+ * time relative to the unpruned model in the same run, AAMI EC57 scores
+ * (macro-F1 and F1 of N, S, V, F), agreement of beat labels with the
+ * unpruned model and the relative error of its class probabilities.
+ *
+ * Two calibration settings:
+ *   general   one pruned model per configuration, calibrated on a stretch
+ *             of every DS1 record, tested on the whole of every DS2 record;
+ *   personal  one pruned model per configuration and DS2 record,
+ *             calibrated on the record's first 5 minutes and tested on the
+ *             rest; optionally also after fine-tuning both the pruned and
+ *             the unpruned model on those 5 minutes.
+ *
+ * Output: one tab-separated line per measured model on stdout (header
+ * first), progress on stderr.  bench/pruning_results.sh turns the lines
+ * into the Markdown table.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ecgprune/ep_infer.h"
+#include "ecgprune/ep_model.h"
+#include "ecgprune/ep_prune.h"
+#include "ecgprune/ep_score.h"
+#include "ecgprune/ep_train.h"
+#include "ecgprune/ep_wfdb.h"
+
+#define MAX_LIST 64
+
+/* de Chazal's inter-patient split (the paced records are in neither). */
+static const char *const ds1_records[] = {
+    "101", "106", "108", "109", "112", "114", "115", "116", "118", "119",
+    "122", "124", "201", "203", "205", "207", "208", "209", "215", "220",
+    "223", "230"
+};
+static const char *const ds2_records[] = {
+    "100", "103", "105", "111", "113", "117", "121", "123", "200", "202",
+    "210", "212", "213", "214", "219", "221", "222", "228", "231", "232",
+    "233", "234"
+};
+#define N_DS1 ((int)(sizeof ds1_records / sizeof ds1_records[0]))
+#define N_DS2 ((int)(sizeof ds2_records / sizeof ds2_records[0]))
+
+typedef struct bench_args {
+    const char *model, *mitdb, *setting;
+    double keeps[MAX_LIST];
+    int n_keeps;
+    ep_prune_method methods[MAX_LIST];
+    int n_methods;
+    int recons[2], n_recons;
+    uint64_t seeds[MAX_LIST];
+    int n_seeds;
+    const char *records[MAX_LIST];
+    int n_records;
+    int finetune;
+    double calib_from, calib_seconds, personal_seconds;
+} bench_args;
+
+/* One record in mV with its reference beats (absolute samples). */
+typedef struct rec_data {
+    char name[16];
+    float *mv;
+    int64_t n;
+    double fs;
+    ep_ref_beat *ref;
+    size_t n_ref;
+} rec_data;
+
+/* What the unpruned model says on one test stretch. */
+typedef struct base_out {
+    ep_beat *beats;
+    size_t n_beats;
+    float *probs;
+    int64_t n_probs;
+} base_out;
+
+/* Accumulated over the test stretches of one model. */
+typedef struct metrics {
+    ep_score_counts counts;
+    int64_t agree, base_beats;
+    double d2, s2;          /* class probabilities: sum (p - p0)^2, p0^2 */
+    double infer_s;
+} metrics;
+
+static double now_s(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void die(const char *what, const ep_error *err)
+{
+    fprintf(stderr, "bench_pruning: %s: %s\n", what, err->msg);
+    exit(1);
+}
+
+/* ---- arguments ---------------------------------------------------------- */
+
+static void usage(void)
+{
+    fprintf(stderr,
+        "usage: bench_pruning --model M --mitdb DIR [--setting general|"
+        "personal]\n"
+        "  [--keeps 0.75,0.5,0.3] [--methods all|M1,M2] [--recon on,off]\n"
+        "  [--seeds 1,2,3] [--records 100,103|ds2] [--finetune]\n"
+        "  [--calib-from S] [--calib-seconds S] [--personal-seconds S]\n");
+    exit(2);
+}
+
+/* Split a comma list in place. */
+static int split(char *s, char **items, int cap)
+{
+    int n = 0;
+    char *tok;
+
+    for (tok = strtok(s, ","); tok != NULL && n < cap;
+         tok = strtok(NULL, ","))
+        items[n++] = tok;
+    return n;
+}
+
+static void parse_list(bench_args *a, const char *opt, char *val)
+{
+    char *items[MAX_LIST];
+    int n = split(val, items, MAX_LIST), i;
+
+    for (i = 0; i < n; i++) {
+        if (strcmp(opt, "--keeps") == 0) {
+            a->keeps[a->n_keeps++] = atof(items[i]);
+        } else if (strcmp(opt, "--seeds") == 0) {
+            a->seeds[a->n_seeds++] = strtoull(items[i], NULL, 10);
+        } else if (strcmp(opt, "--records") == 0) {
+            a->records[a->n_records++] = items[i];
+        } else if (strcmp(opt, "--recon") == 0) {
+            a->recons[a->n_recons++] = strcmp(items[i], "on") == 0;
+        } else if (strcmp(items[i], "all") == 0) {
+            for (a->n_methods = 0; a->n_methods <= EP_PRUNE_CONTRIB;
+                 a->n_methods++)
+                a->methods[a->n_methods] = (ep_prune_method)a->n_methods;
+        } else if (ep_prune_method_from_name(
+                       items[i], &a->methods[a->n_methods++]) != EP_OK) {
+            fprintf(stderr, "bench_pruning: unknown method %s\n", items[i]);
+            exit(2);
+        }
+    }
+}
+
+static void parse_args(int argc, char **argv, bench_args *a)
+{
+    static char defaults[4][64] = {"0.75,0.5,0.3", "all", "on,off", "1"};
+    int i;
+
+    memset(a, 0, sizeof *a);
+    a->setting = "general";
+    a->calib_from = 300.0;
+    a->calib_seconds = 30.0;
+    a->personal_seconds = 300.0;
+    for (i = 1; i < argc; i++) {
+        const char *opt = argv[i];
+
+        if (strcmp(opt, "--finetune") == 0) {
+            a->finetune = 1;
+            continue;
+        }
+        if (i + 1 >= argc)
+            usage();
+        if (strcmp(opt, "--model") == 0)
+            a->model = argv[++i];
+        else if (strcmp(opt, "--mitdb") == 0)
+            a->mitdb = argv[++i];
+        else if (strcmp(opt, "--setting") == 0)
+            a->setting = argv[++i];
+        else if (strcmp(opt, "--calib-from") == 0)
+            a->calib_from = atof(argv[++i]);
+        else if (strcmp(opt, "--calib-seconds") == 0)
+            a->calib_seconds = atof(argv[++i]);
+        else if (strcmp(opt, "--personal-seconds") == 0)
+            a->personal_seconds = atof(argv[++i]);
+        else if (strcmp(opt, "--keeps") == 0 || strcmp(opt, "--seeds") == 0 ||
+                 strcmp(opt, "--records") == 0 ||
+                 strcmp(opt, "--recon") == 0 || strcmp(opt, "--methods") == 0)
+            parse_list(a, opt, argv[++i]);
+        else
+            usage();
+    }
+    if (a->model == NULL || a->mitdb == NULL ||
+        (strcmp(a->setting, "general") != 0 &&
+         strcmp(a->setting, "personal") != 0))
+        usage();
+    if (a->n_keeps == 0)
+        parse_list(a, "--keeps", defaults[0]);
+    if (a->n_methods == 0)
+        parse_list(a, "--methods", defaults[1]);
+    if (a->n_recons == 0)
+        parse_list(a, "--recon", defaults[2]);
+    if (a->n_seeds == 0)
+        parse_list(a, "--seeds", defaults[3]);
+    if (a->n_records == 0 ||
+        (a->n_records == 1 && strcmp(a->records[0], "ds2") == 0))
+        for (a->n_records = 0; a->n_records < N_DS2; a->n_records++)
+            a->records[a->n_records] = ds2_records[a->n_records];
+}
+
+/* ---- data --------------------------------------------------------------- */
+
+static void load_record(const char *dir, const char *name, rec_data *r)
+{
+    char path[1024];
+    ep_annotations *ann;
+    ep_record *rec;
+    ep_error err;
+    int sig;
+
+    memset(r, 0, sizeof *r);
+    snprintf(r->name, sizeof r->name, "%s", name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (ep_wfdb_read_record(path, &rec, &err) != EP_OK)
+        die(path, &err);
+    sig = ep_wfdb_find_signal(rec, "MLII");
+    sig = sig < 0 ? 0 : sig;
+    r->n = rec->n_samples;
+    r->fs = rec->sampling_rate;
+    r->mv = malloc((size_t)r->n * sizeof *r->mv);
+    if (r->mv == NULL || ep_wfdb_signal_physical(rec, sig, r->mv, &err))
+        die(path, &err);
+    ep_wfdb_free_record(rec);
+    if (ep_wfdb_read_annotations(path, "atr", &ann, &err) != EP_OK ||
+        ep_score_reference(ann, 0, &r->ref, &r->n_ref, &err) != EP_OK)
+        die(path, &err);
+    ep_wfdb_free_annotations(ann);
+}
+
+static void free_record(rec_data *r)
+{
+    free(r->mv);
+    free(r->ref);
+}
+
+/* A calibration or training stretch [from, to) with its beats relative to
+ * `from`; beats points into `store` (caller frees). */
+static ep_calib_segment stretch(const rec_data *r, int64_t from, int64_t to,
+                                ep_ref_beat **store)
+{
+    ep_calib_segment s;
+    size_t i, n = 0;
+
+    *store = malloc((r->n_ref + 1) * sizeof **store);
+    for (i = 0; *store != NULL && i < r->n_ref; i++)
+        if (r->ref[i].sample >= from && r->ref[i].sample < to) {
+            (*store)[n] = r->ref[i];
+            (*store)[n++].sample -= from;
+        }
+    s.mv = r->mv + from;
+    s.n = to - from;
+    s.fs = r->fs;
+    s.beats = *store;
+    s.n_beats = n;
+    return s;
+}
+
+/* ---- evaluation --------------------------------------------------------- */
+
+/* Beats of the unpruned model as a reference list. */
+static ep_ref_beat *as_reference(const base_out *b)
+{
+    ep_ref_beat *ref = malloc((b->n_beats + 1) * sizeof *ref);
+    size_t i;
+
+    for (i = 0; ref != NULL && i < b->n_beats; i++) {
+        ref[i].sample = b->beats[i].sample;
+        ref[i].cls = b->beats[i].cls;
+    }
+    return ref;
+}
+
+/* Compare with the unpruned model: label agreement and probabilities. */
+static void compare_base(const base_out *base, const ep_beat *beats,
+                         size_t nb, const float *probs, int64_t n_probs,
+                         double fs, metrics *m)
+{
+    ep_ref_beat *ref = as_reference(base);
+    ep_score_counts c;
+    ep_error err;
+    int64_t q;
+    int k;
+
+    memset(&c, 0, sizeof c);
+    if (ep_score_record(ref, base->n_beats, beats, nb, fs, 0.15, &c, &err))
+        die("agreement", &err);
+    for (k = 0; k < EP_AAMI_COUNT; k++)
+        m->agree += c.confusion[k][k];
+    m->base_beats += (int64_t)base->n_beats;
+    for (q = 0; q < n_probs && q < base->n_probs; q++) {
+        double d = (double)probs[q] - base->probs[q];
+
+        m->d2 += d * d;
+        m->s2 += (double)base->probs[q] * base->probs[q];
+    }
+    free(ref);
+}
+
+/* Run net on r[from, to): beats scored against the annotations, class
+ * probabilities kept for the comparison.  With base, compare to it; with
+ * keep, store this model's output there.  Only the network's part
+ * (ep_infer_probabilities) is timed: resampling and filtering are the
+ * same for every model. */
+static void eval_stretch(const ep_net *net, const rec_data *r, int64_t from,
+                         int64_t to, const base_out *base, base_out *keep,
+                         metrics *m)
+{
+    ep_infer_opts io;
+    ep_inferer *inf;
+    ep_beat *beats;
+    ep_score_counts c;
+    ep_error err;
+    size_t nb, i, lo = 0, hi;
+    int64_t nx;
+    float *x, *probs;
+    double t0, ratio = r->fs / net->meta.sampling_rate;
+
+    ep_infer_default_opts(&io);
+    if (ep_inferer_create(net, &io, &inf, &err) != EP_OK ||
+        ep_infer_prepare(net, r->mv + from, to - from, r->fs, &x, &nx,
+                         &err) != EP_OK)
+        die(r->name, &err);
+    probs = malloc((size_t)nx * net->meta.n_classes * sizeof *probs);
+    if (probs == NULL)
+        die(r->name, &err);
+    t0 = now_s();
+    if (ep_infer_probabilities(inf, x, nx, probs, &err) != EP_OK)
+        die(r->name, &err);
+    m->infer_s += now_s() - t0;
+    free(x);
+    if (ep_infer_pick_beats(&net->meta, probs, nx, &io, &beats, &nb,
+                            &err) != EP_OK)
+        die(r->name, &err);
+    for (i = 0; i < nb; i++)
+        beats[i].sample = from + llround((double)beats[i].sample * ratio);
+
+    /* Reference beats inside the stretch. */
+    while (lo < r->n_ref && r->ref[lo].sample < from)
+        lo++;
+    for (hi = lo; hi < r->n_ref && r->ref[hi].sample < to; hi++)
+        continue;
+    memset(&c, 0, sizeof c);
+    if (ep_score_record(r->ref + lo, hi - lo, beats, nb, r->fs, 0.15, &c,
+                        &err) != EP_OK)
+        die(r->name, &err);
+    ep_score_add(&m->counts, &c);
+
+    if (base != NULL)
+        compare_base(base, beats, nb, probs, nx * net->meta.n_classes,
+                     r->fs, m);
+    if (keep != NULL) {
+        keep->beats = beats;
+        keep->n_beats = nb;
+        keep->probs = probs;
+        keep->n_probs = nx * net->meta.n_classes;
+    } else {
+        free(beats);
+        free(probs);
+    }
+    ep_inferer_free(inf);
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static void print_header(void)
+{
+    printf("setting\tstage\tkeep\tmethod\trecon\tseed\tparams\tmacs\t"
+           "infer_s\tbase_infer_s\tmacro_f1\tf1_N\tf1_S\tf1_V\tf1_F\t"
+           "agreement\tscore_err\tprune_s\n");
+}
+
+static void print_line(const char *setting, const char *stage, double keep,
+                       const char *method, int recon, uint64_t seed,
+                       const ep_net *net, const metrics *m,
+                       const metrics *base, double prune_s)
+{
+    ep_score_stats s;
+
+    ep_score_stats_from(&m->counts, &s);
+    printf("%s\t%s\t%.2f\t%s\t%s\t%llu\t%lld\t%.6g\t%.3f\t%.3f\t%.4f\t%.4f"
+           "\t%.4f\t%.4f\t%.4f\t%.5f\t%.5f\t%.2f\n", setting, stage, keep,
+           method, recon ? "on" : "off", (unsigned long long)seed,
+           (long long)ep_net_parameters(net), ep_net_macs_per_second(net),
+           m->infer_s, base->infer_s, s.macro_f1, s.cls[EP_AAMI_N].f1,
+           s.cls[EP_AAMI_S].f1, s.cls[EP_AAMI_V].f1, s.cls[EP_AAMI_F].f1,
+           m->base_beats > 0 ? (double)m->agree / m->base_beats : 1.0,
+           m->s2 > 0.0 ? sqrt(m->d2 / m->s2) : 0.0, prune_s);
+    fflush(stdout);
+}
+
+/* ---- the two settings --------------------------------------------------- */
+
+/* The configurations: deterministic methods run with the first seed
+ * only, since every seed gives the same model. */
+typedef struct config {
+    double keep;
+    ep_prune_method method;
+    int recon;
+    uint64_t seed;
+} config;
+
+static int list_configs(const bench_args *a, config *out, int cap)
+{
+    int k, m, r, s, n = 0;
+
+    for (k = 0; k < a->n_keeps; k++)
+        for (m = 0; m < a->n_methods; m++)
+            for (r = 0; r < a->n_recons; r++)
+                for (s = 0; s < a->n_seeds && n < cap; s++) {
+                    if (s > 0 && (a->methods[m] == EP_PRUNE_L1 ||
+                                  a->methods[m] == EP_PRUNE_CONTRIB))
+                        continue;
+                    out[n++] = (config){a->keeps[k], a->methods[m],
+                                        a->recons[r], a->seeds[s]};
+                }
+    return n;
+}
+
+static ep_net *prune_with(const ep_net *net, const config *c,
+                          const ep_calib_segment *segs, int n_segs,
+                          double *seconds)
+{
+    ep_prune_opts o;
+    ep_prune_result *res;
+    ep_error err;
+    ep_net *out;
+
+    ep_prune_default_opts(&o);
+    o.method = c->method;
+    o.keep = c->keep;
+    o.reconstruct = c->recon;
+    o.seed = c->seed;
+    if (ep_prune_run(net, segs, n_segs, &o, NULL, NULL, &res, &err))
+        die("prune", &err);
+    *seconds = res->seconds;
+    out = res->net;
+    res->net = NULL;
+    ep_prune_result_free(res);
+    return out;
+}
+
+static void run_general(const bench_args *a, const ep_net *net,
+                        rec_data *test, int n_test)
+{
+    static config cfg[4096];
+    ep_calib_segment segs[N_DS1];
+    ep_ref_beat *store[N_DS1];
+    base_out base[MAX_LIST];
+    rec_data calib[N_DS1];
+    metrics mb;
+    int i, c, n_cfg = list_configs(a, cfg, 4096);
+
+    /* The unpruned model, kept as the reference of every comparison. */
+    memset(&mb, 0, sizeof mb);
+    for (i = 0; i < n_test; i++)
+        eval_stretch(net, &test[i], 0, test[i].n, NULL,
+                     &base[i], &mb);
+    print_line("general", "pruned", 1.0, "none", 0, 0, net, &mb, &mb, 0.0);
+
+    for (i = 0; i < N_DS1; i++) {
+        int64_t from, to;
+
+        load_record(a->mitdb, ds1_records[i], &calib[i]);
+        from = (int64_t)(a->calib_from * calib[i].fs);
+        to = from + (int64_t)(a->calib_seconds * calib[i].fs);
+        to = to < calib[i].n ? to : calib[i].n;
+        segs[i] = stretch(&calib[i], from, to, &store[i]);
+    }
+    for (c = 0; c < n_cfg; c++) {
+        metrics m;
+        double ps;
+        ep_net *pruned = prune_with(net, &cfg[c], segs, N_DS1, &ps);
+
+        fprintf(stderr, "general %d/%d: %s keep %.2f recon %d seed %llu\n",
+                c + 1, n_cfg, ep_prune_method_name(cfg[c].method),
+                cfg[c].keep, cfg[c].recon, (unsigned long long)cfg[c].seed);
+        memset(&m, 0, sizeof m);
+        for (i = 0; i < n_test; i++)
+            eval_stretch(pruned, &test[i], 0, test[i].n,
+                         &base[i], NULL, &m);
+        print_line("general", "pruned", cfg[c].keep,
+                   ep_prune_method_name(cfg[c].method), cfg[c].recon,
+                   cfg[c].seed, pruned, &m, &mb, ps);
+        ep_net_free(pruned);
+    }
+    for (i = 0; i < N_DS1; i++) {
+        free(store[i]);
+        free_record(&calib[i]);
+    }
+    for (i = 0; i < n_test; i++) {
+        free(base[i].beats);
+        free(base[i].probs);
+    }
+}
+
+/* Fine-tune a copy of net on one record's calibration stretch. */
+static ep_net *finetuned(const ep_net *net, const ep_calib_segment *s,
+                         uint64_t seed)
+{
+    ep_train_segment t;
+    ep_train_opts o;
+    ep_error err;
+    ep_net *copy;
+
+    if (ep_net_clone(net, &copy, &err) != EP_OK)
+        die("clone", &err);
+    ep_finetune_default_opts(&o);
+    o.seed = seed;
+    t.mv = s->mv;
+    t.n = s->n;
+    t.fs = s->fs;
+    t.beats = s->beats;
+    t.n_beats = s->n_beats;
+    if (ep_finetune_run(copy, &t, 1, &o, NULL, NULL, &err) != EP_OK)
+        die("finetune", &err);
+    return copy;
+}
+
+/* Personal calibration: per record, prune on the first minutes and test
+ * on the rest; the stages "pruned" and (with --finetune) "finetuned". */
+static void run_personal(const bench_args *a, const ep_net *net,
+                         rec_data *test, int n_test)
+{
+    static config cfg[4096];
+    static metrics m[4096][2];
+    metrics mb[2];
+    int i, c, n_cfg = list_configs(a, cfg, 4096);
+
+    memset(m, 0, sizeof m);
+    memset(mb, 0, sizeof mb);
+    for (i = 0; i < n_test; i++) {
+        int64_t split = (int64_t)(a->personal_seconds * test[i].fs);
+        ep_ref_beat *store;
+        ep_calib_segment seg = stretch(&test[i], 0, split, &store);
+        base_out base[2];
+        ep_net *tuned = NULL;
+
+        fprintf(stderr, "personal: record %s (%d/%d)\n", test[i].name,
+                i + 1, n_test);
+        eval_stretch(net, &test[i], split, test[i].n,
+                     NULL, &base[0], &mb[0]);
+        if (a->finetune) {
+            tuned = finetuned(net, &seg, 1);
+            eval_stretch(tuned, &test[i], split, test[i].n,
+                         NULL, &base[1], &mb[1]);
+        }
+        for (c = 0; c < n_cfg; c++) {
+            double ps;
+            ep_net *pruned = prune_with(net, &cfg[c], &seg, 1, &ps);
+
+            eval_stretch(pruned, &test[i], split, test[i].n,
+                         &base[0], NULL, &m[c][0]);
+            if (a->finetune) {
+                ep_net *pt = finetuned(pruned, &seg, cfg[c].seed);
+
+                eval_stretch(pt, &test[i], split, test[i].n,
+                             &base[1], NULL, &m[c][1]);
+                ep_net_free(pt);
+            }
+            if (i == n_test - 1) {
+                print_line("personal", "pruned", cfg[c].keep,
+                           ep_prune_method_name(cfg[c].method), cfg[c].recon,
+                           cfg[c].seed, pruned, &m[c][0], &mb[0], ps);
+                if (a->finetune)
+                    print_line("personal", "finetuned", cfg[c].keep,
+                               ep_prune_method_name(cfg[c].method),
+                               cfg[c].recon, cfg[c].seed, pruned, &m[c][1],
+                               &mb[1], ps);
+            }
+            ep_net_free(pruned);
+        }
+        if (i == n_test - 1) {
+            print_line("personal", "pruned", 1.0, "none", 0, 0, net, &mb[0],
+                       &mb[0], 0.0);
+            if (a->finetune)
+                print_line("personal", "finetuned", 1.0, "none", 0, 0, net,
+                           &mb[1], &mb[1], 0.0);
+        }
+        ep_net_free(tuned);
+        free(store);
+        free(base[0].beats);
+        free(base[0].probs);
+        if (a->finetune) {
+            free(base[1].beats);
+            free(base[1].probs);
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    bench_args a;
+    rec_data test[MAX_LIST];
+    ep_net *net;
+    ep_error err;
+    int i;
+
+    parse_args(argc, argv, &a);
+    if (ep_model_load(a.model, &net, &err) != EP_OK)
+        die(a.model, &err);
+    for (i = 0; i < a.n_records; i++)
+        load_record(a.mitdb, a.records[i], &test[i]);
+    print_header();
+    if (strcmp(a.setting, "general") == 0)
+        run_general(&a, net, test, a.n_records);
+    else
+        run_personal(&a, net, test, a.n_records);
+    for (i = 0; i < a.n_records; i++)
+        free_record(&test[i]);
+    ep_net_free(net);
+    return 0;
+}

@@ -1,0 +1,103 @@
+/*
+ * cli_signal.c - one ECG signal of a WFDB record in millivolts, cut to a
+ * time span, as `ecgprune infer` and `ecgprune eval` read it.
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ecgprune/ep_wfdb.h"
+
+/* The signal asked for, else MLII, else the first one. */
+static int pick_signal(const ep_record *rec, const char *record,
+                       const char *name, ep_error *err)
+{
+    int s;
+
+    if (name != NULL) {
+        s = ep_wfdb_find_signal(rec, name);
+        if (s < 0)
+            return ep_error_set(err, EP_ENOTFOUND,
+                                "%s: no signal named '%s'", record, name);
+        return s;
+    }
+    s = ep_wfdb_find_signal(rec, "MLII");
+    return s >= 0 ? s : 0;
+}
+
+int cli_read_signal(const char *record, const char *name, double from_s,
+                    double to_s, cli_signal *out, ep_error *err)
+{
+    ep_record *rec;
+    float *all;
+    int64_t first, last;
+    int s, rc;
+
+    memset(out, 0, sizeof *out);
+    rc = ep_wfdb_read_record(record, &rec, err);
+    if (rc != 0)
+        return rc;
+    if (rec->n_signals < 1 || rec->n_samples < 1) {
+        ep_wfdb_free_record(rec);
+        return ep_error_set(err, EP_EFORMAT, "%s: no samples", record);
+    }
+    s = pick_signal(rec, record, name, err);
+    if (s < 0) {
+        ep_wfdb_free_record(rec);
+        return s;
+    }
+
+    /* The span in samples: [from, to), to < 0 meaning the end. */
+    first = (int64_t)llround(from_s * rec->sampling_rate);
+    last = to_s < 0.0 ? rec->n_samples
+                      : (int64_t)llround(to_s * rec->sampling_rate);
+    if (last > rec->n_samples)
+        last = rec->n_samples;
+    if (first < 0 || first >= last) {
+        rc = ep_error_set(err, EP_EINVAL,
+                          "%s: span %g s to %g s is empty; the record "
+                          "lasts %g s", record, from_s, to_s,
+                          (double)rec->n_samples / rec->sampling_rate);
+        ep_wfdb_free_record(rec);
+        return rc;
+    }
+
+    /* Physical values of the whole signal, then the span. */
+    all = malloc((size_t)rec->n_samples * sizeof *all);
+    if (all == NULL) {
+        ep_wfdb_free_record(rec);
+        return ep_error_set(err, EP_ENOMEM, "%s: out of memory", record);
+    }
+    rc = ep_wfdb_signal_physical(rec, s, all, err);
+    if (rc == 0) {
+        memmove(all, all + first, (size_t)(last - first) * sizeof *all);
+        out->mv = all;
+        out->n = last - first;
+        out->offset = first;
+        out->fs = rec->sampling_rate;
+        out->record_samples = rec->n_samples;
+        snprintf(out->name, sizeof out->name, "%s", rec->signals[s].name);
+    } else {
+        free(all);
+    }
+    ep_wfdb_free_record(rec);
+    return rc;
+}
+
+void cli_signal_free(cli_signal *sig)
+{
+    free(sig->mv);
+    memset(sig, 0, sizeof *sig);
+}
+
+const char *cli_class_symbol(ep_aami cls)
+{
+    static const char *const symbols[EP_AAMI_COUNT] = {
+        "N", "A", "V", "F", "Q"
+    };
+
+    return cls >= 0 && cls < EP_AAMI_COUNT ? symbols[cls] : "?";
+}

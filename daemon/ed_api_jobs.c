@@ -1,0 +1,595 @@
+/*
+ * ed_api_jobs.c - /v1/jobs: submitting pruning jobs (validated against
+ * the parameters of `ecgprune prune`), showing, listing, cancelling them,
+ * and their masks.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ecgprune/ep_prune.h"
+#include "ed_api.h"
+#include "ed_jobs.h"
+
+#define MAX_JOB_BATCHES 256
+
+/* Seconds a client should wait before polling a new job. */
+#define RETRY_AFTER "2"
+
+static unsigned bad(char *msg, size_t ms, unsigned st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+static unsigned bad(char *msg, size_t ms, unsigned st, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, ms, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+/* An optional integer member in lo..hi, copied into out. */
+static unsigned opt_int(json_t *in, json_t *out, const char *where,
+                        const char *key, json_int_t lo, json_int_t hi,
+                        char *msg, size_t ms)
+{
+    json_t *v = json_object_get(in, key);
+
+    if (!v)
+        return 0;
+    if (!json_is_integer(v))
+        return bad(msg, ms, 400, "%s\"%s\": expected an integer", where, key);
+    if (json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return bad(msg, ms, 422, "%s\"%s\" = %lld is outside %lld..%lld",
+                   where, key, (long long)json_integer_value(v),
+                   (long long)lo, (long long)hi);
+    json_object_set(out, key, v);
+    return 0;
+}
+
+/* An optional number member in [lo, hi] (lo excluded if open_lo). */
+static unsigned opt_num(json_t *in, json_t *out, const char *where,
+                        const char *key, double lo, int open_lo, double hi,
+                        char *msg, size_t ms)
+{
+    json_t *v = json_object_get(in, key);
+    double x;
+
+    if (!v)
+        return 0;
+    if (!json_is_number(v))
+        return bad(msg, ms, 400, "%s\"%s\": expected a number", where, key);
+    x = json_number_value(v);
+    if (!isfinite(x) || x > hi || (open_lo ? x <= lo : x < lo))
+        return bad(msg, ms, 422, "%s\"%s\" = %g is outside %s%g, %g]", where,
+                   key, x, open_lo ? "(" : "[", lo, hi);
+    json_object_set_new(out, key, json_real(x));
+    return 0;
+}
+
+static unsigned opt_bool(json_t *in, json_t *out, const char *where,
+                         const char *key, char *msg, size_t ms)
+{
+    json_t *v = json_object_get(in, key);
+
+    if (!v)
+        return 0;
+    if (!json_is_boolean(v))
+        return bad(msg, ms, 400, "%s\"%s\": expected true or false", where,
+                   key);
+    json_object_set(out, key, v);
+    return 0;
+}
+
+static unsigned check_keys(json_t *obj, const char *where,
+                           const char *const *known, char *msg, size_t ms)
+{
+    const char *key;
+    json_t *v;
+    int i, ok;
+
+    json_object_foreach(obj, key, v) {
+        for (ok = 0, i = 0; known[i]; i++)
+            ok |= strcmp(key, known[i]) == 0;
+        if (!ok)
+            return bad(msg, ms, 400, "%sunknown parameter \"%s\"", where,
+                       key);
+    }
+    return 0;
+}
+
+/* A list of existing batch ids; beats_needed: each must be annotated. */
+static unsigned batch_list(ed_app *app, json_t *arr, const char *where,
+                           int beats_needed, char *msg, size_t ms)
+{
+    size_t i, j;
+    json_t *v;
+    int found;
+    int64_t beats;
+
+    if (!json_is_array(arr) || json_array_size(arr) == 0)
+        return bad(msg, ms, 400, "\"%s\": expected a non-empty array of "
+                   "batch ids", where);
+    if (json_array_size(arr) > MAX_JOB_BATCHES)
+        return bad(msg, ms, 422, "\"%s\": more than %d batches", where,
+                   MAX_JOB_BATCHES);
+    json_array_foreach(arr, i, v) {
+        if (!json_is_integer(v))
+            return bad(msg, ms, 400, "%s[%zu]: expected an integer batch id",
+                       where, i);
+        for (j = 0; j < i; j++)
+            if (json_integer_value(json_array_get(arr, j)) ==
+                json_integer_value(v))
+                return bad(msg, ms, 422, "%s[%zu]: batch %lld is listed "
+                           "twice", where, i,
+                           (long long)json_integer_value(v));
+        beats = ed_store_int(app->store, &found, "SELECT n_beats FROM "
+                             "batches WHERE id = ?", "i",
+                             (int64_t)json_integer_value(v));
+        if (!found)
+            return bad(msg, ms, 404, "%s[%zu]: no batch with id %lld", where,
+                       i, (long long)json_integer_value(v));
+        if (beats_needed && beats <= 0)
+            return bad(msg, ms, 422, "%s[%zu]: batch %lld has no beat "
+                       "annotations to score against", where, i,
+                       (long long)json_integer_value(v));
+    }
+    return 0;
+}
+
+static unsigned check_finetune(json_t *ft, json_t *out, char *msg,
+                               size_t ms)
+{
+    static const char *const keys[] = {
+        "epochs", "steps_per_epoch", "batch", "lr", "weight_decay", "seed",
+        "freeze_encoder", "augment", NULL};
+    json_t *o;
+    unsigned st;
+
+    if (!json_is_object(ft))
+        return bad(msg, ms, 400, "\"finetune\": expected an object");
+    o = json_object();
+    json_object_set_new(out, "finetune", o);
+    if ((st = check_keys(ft, "finetune: ", keys, msg, ms)) ||
+        (st = opt_int(ft, o, "finetune.", "epochs", 1, 1000, msg, ms)) ||
+        (st = opt_int(ft, o, "finetune.", "steps_per_epoch", 0, 1000000, msg,
+                      ms)) ||
+        (st = opt_int(ft, o, "finetune.", "batch", 1, 4096, msg, ms)) ||
+        (st = opt_num(ft, o, "finetune.", "lr", 0, 1, 1, msg, ms)) ||
+        (st = opt_num(ft, o, "finetune.", "weight_decay", 0, 0, 1, msg, ms))
+        || (st = opt_int(ft, o, "finetune.", "seed", 0, INT64_MAX, msg, ms))
+        || (st = opt_bool(ft, o, "finetune.", "freeze_encoder", msg, ms)) ||
+        (st = opt_bool(ft, o, "finetune.", "augment", msg, ms)))
+        return st;
+    return 0;
+}
+
+static unsigned check_holdout(ed_app *app, json_t *h, json_t *out,
+                              json_t *batch_ids, char *msg, size_t ms)
+{
+    static const char *const keys[] = {"batch_ids", "fraction", NULL};
+    json_t *o, *ids = json_object_get(h, "batch_ids");
+    size_t i;
+    unsigned st;
+
+    if (!json_is_object(h))
+        return bad(msg, ms, 400, "\"holdout\": expected {\"batch_ids\": "
+                   "[...]} or {\"fraction\": f}");
+    if ((st = check_keys(h, "holdout: ", keys, msg, ms)))
+        return st;
+    if ((ids != NULL) == (json_object_get(h, "fraction") != NULL))
+        return bad(msg, ms, 422, "\"holdout\": give exactly one of "
+                   "\"batch_ids\" and \"fraction\"");
+    o = json_object();
+    json_object_set_new(out, "holdout", o);
+    if (ids) {
+        if ((st = batch_list(app, ids, "holdout.batch_ids", 1, msg, ms)))
+            return st;
+        json_object_set(o, "batch_ids", ids);
+        return 0;
+    }
+    if ((st = opt_num(h, o, "holdout.", "fraction", 0, 1, 0.5, msg, ms)))
+        return st;
+    /* The tail of each calibration batch is scored: it needs beats. */
+    for (i = 0; i < json_array_size(batch_ids); i++)
+        if (ed_store_int(app->store, NULL, "SELECT n_beats FROM batches "
+                         "WHERE id = ?", "i", (int64_t)json_integer_value(
+                             json_array_get(batch_ids, i))) <= 0)
+            return bad(msg, ms, 422, "holdout.fraction: batch %lld has no "
+                       "beat annotations to score against", (long long)
+                       json_integer_value(json_array_get(batch_ids, i)));
+    return 0;
+}
+
+/* The library's defaults for what the submission left out, so that a
+ * job shows the parameters it really runs with. */
+static void fill_defaults(json_t *p)
+{
+    ep_prune_opts d;
+
+    ep_prune_default_opts(&d);
+    if (!json_object_get(p, "mask_list"))
+        json_object_set_new(p, "mask_list", json_integer(d.mask_list));
+    if (!json_object_get(p, "candidates"))
+        json_object_set_new(p, "candidates", json_integer(d.candidates));
+    if (!json_object_get(p, "coreset_scale"))
+        json_object_set_new(p, "coreset_scale", json_real(d.coreset_scale));
+    if (!json_object_get(p, "seed"))
+        json_object_set_new(p, "seed", json_integer((json_int_t)d.seed));
+    if (!json_object_get(p, "reconstruct"))
+        json_object_set_new(p, "reconstruct", json_boolean(d.reconstruct));
+}
+
+/* Validate a submission into normalised parameters (*out). */
+static unsigned check_params(ed_app *app, json_t *in, json_t **out,
+                             char *msg, size_t ms)
+{
+    static const char *const keys[] = {
+        "model_id", "batch_ids", "method", "keep", "mask_list", "candidates",
+        "coreset_scale", "seed", "reconstruct", "lambda", "batch_windows",
+        "finetune", "holdout", NULL};
+    json_t *p, *v;
+    ep_prune_method m;
+    int found;
+    unsigned st;
+
+    if (!json_is_object(in))
+        return bad(msg, ms, 400, "expected a JSON object");
+    if ((st = check_keys(in, "", keys, msg, ms)))
+        return st;
+    p = json_object();
+    *out = p;
+
+    /* The model and the batches. */
+    v = json_object_get(in, "model_id");
+    if (!v)
+        return bad(msg, ms, 422, "\"model_id\" is required");
+    if (!json_is_integer(v))
+        return bad(msg, ms, 400, "\"model_id\": expected an integer");
+    ed_store_int(app->store, &found, "SELECT 1 FROM models WHERE id = ?",
+                 "i", (int64_t)json_integer_value(v));
+    if (!found)
+        return bad(msg, ms, 404, "\"model_id\": no model with id %lld",
+                   (long long)json_integer_value(v));
+    json_object_set(p, "model_id", v);
+    if (!json_object_get(in, "batch_ids"))
+        return bad(msg, ms, 422, "\"batch_ids\" is required");
+    if ((st = batch_list(app, json_object_get(in, "batch_ids"), "batch_ids",
+                         0, msg, ms)))
+        return st;
+    json_object_set(p, "batch_ids", json_object_get(in, "batch_ids"));
+
+    /* Method and keep ratio are required; the rest has defaults. */
+    v = json_object_get(in, "method");
+    if (!v)
+        return bad(msg, ms, 422, "\"method\" is required (ising-kernel, "
+                   "ising-filter, l1, random, coreset, contrib)");
+    if (!json_is_string(v))
+        return bad(msg, ms, 400, "\"method\": expected a string");
+    if (ep_prune_method_from_name(json_string_value(v), &m) != 0)
+        return bad(msg, ms, 422, "\"method\" \"%.40s\" is not one of "
+                   "ising-kernel, ising-filter, l1, random, coreset, contrib",
+                   json_string_value(v));
+    json_object_set_new(p, "method", json_string(ep_prune_method_name(m)));
+    if (!json_object_get(in, "keep"))
+        return bad(msg, ms, 422, "\"keep\" (fraction of channels kept, "
+                   "(0, 1]) is required");
+    if ((st = opt_num(in, p, "", "keep", 0, 1, 1, msg, ms)) ||
+        (st = opt_int(in, p, "", "mask_list", 1, 4096, msg, ms)) ||
+        (st = opt_int(in, p, "", "candidates", 1, 1024, msg, ms)) ||
+        (st = opt_num(in, p, "", "coreset_scale", 1, 0, 100, msg, ms)) ||
+        (st = opt_int(in, p, "", "seed", 0, INT64_MAX, msg, ms)) ||
+        (st = opt_bool(in, p, "", "reconstruct", msg, ms)) ||
+        (st = opt_num(in, p, "", "lambda", 0, 0, 1e6, msg, ms)) ||
+        (st = opt_int(in, p, "", "batch_windows", 1, 4096, msg, ms)))
+        return st;
+
+    fill_defaults(p);
+
+    /* Optional fine-tuning and held-out scoring. */
+    v = json_object_get(in, "finetune");
+    if (v && !json_is_null(v) && (st = check_finetune(v, p, msg, ms)))
+        return st;
+    v = json_object_get(in, "holdout");
+    if (v && !json_is_null(v) &&
+        (st = check_holdout(app, v, p, json_object_get(p, "batch_ids"), msg,
+                            ms)))
+        return st;
+    return 0;
+}
+
+/* The public view of a job row. */
+static json_t *job_json(json_t *row)
+{
+    json_error_t jerr;
+    const char *ptext = json_string_value(json_object_get(row, "params"));
+    const char *rtext = json_string_value(json_object_get(row, "result"));
+    json_t *params = ptext ? json_loads(ptext, 0, &jerr) : NULL;
+    json_t *result = rtext ? json_loads(rtext, 0, &jerr) : NULL;
+    json_t *o = json_object();
+
+    json_object_set(o, "id", json_object_get(row, "id"));
+    json_object_set(o, "state", json_object_get(row, "state"));
+    json_object_set(o, "model_id", json_object_get(row, "model_id"));
+    json_object_set_new(o, "params", params ? params : json_null());
+    json_object_set_new(o, "progress", json_pack(
+        "{s:O, s:O, s:O, s:O}", "fraction", json_object_get(row, "progress"),
+        "group", json_object_get(row, "progress_group"), "n_groups",
+        json_object_get(row, "progress_groups"), "stage",
+        json_object_get(row, "stage")));
+    json_object_set_new(o, "timings", json_pack(
+        "{s:O, s:O, s:O}", "created_at", json_object_get(row, "created_at"),
+        "started_at", json_object_get(row, "started_at"), "finished_at",
+        json_object_get(row, "finished_at")));
+    json_object_set(o, "attempts", json_object_get(row, "attempts"));
+    json_object_set_new(o, "result", result ? result : json_null());
+    json_object_set(o, "error", json_object_get(row, "error"));
+    return o;
+}
+
+#define JOB_COLUMNS "id, state, model_id, params, progress, progress_group, " \
+    "progress_groups, stage, created_at, started_at, finished_at, " \
+    "attempts, result, error"
+
+static void answer_job(ed_app *app, ed_request *req, int64_t id,
+                       unsigned status)
+{
+    int found = 0;
+    json_t *row = ed_store_row(app->store, &found, "SELECT " JOB_COLUMNS
+                               " FROM jobs WHERE id = ?", "i", id);
+
+    if (!row) {
+        ed_api_store_error(app, req);
+        return;
+    }
+    if (!found)
+        ed_http_problem(req, 404, "no job with id %lld", (long long)id);
+    else
+        ed_http_json(req, status, job_json(row));
+    json_decref(row);
+}
+
+static void answer_accepted(ed_app *app, ed_request *req, int64_t id)
+{
+    char loc[64];
+
+    answer_job(app, req, id, 202);
+    snprintf(loc, sizeof loc, "/v1/jobs/%lld", (long long)id);
+    ed_http_add_header(req, "Location", loc);
+    ed_http_add_header(req, "Retry-After", RETRY_AFTER);
+    snprintf(req->log_extra, sizeof req->log_extra, "job=%lld",
+             (long long)id);
+}
+
+/* Insert the job and its batch links in one transaction. */
+static int insert_job(ed_app *app, json_t *p, const char *key, char *text,
+                      int64_t *id)
+{
+    char now[32];
+    json_t *ids, *v;
+    size_t i;
+    int rc = -1;
+
+    if (ed_store_begin(app->store))
+        return -1;
+    ed_store_now(now);
+    if (ed_store_exec(app->store, "INSERT INTO jobs (model_id, params, "
+                      "state, idempotency_key, created_at) VALUES "
+                      "(?, ?, 'queued', ?, ?)", "ittt",
+                      (int64_t)json_integer_value(json_object_get(
+                          p, "model_id")), text, key, now) != 1)
+        goto out;
+    *id = ed_store_last_id(app->store);
+    json_array_foreach(json_object_get(p, "batch_ids"), i, v)
+        if (ed_store_exec(app->store, "INSERT INTO job_batches VALUES "
+                          "(?, ?, 'calib')", "ii", *id,
+                          (int64_t)json_integer_value(v)) != 1)
+            goto out;
+    ids = json_object_get(json_object_get(p, "holdout"), "batch_ids");
+    json_array_foreach(ids, i, v)
+        if (ed_store_exec(app->store, "INSERT OR IGNORE INTO job_batches "
+                          "VALUES (?, ?, 'holdout')", "ii", *id,
+                          (int64_t)json_integer_value(v)) < 0)
+            goto out;
+    rc = 0;
+out:
+    if (rc == 0 && ed_store_commit(app->store) == 0)
+        return 0;
+    ed_store_rollback(app->store);
+    return -1;
+}
+
+void ed_api_jobs_create(ed_app *app, ed_request *req, int64_t unused)
+{
+    const char *key = ed_http_header(req, "Idempotency-Key");
+    json_error_t jerr;
+    json_t *in, *params = NULL, *prev;
+    char msg[600], *text = NULL;
+    int64_t id = 0;
+    int found = 0;
+    unsigned st;
+
+    (void)unused;
+    if (app->stopping) {
+        ed_http_problem(req, 503, "the daemon is shutting down");
+        return;
+    }
+    if (key && (strlen(key) == 0 || strlen(key) > 255)) {
+        ed_http_problem(req, 400, "Idempotency-Key: expected 1..255 "
+                        "characters");
+        return;
+    }
+    in = json_loadb((const char *)req->body, req->body_len,
+                    JSON_REJECT_DUPLICATES, &jerr);
+    if (!in) {
+        ed_http_problem(req, 400, "malformed JSON at line %d column %d "
+                        "(byte %d): %s", jerr.line, jerr.column,
+                        jerr.position, jerr.text);
+        return;
+    }
+    st = check_params(app, in, &params, msg, sizeof msg);
+    json_decref(in);
+    if (!st && !(text = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS)))
+        st = bad(msg, sizeof msg, 500, "out of memory");
+    if (st) {
+        json_decref(params);
+        ed_http_problem(req, st, "%s", msg);
+        return;
+    }
+
+    /* A retried submission with the same key gets the same job. */
+    prev = key ? ed_store_row(app->store, &found, "SELECT id, params FROM "
+                              "jobs WHERE idempotency_key = ?", "t", key)
+               : NULL;
+    if (found) {
+        id = json_integer_value(json_object_get(prev, "id"));
+        if (strcmp(json_string_value(json_object_get(prev, "params")),
+                   text) != 0)
+            ed_http_problem(req, 422, "Idempotency-Key \"%.80s\" was used "
+                            "for job %lld with other parameters", key,
+                            (long long)id);
+        else
+            answer_accepted(app, req, id);
+    } else if (insert_job(app, params, key, text, &id)) {
+        ed_api_store_error(app, req);
+    } else {
+        answer_accepted(app, req, id);
+        ed_jobs_kick(app);
+    }
+    json_decref(prev);
+    json_decref(params);
+    free(text);
+}
+
+void ed_api_jobs_get(ed_app *app, ed_request *req, int64_t id)
+{
+    answer_job(app, req, id, 200);
+}
+
+void ed_api_jobs_list(ed_app *app, ed_request *req, int64_t unused)
+{
+    static const char *const states[] = {
+        "queued", "running", "succeeded", "failed", "cancelled", NULL};
+    const char *state = ed_http_query(req, "state");
+    json_t *rows, *out, *row;
+    size_t i;
+    int k, ok = 0;
+
+    (void)unused;
+    for (k = 0; state && states[k]; k++)
+        ok |= strcmp(state, states[k]) == 0;
+    if (state && !ok) {
+        ed_http_problem(req, 400, "query parameter state=\"%.40s\": expected "
+                        "queued, running, succeeded, failed or cancelled",
+                        state);
+        return;
+    }
+    rows = state ? ed_store_rows(app->store, "SELECT " JOB_COLUMNS " FROM "
+                                 "jobs WHERE state = ? ORDER BY id", "t",
+                                 state)
+                 : ed_store_rows(app->store, "SELECT " JOB_COLUMNS " FROM "
+                                 "jobs ORDER BY id", NULL);
+    if (!rows) {
+        ed_api_store_error(app, req);
+        return;
+    }
+    out = json_array();
+    json_array_foreach(rows, i, row)
+        json_array_append_new(out, job_json(row));
+    json_decref(rows);
+    ed_http_json(req, 200, json_pack("{s:o}", "jobs", out));
+}
+
+void ed_api_jobs_cancel(ed_app *app, ed_request *req, int64_t id)
+{
+    char now[32];
+    int found = 0;
+    json_t *row = ed_store_row(app->store, &found, "SELECT state FROM jobs "
+                               "WHERE id = ?", "i", id);
+    const char *state = json_string_value(json_object_get(row, "state"));
+
+    if (!row) {
+        ed_api_store_error(app, req);
+        return;
+    }
+    if (!found) {
+        ed_http_problem(req, 404, "no job with id %lld", (long long)id);
+    } else if (strcmp(state, "queued") == 0) {
+        /* Not started: cancelled at once. */
+        ed_store_now(now);
+        ed_store_exec(app->store, "UPDATE jobs SET state = 'cancelled', "
+                      "finished_at = ?, error = 'cancelled by request', "
+                      "cancel_requested = 1 WHERE id = ?", "ti", now, id);
+        answer_job(app, req, id, 200);
+    } else if (strcmp(state, "running") == 0) {
+        /* Running: the worker stops at its next round. */
+        ed_store_exec(app->store, "UPDATE jobs SET cancel_requested = 1 "
+                      "WHERE id = ?", "i", id);
+        ed_jobs_cancel(app, id);
+        answer_job(app, req, id, 202);
+    } else {
+        ed_http_problem(req, 409, "job %lld has already finished (state %s)",
+                        (long long)id, state);
+    }
+    json_decref(row);
+}
+
+void ed_api_jobs_masks(ed_app *app, ed_request *req, int64_t id)
+{
+    int found = 0;
+    json_t *row = ed_store_row(app->store, &found, "SELECT state, params "
+                               "FROM jobs WHERE id = ?", "i", id);
+    json_t *rows, *groups, *g, *params;
+    json_error_t jerr;
+    size_t i;
+
+    if (!row) {
+        ed_api_store_error(app, req);
+        return;
+    }
+    if (!found || strcmp(json_string_value(json_object_get(row, "state")),
+                         "succeeded") != 0) {
+        if (!found)
+            ed_http_problem(req, 404, "no job with id %lld", (long long)id);
+        else
+            ed_http_problem(req, 409, "job %lld has no masks: state is %s",
+                            (long long)id, json_string_value(
+                                json_object_get(row, "state")));
+        json_decref(row);
+        return;
+    }
+    rows = ed_store_rows(app->store, "SELECT group_index, producer, "
+                         "channels_before, kept FROM masks WHERE job_id = ? "
+                         "ORDER BY group_index", "i", id);
+    params = json_loads(json_string_value(json_object_get(row, "params")), 0,
+                        &jerr);
+    json_decref(row);
+    if (!rows || !params) {
+        json_decref(rows);
+        json_decref(params);
+        ed_api_store_error(app, req);
+        return;
+    }
+    groups = json_array();
+    json_array_foreach(rows, i, g) {
+        json_t *kept = json_loads(json_string_value(json_object_get(
+                                      g, "kept")), 0, &jerr);
+        json_array_append_new(groups, json_pack(
+            "{s:O, s:O, s:O, s:o}", "group", json_object_get(g, "group_index"),
+            "producer", json_object_get(g, "producer"), "channels_before",
+            json_object_get(g, "channels_before"), "kept",
+            kept ? kept : json_array()));
+    }
+    json_decref(rows);
+    ed_http_json(req, 200, json_pack(
+        "{s:I, s:O, s:O, s:o}", "job_id", (json_int_t)id, "method",
+        json_object_get(params, "method"), "keep",
+        json_object_get(params, "keep"), "groups", groups));
+    json_decref(params);
+}

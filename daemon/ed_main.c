@@ -1,0 +1,312 @@
+/*
+ * ed_main.c - ecgpruned: start-up (configuration, store, pool size, BLAS
+ * threads, HTTP), the loop, signals, systemd notification and an orderly
+ * stop.
+ */
+#include <cblas.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "ed_api.h"
+#include "ed_app.h"
+#include "ed_jobs.h"
+#include "ed_log.h"
+#include "ed_metrics.h"
+#include "ed_models.h"
+
+/* Seconds SIGTERM may take before running jobs are abandoned (and marked
+ * queued); below the unit's TimeoutStopSec (30 s). */
+#define STOP_DEADLINE_S 20
+
+typedef struct ed_main {
+    ed_app app;
+    uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t watchdog, stop_check;
+    uint64_t stop_started_ns;
+} ed_main;
+
+/* ---- stopping --------------------------------------------------------- */
+
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void finish_stop(ed_main *m)
+{
+    ed_app *app = &m->app;
+
+    close_handle((uv_handle_t *)&m->stop_check);
+    close_handle((uv_handle_t *)&m->watchdog);
+    close_handle((uv_handle_t *)&m->sigterm);
+    close_handle((uv_handle_t *)&m->sigint);
+    close_handle((uv_handle_t *)&m->sighup);
+    ed_http_stop(app->http);
+    app->http = NULL;
+    ed_jobs_free(app);
+}
+
+/* Every 100 ms after SIGTERM: done when no job and no inference is on the
+ * pool and the connections are served, or when the deadline passed. */
+static void on_stop_check(uv_timer_t *t)
+{
+    ed_main *m = t->data;
+    ed_app *app = &m->app;
+    double waited = (double)(ed_http_now_ns() - m->stop_started_ns) / 1e9;
+    int busy = ed_jobs_running(app) > 0 || app->infer_in_flight > 0;
+
+    if (!busy && (ed_http_connections(app->http) == 0 || waited > 5)) {
+        ed_log(ED_LOG_INFO, "stopped", "waited_s=%.1f", waited);
+        finish_stop(m);
+        return;
+    }
+    if (waited > STOP_DEADLINE_S) {
+        /* Jobs that did not reach a round boundary in time: record them as
+         * queued and leave; their workers die with the process. */
+        ed_jobs_abandon(app);
+        ed_log(ED_LOG_WARN, "stop_deadline", "running_jobs=%d",
+               ed_jobs_running(app));
+        ed_store_close(app->store);
+        ed_log_close();
+        _exit(0);
+    }
+}
+
+static void begin_stop(ed_main *m, const char *why)
+{
+    ed_app *app = &m->app;
+
+    if (app->stopping)
+        return;
+    app->stopping = 1;
+    app->ready = 0;
+    sd_notify(0, "STOPPING=1");
+    ed_log(ED_LOG_INFO, "stopping", "signal=%s running_jobs=%d "
+           "inference_in_flight=%d", why, ed_jobs_running(app),
+           app->infer_in_flight);
+    ed_http_quiesce(app->http);
+    ed_jobs_shutdown(app);
+    m->stop_started_ns = ed_http_now_ns();
+    uv_timer_start(&m->stop_check, on_stop_check, 0, 100);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    ed_main *m = s->data;
+
+    if (signum == SIGHUP) {
+        ed_log(ED_LOG_INFO, "log_reopen", NULL);
+        if (ed_log_reopen())
+            ed_log(ED_LOG_ERROR, "log_reopen_failed", "file=%s",
+                   m->app.cfg.log_file);
+        return;
+    }
+    begin_stop(m, signum == SIGTERM ? "TERM" : "INT");
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    (void)t;
+    sd_notify(0, "WATCHDOG=1");
+}
+
+/* ---- start-up --------------------------------------------------------- */
+
+/* Store the model file given with --preload unless a model with the same
+ * checksum is already there. */
+static int preload(ed_app *app)
+{
+    FILE *f = fopen(app->cfg.preload, "rb");
+    unsigned char *buf = NULL;
+    char sha[65], msg[600], name[65];
+    const char *base;
+    long n;
+    int found = 0, rc = -1;
+    int64_t id;
+
+    if (!f) {
+        ed_log(ED_LOG_ERROR, "preload_failed", "file=%s reason=\"cannot "
+               "open\"", app->cfg.preload);
+        return -1;
+    }
+    if (fseek(f, 0, SEEK_END) || (n = ftell(f)) <= 0 ||
+        fseek(f, 0, SEEK_SET) || !(buf = malloc((size_t)n)) ||
+        fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        ed_log(ED_LOG_ERROR, "preload_failed", "file=%s reason=\"cannot "
+               "read\"", app->cfg.preload);
+        goto out;
+    }
+    ed_models_sha256(buf, (size_t)n, sha);
+    id = ed_store_int(app->store, &found, "SELECT id FROM models WHERE "
+                      "sha256 = ? ORDER BY id LIMIT 1", "t", sha);
+    if (found) {
+        ed_log(ED_LOG_INFO, "preload_present", "model_id=%lld sha256=%s",
+               (long long)id, sha);
+        rc = 0;
+        goto out;
+    }
+
+    /* The model is named after its file, without directory or suffix. */
+    base = strrchr(app->cfg.preload, '/');
+    snprintf(name, sizeof name, "%.64s", base ? base + 1 : app->cfg.preload);
+    if (strchr(name, '.'))
+        *strchr(name, '.') = '\0';
+    if (ed_api_models_store(app, name[0] ? name : "default", buf, (size_t)n,
+                            0, 0, &id, msg, sizeof msg)) {
+        ed_log(ED_LOG_ERROR, "preload_failed", "file=%s reason=\"%s\"",
+               app->cfg.preload, msg);
+        goto out;
+    }
+    ed_log(ED_LOG_INFO, "preload_stored", "model_id=%lld sha256=%s",
+           (long long)id, sha);
+    rc = 0;
+out:
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+static int write_port_file(const char *path, int port)
+{
+    char tmp[ED_PATH_MAX + 8];
+    FILE *f;
+
+    /* temp + rename: a reader never sees a half-written number */
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "%d\n", port);
+    if (fclose(f) != 0)
+        return -1;
+    return rename(tmp, path);
+}
+
+static int check_config(const ed_config *cfg)
+{
+    printf("ecgpruned: configuration ok: listen %s:%d, data_dir %s, "
+           "workers %d, max_running_jobs %d, tokens %d, tls %s, log %s%s%s\n",
+           cfg->listen_addr, cfg->port, cfg->data_dir, cfg->workers,
+           cfg->max_running_jobs, cfg->n_tokens,
+           cfg->tls_cert[0] ? "on" : "off",
+           ed_log_level_name(cfg->log_level), cfg->log_file[0] ? " to " : "",
+           cfg->log_file);
+    if (cfg->tls_cert[0] && (access(cfg->tls_cert, R_OK) != 0 ||
+                             access(cfg->tls_key, R_OK) != 0)) {
+        fprintf(stderr, "ecgpruned: tls: cannot read %s or %s\n",
+                cfg->tls_cert, cfg->tls_key);
+        return 1;
+    }
+    return 0;
+}
+
+static void start_handles(ed_main *m)
+{
+    ed_app *app = &m->app;
+    uint64_t usec = 0;
+
+    uv_signal_init(app->loop, &m->sigterm);
+    uv_signal_init(app->loop, &m->sigint);
+    uv_signal_init(app->loop, &m->sighup);
+    m->sigterm.data = m->sigint.data = m->sighup.data = m;
+    uv_signal_start(&m->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&m->sigint, on_signal, SIGINT);
+    uv_signal_start(&m->sighup, on_signal, SIGHUP);
+    uv_timer_init(app->loop, &m->stop_check);
+    m->stop_check.data = m;
+
+    /* Watchdog pings at half the interval systemd asks for. */
+    uv_timer_init(app->loop, &m->watchdog);
+    if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2000)
+        uv_timer_start(&m->watchdog, on_watchdog, usec / 2000, usec / 2000);
+}
+
+int main(int argc, char **argv)
+{
+    static ed_main m;
+    ed_app *app = &m.app;
+    char err[1024], workers[16];
+    int port = 0;
+
+    /* Configuration. */
+    if (ed_config_from_args(&app->cfg, argc, argv, err, sizeof err)) {
+        fprintf(stderr, "ecgpruned: %s\n", err);
+        ed_config_usage(stderr);
+        return 2;
+    }
+    if (app->cfg.show_help) {
+        ed_config_usage(stdout);
+        return 0;
+    }
+    if (app->cfg.check_only)
+        return check_config(&app->cfg);
+
+    /* Threads: the pool size must be set before libuv starts its pool;
+     * BLAS runs single-threaded inside each pool worker so that workers
+     * times BLAS threads never exceeds the workers configured. */
+    snprintf(workers, sizeof workers, "%d", app->cfg.workers);
+    setenv("UV_THREADPOOL_SIZE", workers, 1);
+    openblas_set_num_threads(1);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (ed_log_open(app->cfg.log_file, app->cfg.log_level)) {
+        fprintf(stderr, "ecgpruned: cannot open log file %s\n",
+                app->cfg.log_file);
+        return 1;
+    }
+
+    /* Store, model cache, jobs left behind by a previous run. */
+    app->loop = uv_default_loop();
+    if (ed_store_open(app->cfg.data_dir, &app->store, err, sizeof err)) {
+        ed_log(ED_LOG_ERROR, "store_failed", "reason=\"%s\"", err);
+        fprintf(stderr, "ecgpruned: %s\n", err);
+        return 1;
+    }
+    if (ed_models_create(&app->models) || ed_jobs_create(app)) {
+        fprintf(stderr, "ecgpruned: out of memory\n");
+        return 1;
+    }
+    ed_jobs_recover(app);
+    if (app->cfg.preload[0] && preload(app)) {
+        fprintf(stderr, "ecgpruned: --preload %s failed (see log)\n",
+                app->cfg.preload);
+        return 1;
+    }
+
+    /* HTTP, then readiness. */
+    if (ed_http_start(app->loop, &app->cfg, ed_api_dispatch, app,
+                      &app->http, &port, err, sizeof err)) {
+        ed_log(ED_LOG_ERROR, "listen_failed", "reason=\"%s\"", err);
+        fprintf(stderr, "ecgpruned: %s\n", err);
+        return 1;
+    }
+    if (app->cfg.port_file[0] && write_port_file(app->cfg.port_file, port))
+        ed_log(ED_LOG_ERROR, "port_file_failed", "file=%s",
+               app->cfg.port_file);
+    start_handles(&m);
+    app->ready = 1;
+    ed_log(ED_LOG_INFO, "listening", "addr=%s port=%d data_dir=%s "
+           "workers=%d max_running_jobs=%d tls=%d schema=%d pid=%d",
+           app->cfg.listen_addr, port, app->cfg.data_dir, app->cfg.workers,
+           app->cfg.max_running_jobs, app->cfg.tls_cert[0] != '\0',
+           ed_store_schema_version(app->store), (int)getpid());
+    sd_notifyf(0, "READY=1\nSTATUS=listening on %s port %d",
+               app->cfg.listen_addr, port);
+    ed_jobs_kick(app);
+
+    uv_run(app->loop, UV_RUN_DEFAULT);
+
+    /* Everything has returned: close the store. */
+    uv_loop_close(app->loop);
+    ed_models_free(app->models);
+    ed_store_close(app->store);
+    ed_metrics_free();
+    ed_log_close();
+    return 0;
+}

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# test_bad_input.sh - malformed, mistyped, oversized, truncated and lying
+# inputs: each must get a 4xx application/problem+json answer whose detail
+# names the fault, and the daemon must keep serving after every one.
+. "$(dirname "$0")/lib.sh"
+
+# A small body limit so that "huge" is quick to send.
+cat > "$WORK/config.json" <<'JSON'
+{ "limits": { "max_body_bytes": 1048576, "max_samples": 50000 } }
+JSON
+start_daemon --config "$WORK/config.json"
+MODEL=$(test_model)
+req POST "/v1/models?name=m" --data-binary "@$MODEL"
+expect 201 "model upload"
+MID=$(body .id)
+"$ED_TESTTOOL" ecg-json "$EXCERPT/100" 0 3600 > "$WORK/seg.json"
+jq -c '. + {subject: "p1"}' "$WORK/seg.json" > "$WORK/batch.json"
+req POST /v1/batches -H 'Content-Type: application/json' \
+    --data-binary "@$WORK/batch.json"
+expect 201 "batch upload"
+BID=$(body .id)
+
+CASES=0
+# bad STATUS DETAIL_REGEX METHOD PATH [curl options]: one refused request.
+bad() {
+    local want=$1 pattern=$2 method=$3 path=$4
+    shift 4
+    CASES=$((CASES + 1))
+    req "$method" "$path" "$@"
+    expect "$want" "case $CASES ($method $path, /$pattern/)"
+    grep -qi '^Content-Type: application/problem+json' "$WORK/headers" ||
+        fail "case $CASES: not application/problem+json"
+    [ "$(body .status)" = "$want" ] || fail "case $CASES: status member"
+    [ -n "$(body .title)" ] || fail "case $CASES: no title"
+    body .detail | grep -Eq -- "$pattern" ||
+        fail "case $CASES: detail \"$(body .detail)\" does not match /$pattern/"
+    req GET /v2/health/live
+    expect 200 "daemon alive after case $CASES"
+}
+J=(-H 'Content-Type: application/json')
+
+# Malformed and truncated JSON, NaN and infinities (not JSON numbers).
+bad 400 'malformed JSON at line 1' POST "/v1/models/$MID/infer" "${J[@]}" \
+    -d '{"sampling_rate": 360, "samples": [1, 2,'
+bad 400 'malformed JSON' POST "/v1/models/$MID/infer" "${J[@]}" \
+    -d '{"sampling_rate": 360, "samples": [NaN, 1]}'
+bad 400 'malformed JSON' POST "/v1/models/$MID/infer" "${J[@]}" \
+    -d '{"sampling_rate": 360, "samples": [1e999, 1]}'
+head -c 5000 "$WORK/seg.json" > "$WORK/truncated.json"
+bad 400 'malformed JSON' POST "/v1/models/$MID/infer" "${J[@]}" \
+    --data-binary "@$WORK/truncated.json"
+bad 400 'malformed JSON' POST /v1/jobs "${J[@]}" -d '{"model_id": 1,,}'
+
+# Wrong types and names.
+bad 400 '"sampling_rate": expected a number' POST "/v1/models/$MID/infer" \
+    "${J[@]}" -d '{"sampling_rate": "360", "samples": [1]}'
+jq -c '.samples[2] = "NaN"' "$WORK/seg.json" > "$WORK/strnan.json"
+bad 400 'samples\[2\]: expected a number' POST "/v1/models/$MID/infer" \
+    "${J[@]}" --data-binary "@$WORK/strnan.json"
+bad 400 'unknown field "rate"' POST "/v1/models/$MID/infer" "${J[@]}" \
+    -d '{"rate": 360, "samples": [1]}'
+bad 400 'expected a JSON object' POST "/v1/models/$MID/infer" "${J[@]}" \
+    -d '[1, 2, 3]'
+bad 415 'Content-Type "text/plain"' POST "/v1/models/$MID/infer" \
+    -H 'Content-Type: text/plain' -d 'hello'
+
+# Absurd sampling rates and amplitudes.
+for fs in 0 -360 1e9; do
+    jq -c ".sampling_rate = $fs" "$WORK/seg.json" > "$WORK/fs.json"
+    bad 422 '"sampling_rate" = .* Hz is outside' POST \
+        "/v1/models/$MID/infer" "${J[@]}" --data-binary "@$WORK/fs.json"
+done
+jq -c '.samples[7] = 5000' "$WORK/seg.json" > "$WORK/adc.json"
+bad 422 'samples\[7\] = 5000 mV' POST "/v1/models/$MID/infer" "${J[@]}" \
+    --data-binary "@$WORK/adc.json"
+jq -c '.samples = .samples[0:100]' "$WORK/seg.json" > "$WORK/short.json"
+bad 422 'less than two seconds' POST "/v1/models/$MID/infer" "${J[@]}" \
+    --data-binary "@$WORK/short.json"
+
+# Huge bodies: announced (Content-Length) and streamed (chunked).
+head -c 2000000 /dev/zero > "$WORK/huge.bin"
+bad 413 'exceeds the limit of 1048576 bytes' POST "/v1/models?name=h" \
+    --data-binary "@$WORK/huge.bin"
+bad 413 'exceeds the limit of 1048576 bytes' POST "/v1/models?name=h" \
+    -H 'Transfer-Encoding: chunked' --data-binary "@$WORK/huge.bin"
+
+# A body shorter than its Content-Length, then the client hangs up.
+exec 3<>"/dev/tcp/127.0.0.1/${URL##*:}"
+printf '%s\r\n' 'POST /v1/batches HTTP/1.1' 'Host: x' \
+    'Content-Type: application/json' 'Content-Length: 5000' '' >&3
+printf '{"subj' >&3
+exec 3>&-
+req GET /v2/health/live
+expect 200 "alive after a truncated upload"
+
+# Safetensors files that lie: offsets past the end, a header length
+# beyond the file, garbage.
+head -c $(($(stat -c %s "$MODEL") - 1000)) "$MODEL" > "$WORK/cut.safetensors"
+bad 422 'not an ecgprune safetensors model: .+' POST "/v1/models?name=cut" \
+    --data-binary "@$WORK/cut.safetensors"
+{ printf '\377\377\377\377\000\000\000\000'; tail -c +9 "$MODEL"; } \
+    > "$WORK/hdr.safetensors"
+bad 422 'not an ecgprune safetensors model: .+' POST "/v1/models?name=hdr" \
+    --data-binary "@$WORK/hdr.safetensors"
+bad 422 'not an ecgprune safetensors model' POST "/v1/models?name=junk" \
+    -d 'this is not a model'
+bad 422 'query parameter "name" is required' POST /v1/models \
+    --data-binary "@$MODEL"
+bad 422 'name "a b"' POST "/v1/models?name=a%20b" --data-binary "@$MODEL"
+
+# Batches: identity fields, missing subject, bad annotations, bad WFDB.
+jq -c '. + {subject: "p1", name: "Jane Doe"}' "$WORK/seg.json" > "$WORK/n.json"
+bad 422 'field "name" is refused' POST /v1/batches "${J[@]}" \
+    --data-binary "@$WORK/n.json"
+bad 422 '"subject" .* is required' POST /v1/batches "${J[@]}" \
+    --data-binary "@$WORK/seg.json"
+jq -c '. + {subject: "Jane Doe"}' "$WORK/seg.json" > "$WORK/sp.json"
+bad 422 'no spaces, no names' POST /v1/batches "${J[@]}" \
+    --data-binary "@$WORK/sp.json"
+jq -c '. + {subject: "p1", annotations: [{sample: 99999, symbol: "N"}]}' \
+    "$WORK/seg.json" > "$WORK/an.json"
+bad 422 'annotations\[0\].sample = 99999 is outside' POST /v1/batches \
+    "${J[@]}" --data-binary "@$WORK/an.json"
+jq -c '. + {subject: "p1", annotations: [{sample: 9, symbol: "?!"}]}' \
+    "$WORK/seg.json" > "$WORK/as.json"
+bad 422 'not an MIT annotation symbol' POST /v1/batches "${J[@]}" \
+    --data-binary "@$WORK/as.json"
+bad 422 'needs a "header" \(.hea\) and a "signal"' POST /v1/batches \
+    -F "header=@$EXCERPT/100.hea" -F subject=p1
+printf '100 2 360 64800\r\nnot a signal line\r\n' > "$WORK/bad.hea"
+bad 422 'header' POST /v1/batches -F "header=@$WORK/bad.hea" \
+    -F "signal=@$EXCERPT/100.dat" -F subject=p1
+sed '1s/^100 2 360 64800/100 2 360 20000/' "$EXCERPT/100.hea" > "$WORK/100.hea"
+head -c 1000 "$EXCERPT/100.dat" > "$WORK/short.dat"
+bad 422 'signal \(100.dat\): .*1000 bytes' POST /v1/batches \
+    -F "header=@$WORK/100.hea" -F "signal=@$WORK/short.dat;filename=100.dat" \
+    -F subject=p1
+bad 400 'multipart field "lead" is given twice' POST /v1/batches \
+    -F "header=@$EXCERPT/100.hea" -F "signal=@$EXCERPT/100.dat" \
+    -F subject=p1 -F lead=MLII -F lead=V5
+bad 413 'declares 64800 samples, more than the limit of 50000' POST \
+    /v1/batches -F "header=@$EXCERPT/100.hea" -F "signal=@$EXCERPT/100.dat" \
+    -F subject=p1
+
+# Unknown ids and wrong methods.
+bad 404 'no model with id 999' GET /v1/models/999
+bad 404 'no model with id 999' POST /v1/models/999/infer "${J[@]}" \
+    --data-binary "@$WORK/seg.json"
+bad 404 '"abc" in /v1/jobs/abc is not an id' GET /v1/jobs/abc
+bad 404 'no batch with id 555' DELETE /v1/batches/555
+bad 404 'no route for /v1/nothing' GET /v1/nothing
+bad 405 'method PUT is not allowed on /v1/models \(allowed: POST, GET\)' \
+    PUT /v1/models
+bad 405 'allowed: GET, DELETE' POST "/v1/models/$MID"
+
+# Jobs: unknown method name, unknown parameter, ranges, missing pieces.
+# job JQ_EDIT: a valid submission changed by a jq expression.
+job() {
+    jq -cn --argjson m "$MID" --argjson b "$BID" \
+        "{model_id: \$m, batch_ids: [\$b], method: \"l1\", keep: 0.5} | $1"
+}
+bad 422 '"method" "magic" is not one of' POST /v1/jobs "${J[@]}" \
+    -d "$(job '.method = "magic"')"
+bad 404 'batch_ids\[0\]: no batch with id 77' POST /v1/jobs "${J[@]}" \
+    -d "$(job '.batch_ids = [77]')"
+bad 400 'unknown parameter "kepe"' POST /v1/jobs "${J[@]}" \
+    -d "$(job '.kepe = .keep')"
+bad 404 '"model_id": no model with id 12345' POST /v1/jobs "${J[@]}" \
+    -d "$(job '.model_id = 12345')"
+bad 400 '"batch_ids": expected a non-empty array' POST /v1/jobs "${J[@]}" \
+    -d "$(job '.batch_ids = []')"
+bad 422 '"keep" = 1.5 is outside \(0, 1\]' POST /v1/jobs "${J[@]}" \
+    -d "$(job '.keep = 1.5')"
+bad 400 '"mask_list": expected an integer' POST /v1/jobs "${J[@]}" \
+    -d "$(job '.mask_list = "32"')"
+bad 422 'holdout.batch_ids\[0\]: batch [0-9]+ has no beat annotations' \
+    POST /v1/jobs "${J[@]}" -d "$(job '.holdout = {batch_ids: [$b]}')"
+bad 400 'query parameter state="done"' GET '/v1/jobs?state=done'
+
+# Still fully working: a correct inference after all of the above.
+req POST "/v1/models/$MID/infer" "${J[@]}" --data-binary "@$WORK/seg.json"
+expect 200 "inference after the bad inputs"
+stop_daemon
+echo "ok: bad input ($CASES cases)"

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# test_flow.sh - the whole path through the real daemon with real MIT-BIH
+# data: model upload, WFDB batch uploads, a pruning job to completion with
+# held-out scoring, masks, inference with the pruned model, labels checked
+# against the record's reference annotations, metrics.
+. "$(dirname "$0")/lib.sh"
+
+start_daemon
+MODEL=$(test_model)
+
+# Health endpoints answer with empty bodies.
+req GET /v2/health/live
+expect 200 "live"
+[ ! -s "$WORK/body" ] || fail "live: body not empty"
+
+# Upload the model: 201, Location, id, checksum of the bytes sent.
+req POST "/v1/models?name=flow-model" --data-binary "@$MODEL" \
+    -H 'Content-Type: application/octet-stream'
+expect 201 "model upload"
+MODEL_ID=$(body .id)
+grep -qi "^Location: /v1/models/$MODEL_ID" "$WORK/headers" ||
+    fail "model upload: no Location header"
+[ "$(body .sha256)" = "$(sha256sum "$MODEL" | cut -d' ' -f1)" ] ||
+    fail "model sha256 differs from the file's"
+FULL_PARAMS=$(body .parameters)
+req GET "/v1/models/$MODEL_ID/file"
+expect 200 "model download"
+cmp -s "$WORK/body" "$MODEL" || fail "downloaded model differs from upload"
+
+# Two real records as WFDB multipart uploads.
+B100=$(upload_record 100 subj-100)
+B208=$(upload_record 208 subj-208)
+req GET "/v1/batches/$B100"
+expect 200 "batch show"
+[ "$(body .n_samples)" = 64800 ] || fail "batch 100: n_samples $(body .n_samples)"
+[ "$(body .sampling_rate)" = 360 ] || fail "batch 100: rate"
+[ "$(body .lead)" = MLII ] || fail "batch 100: lead $(body .lead)"
+note "record 100 excerpt: $(body .n_beats) beats stored"
+[ "$(body .n_beats)" -gt 150 ] || fail "batch 100: too few beats stored"
+
+# A pruning job, scored on record 208 before and after.
+JOB_BODY=$(jq -cn --argjson m "$MODEL_ID" --argjson b "$B100" \
+    --argjson h "$B208" '{model_id: $m, batch_ids: [$b], method:
+    "ising-kernel", keep: 0.5, seed: 3, holdout: {batch_ids: [$h]}}')
+req POST /v1/jobs -H 'Content-Type: application/json' \
+    -H 'Idempotency-Key: flow-1' -d "$JOB_BODY"
+expect 202 "job submit"
+JOB=$(body .id)
+grep -qi "^Location: /v1/jobs/$JOB" "$WORK/headers" || fail "job: Location"
+grep -qi "^Retry-After:" "$WORK/headers" || fail "job: Retry-After"
+
+# The same submission again returns the same job.
+req POST /v1/jobs -H 'Content-Type: application/json' \
+    -H 'Idempotency-Key: flow-1' -d "$JOB_BODY"
+expect 202 "job resubmit"
+[ "$(body .id)" = "$JOB" ] || fail "idempotent resubmit made job $(body .id)"
+
+# The model is in use: deleting it is refused while the job is queued or
+# running (it may finish quickly, so accept 204 only after success).
+STATE=$(wait_job "$JOB" 900)
+[ "$STATE" = succeeded ] || fail "job ended $STATE: $(body .error)"
+PRUNED=$(body .result.model_id)
+[ "$(body .progress.fraction)" = 1 ] || fail "job progress not 1 at the end"
+[ "$(body '.result.scores.before.det_se | type')" = number ] ||
+    fail "job result has no scores before"
+[ "$(body '.result.scores.after.det_se | type')" = number ] ||
+    fail "job result has no scores after"
+note "held-out record 208, detection Se before/after pruning:" \
+    "$(body .result.scores.before.det_se) / $(body .result.scores.after.det_se)"
+
+# Lineage and size of the pruned model.
+req GET "/v1/models/$PRUNED"
+expect 200 "pruned model"
+[ "$(body .lineage.parent_model_id)" = "$MODEL_ID" ] || fail "lineage model"
+[ "$(body .lineage.parent_job_id)" = "$JOB" ] || fail "lineage job"
+[ "$(body .parameters)" -lt "$FULL_PARAMS" ] ||
+    fail "pruned model not smaller: $(body .parameters) vs $FULL_PARAMS"
+
+# Masks: per group, distinct increasing indices below channels_before,
+# fewer kept than before.
+req GET "/v1/jobs/$JOB/masks"
+expect 200 "masks"
+[ "$(body '.groups | length')" -gt 0 ] || fail "no mask groups"
+body '.groups[] | select((.kept | length) == 0 or (.kept | length) >=
+    .channels_before or .kept != (.kept | unique) or (.kept | max) >=
+    .channels_before) | .producer' > "$WORK/badmasks"
+[ ! -s "$WORK/badmasks" ] || fail "bad masks for $(cat "$WORK/badmasks")"
+
+# Inference with the pruned model on 10 s of record 100 (JSON body).
+"$ED_TESTTOOL" ecg-json "$EXCERPT/100" 3600 3600 > "$WORK/seg.json"
+req POST "/v1/models/$PRUNED/infer" -H 'Content-Type: application/json' \
+    --data-binary "@$WORK/seg.json"
+expect 200 "inference"
+cp "$WORK/body" "$WORK/infer.json"
+N=$(body '.beats | length')
+[ "$N" = "$(body .summary.n_beats)" ] || fail "summary.n_beats != beats"
+# Beats are sorted, inside the segment, time = sample / fs, known classes.
+body '[.beats[] | select(.sample < 0 or .sample >= 3600 or
+    ((.time - .sample / 360) | fabs) > 1e-6 or
+    (.class | IN("N", "S", "V", "F", "Q") | not) or
+    .confidence < 0 or .confidence > 1)] | length' > "$WORK/bad"
+[ "$(cat "$WORK/bad")" = 0 ] || fail "malformed beats in the answer"
+[ "$(body '[.beats[].sample] == ([.beats[].sample] | sort)')" = true ] ||
+    fail "beats not sorted"
+# Counts per class sum to the beats; abnormal iff an S, V or F beat.
+[ "$(body '[.summary.counts[]] | add')" = "$N" ] || fail "counts sum"
+[ "$(body '.summary.abnormal == ([.beats[] | select(.class == "S" or
+    .class == "V" or .class == "F")] | length > 0)')" = true ] ||
+    fail "abnormal flag inconsistent"
+
+# Labels against the reference annotations (150 ms, classes).
+SCORE=$("$ED_TESTTOOL" score "$WORK/infer.json" "$EXCERPT/100" 3600 3600)
+note "pruned model on 100 [10 s..20 s]: $SCORE"
+if [ -n "${DEFAULT_MODEL:-}" ] && [ -f "$DEFAULT_MODEL" ]; then
+    # The trained model finds the beats of a clean normal record.
+    echo "$SCORE" | jq -e '.se >= 0.9 and .ppv >= 0.9' >/dev/null ||
+        fail "trained model missed beats: $SCORE"
+fi
+echo "$SCORE" | jq -e '.reference >= 8 and .tp + .fn == .reference and
+    .tp + .fp == .detected' >/dev/null || fail "score counts: $SCORE"
+
+# Metrics mention what happened.
+req GET /metrics
+expect 200 "metrics"
+INFER_ROUTE='route="/v1/models/{id}/infer",method="POST",status="200"'
+grep -qF "ecgpruned_http_requests_total{$INFER_ROUTE} 1" "$WORK/body" ||
+    fail "metrics: no infer request counted"
+grep -q '^ecgpruned_job_duration_seconds_count{state="succeeded"} 1$' \
+    "$WORK/body" || fail "metrics: job duration"
+grep -q "^ecgpruned_beats_inferred_total $N\$" "$WORK/body" ||
+    fail "metrics: beats inferred"
+
+# Deleting: the batch disappears, the original model can go now.
+req DELETE "/v1/batches/$B208"
+expect 204 "batch delete"
+req GET "/v1/batches/$B208"
+expect 404 "deleted batch"
+req DELETE "/v1/models/$MODEL_ID"
+expect 204 "model delete"
+
+stop_daemon
+grep -q 'event=stopped' "$WORK/daemon.log" || fail "no orderly stop logged"
+echo "ok: flow"

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# test_restart.sh - restart safety.  kill -9 the daemon while a job runs
+# and uploads are arriving; the database passes PRAGMA integrity_check,
+# every upload acknowledged with 2xx is still there after the restart, and
+# the interrupted job runs again to completion.  Then SIGTERM while a job
+# runs: the daemon exits in time and the job is queued again, not lost.
+. "$(dirname "$0")/lib.sh"
+
+DB="$WORK/data/ecgpruned.sqlite3"
+start_daemon
+MODEL=$(test_model)
+req POST "/v1/models?name=restart" --data-binary "@$MODEL"
+expect 201 "model upload"
+MID=$(body .id)
+BATCH=$(upload_record 100 subj-r1)
+JOB_BODY=$(jq -cn --argjson m "$MID" --argjson b "$BATCH" \
+    '{model_id: $m, batch_ids: [$b], method: "ising-kernel", keep: 0.5}')
+
+# wait_running ID: until the job is on a worker.
+wait_running() {
+    local i
+    for i in $(seq 1 600); do
+        req GET "/v1/jobs/$1"
+        [ "$(body .state)" = running ] && return 0
+        sleep 0.1
+    done
+    fail "job $1 never started"
+}
+
+# Uploads in the background; acknowledged ids are appended to a file.
+"$ED_TESTTOOL" ecg-json "$EXCERPT/208" 0 3600 |
+    jq -c '. + {subject: "subj-up"}' > "$WORK/up.json"
+uploader() {
+    local n=0 code
+    while :; do
+        n=$((n + 1))
+        code=$(curl -s -o "$WORK/up.$n" -w '%{http_code}' -X POST \
+            -H 'Content-Type: application/json' \
+            --data-binary "@$WORK/up.json" "$URL/v1/batches") || code=000
+        if [ "$code" = 201 ]; then
+            jq -r .id "$WORK/up.$n" >> "$WORK/acked"
+        fi
+    done
+}
+: > "$WORK/acked"
+uploader &
+UPLOADER=$!
+
+# kill -9 in the middle of a job.
+req POST /v1/jobs -H 'Content-Type: application/json' -d "$JOB_BODY"
+expect 202 "job submit"
+JOB=$(body .id)
+wait_running "$JOB"
+sleep 1
+kill9_daemon
+sleep 0.3
+kill "$UPLOADER" 2>/dev/null || true
+wait "$UPLOADER" 2>/dev/null || true
+note "killed with $(wc -l < "$WORK/acked") acknowledged uploads"
+[ -s "$WORK/acked" ] || fail "no upload was acknowledged before the kill"
+
+# The database file is sound and the job is recorded as running.
+[ "$("$SQLITE3" "$DB" 'PRAGMA integrity_check')" = ok ] ||
+    fail "integrity_check after kill -9"
+[ "$("$SQLITE3" "$DB" "SELECT state FROM jobs WHERE id = $JOB")" = running ] ||
+    fail "job state after kill -9 is not running"
+
+# Restart: every acknowledged upload is there, the job completes.
+start_daemon
+grep -q 'event=jobs_requeued count=1' "$WORK/daemon.log" ||
+    fail "the running job was not re-queued at start"
+while read -r id; do
+    req GET "/v1/batches/$id"
+    expect 200 "acknowledged batch $id after the restart"
+done < "$WORK/acked"
+STATE=$(wait_job "$JOB" 900)
+[ "$STATE" = succeeded ] || fail "job after restart: $STATE $(body .error)"
+[ "$(body .attempts)" = 2 ] || fail "job attempts $(body .attempts), expected 2"
+
+# SIGTERM in the middle of a job: exits in time, the job is queued again.
+req POST /v1/jobs -H 'Content-Type: application/json' -d "$JOB_BODY"
+expect 202 "second job"
+JOB2=$(body .id)
+wait_running "$JOB2"
+sleep 0.5
+T0=$(date +%s)
+stop_daemon
+note "stopped $(($(date +%s) - T0)) s after SIGTERM"
+[ "$("$SQLITE3" "$DB" "SELECT state FROM jobs WHERE id = $JOB2")" = queued ] ||
+    fail "job after SIGTERM is not queued"
+[ "$("$SQLITE3" "$DB" 'PRAGMA integrity_check')" = ok ] ||
+    fail "integrity_check after SIGTERM"
+start_daemon
+STATE=$(wait_job "$JOB2" 900)
+[ "$STATE" = succeeded ] || fail "second job after restart: $STATE"
+stop_daemon
+echo "ok: restart"

@@ -1,0 +1,541 @@
+/*
+ * test_prune.c - the pruning driver on small networks and real ECG
+ * (records 100 and 208 of the shipped MIT-BIH excerpt):
+ *   keep = 1 reproduces the original network;
+ *   without reconstruction the smaller network computes what the original
+ *   computes with the dropped channels zeroed (reference built here by
+ *   zeroing weights, biases and BN entries in the unpruned network), for
+ *   every method, which also checks that a U-Net's encoder and decoder
+ *   keep the same skip channels;
+ *   an exactly redundant channel is reconstructed to zero error;
+ *   the reported errors match errors measured directly;
+ *   l1 keeps the largest norms computed here; seeds; progress and
+ *   cancellation; hostile parameters.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "ecgprune/ep_model.h"
+#include "ecgprune/ep_plan.h"
+#include "ecgprune/ep_prune.h"
+#include "ecgprune/ep_rng.h"
+#include "ecgprune/ep_wfdb.h"
+
+enum { WINDOW = 256, N_WIN = 24 };
+
+static float windows[N_WIN * WINDOW];
+
+/* Windows of real ECG in mV: record 208 (many V beats), then 100. */
+static void load_windows(void)
+{
+    static const char *const names[] = {"208", "100"};
+    const char *dir = getenv("EXCERPT");
+    int r, w = 0;
+
+    REQUIRE(dir != NULL);
+    for (r = 0; r < 2; r++) {
+        char path[512];
+        ep_record *rec;
+        ep_error err;
+        float *mv;
+        int64_t t;
+
+        snprintf(path, sizeof path, "%s/%s", dir, names[r]);
+        REQUIRE(ep_wfdb_read_record(path, &rec, &err) == EP_OK);
+        mv = malloc((size_t)rec->n_samples * sizeof *mv);
+        REQUIRE(mv != NULL);
+        REQUIRE(ep_wfdb_signal_physical(rec, 0, mv, &err) == EP_OK);
+        for (t = 0; w < (r + 1) * N_WIN / 2; t += 3 * WINDOW / 2, w++)
+            memcpy(windows + (size_t)w * WINDOW, mv + t,
+                   WINDOW * sizeof *mv);
+        free(mv);
+        ep_wfdb_free_record(rec);
+    }
+}
+
+/* A small wavelet U-Net with non-trivial BN statistics. */
+static ep_net *small_unet(int convs_per_level)
+{
+    ep_unet_config cfg;
+    ep_net *net;
+    ep_error err;
+    ep_rng rng;
+    int i, c;
+
+    ep_unet_default_config(&cfg);
+    cfg.depth = 3;
+    cfg.widths[0] = 6;
+    cfg.widths[1] = 8;
+    cfg.widths[2] = 12;
+    cfg.kernel = 5;
+    cfg.convs_per_level = convs_per_level;
+    cfg.meta.window = WINDOW;
+    REQUIRE(ep_unet_build(&cfg, 42, &net, &err) == EP_OK);
+    ep_rng_seed(&rng, 9);
+    for (i = 0; i < net->n_layers; i++) {
+        ep_layer *l = &net->layers[i];
+
+        for (c = 0; l->op == EP_OP_BN && c < l->channels; c++) {
+            l->gamma[c] = (float)(0.5 + ep_rng_uniform(&rng));
+            l->beta[c] = (float)(0.1 * ep_rng_normal(&rng));
+            l->mean[c] = (float)(0.1 * ep_rng_normal(&rng));
+            l->var[c] = (float)(0.5 + ep_rng_uniform(&rng));
+        }
+        for (c = 0; l->op == EP_OP_CONV && c < l->channels; c++)
+            l->bias[c] = (float)(0.05 * ep_rng_normal(&rng));
+    }
+    return net;
+}
+
+/* Network output on all windows (n_classes x WINDOW per window). */
+static float *run_net(const ep_net *net)
+{
+    ep_plan *plan;
+    ep_error err;
+    int ch, len;
+    const float *y;
+    float *out;
+
+    REQUIRE(ep_plan_create(net, N_WIN, WINDOW, EP_PLAN_INFER, &plan,
+                           &err) == EP_OK);
+    REQUIRE(ep_plan_run(plan, windows, &err) == EP_OK);
+    y = ep_plan_output(plan, -1, &ch, &len);
+    out = malloc((size_t)N_WIN * ch * len * sizeof *out);
+    REQUIRE(out != NULL);
+    memcpy(out, y, (size_t)N_WIN * ch * len * sizeof *out);
+    ep_plan_free(plan);
+    return out;
+}
+
+/* ||a - b|| / ||b|| over n values. */
+static double rel_diff(const float *a, const float *b, size_t n)
+{
+    double d = 0.0, s = 0.0;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        s += (double)b[i] * b[i];
+    }
+    return sqrt(d / s);
+}
+
+static size_t output_floats(const ep_net *net)
+{
+    return (size_t)N_WIN * net->layers[net->output].channels * WINDOW;
+}
+
+static ep_prune_result *prune(const ep_net *net, ep_prune_method method,
+                              double keep, int reconstruct, uint64_t seed)
+{
+    ep_prune_opts opts;
+    ep_prune_result *res = NULL;
+    ep_error err;
+    int rc;
+
+    ep_prune_default_opts(&opts);
+    opts.method = method;
+    opts.keep = keep;
+    opts.reconstruct = reconstruct;
+    opts.seed = seed;
+    opts.batch_windows = 6;
+    rc = ep_prune_run_windows(net, windows, N_WIN, &opts, NULL, NULL, &res,
+                              &err);
+    CHECK_MSG(rc == EP_OK, "%s", err.msg);
+    REQUIRE(res != NULL);
+    return res;
+}
+
+static void test_keep_one(void)
+{
+    ep_net *net = small_unet(2);
+    ep_prune_result *res = prune(net, EP_PRUNE_ISING_KERNEL, 1.0, 1, 1);
+    float *a = run_net(net), *b = run_net(res->net);
+    int g;
+
+    CHECK(rel_diff(b, a, output_floats(net)) < 1e-5);
+    for (g = 0; g < res->n_groups; g++)
+        CHECK_EQ_INT(res->groups[g].channels_after,
+                     res->groups[g].channels_before);
+    /* 2 convs x 3 levels of encoder + 2 x 2 decoder + 2 up: 12 groups. */
+    CHECK_EQ_INT(res->n_groups, 12);
+    free(a);
+    free(b);
+    ep_prune_result_free(res);
+    ep_net_free(net);
+}
+
+/* Zero the producer channels a group dropped, in the unpruned network:
+ * conv filter and bias, and the following BN's beta and mean, so that the
+ * channel is exactly zero wherever it goes. */
+static void zero_dropped(ep_net *net, const ep_prune_group_report *rep)
+{
+    int p = ep_net_find(net, rep->producer), c, k, i;
+    ep_layer *l;
+
+    REQUIRE(p >= 0);
+    l = &net->layers[p];
+    for (c = 0; c < l->channels; c++) {
+        int kept = 0;
+
+        for (k = 0; k < rep->channels_after; k++)
+            kept |= rep->kept[k] == c;
+        if (kept)
+            continue;
+        memset(l->weight + (size_t)c * l->in_channels * l->kernel, 0,
+               (size_t)l->in_channels * l->kernel * sizeof(float));
+        l->bias[c] = 0.0f;
+        for (i = p + 1; i < net->n_layers; i++)
+            if (net->layers[i].op == EP_OP_BN &&
+                net->layers[i].inputs[0] == p) {
+                net->layers[i].beta[c] = 0.0f;
+                net->layers[i].mean[c] = 0.0f;
+            }
+    }
+}
+
+/* Channels of a layer of the pruned network, by name. */
+static int channels_of(const ep_net *net, const char *name)
+{
+    int i = ep_net_find(net, name);
+
+    REQUIRE(i >= 0);
+    return net->layers[i].channels;
+}
+
+static void check_skip_consistency(const ep_net *pruned)
+{
+    static const char *const enc_out[] = {"enc0.conv1", "enc1.conv1"};
+    static const char *const next_in[] = {"enc1.conv0", "enc2.conv0"};
+    static const char *const dec_in[] = {"dec0.conv0", "dec1.conv0"};
+    static const char *const up[] = {"up0", "up1"};
+    int l;
+
+    for (l = 0; l < 2; l++) {
+        int skip = channels_of(pruned, enc_out[l]);
+        int upc = channels_of(pruned, up[l]);
+        int i = ep_net_find(pruned, next_in[l]);
+        int d = ep_net_find(pruned, dec_in[l]);
+
+        CHECK_EQ_INT(pruned->layers[i].in_channels, 2 * skip);
+        CHECK_EQ_INT(upc % 2, 0);
+        CHECK_EQ_INT(pruned->layers[d].in_channels, upc / 2 + skip);
+    }
+}
+
+static void test_no_reconstruct_equals_zeroed(void)
+{
+    ep_prune_method m;
+
+    for (m = EP_PRUNE_ISING_KERNEL; m <= EP_PRUNE_CONTRIB; m++) {
+        ep_net *net = small_unet(2), *zeroed;
+        ep_prune_result *res = prune(net, m, 0.5, 0, 3);
+        ep_error err;
+        float *a, *b;
+        int g;
+
+        REQUIRE(ep_net_clone(net, &zeroed, &err) == EP_OK);
+        for (g = 0; g < res->n_groups; g++) {
+            const ep_prune_group_report *rep = &res->groups[g];
+            int units = rep->channels_before;
+
+            /* up convs feed an IDWT: channels are kept in pairs. */
+            if (strncmp(rep->producer, "up", 2) == 0)
+                units /= 2;
+            CHECK_EQ_INT(rep->channels_after,
+                         (rep->channels_before / units) *
+                             (int)lround(0.5 * units));
+            CHECK(rep->err_after == rep->err_before);
+            zero_dropped(zeroed, rep);
+        }
+        a = run_net(zeroed);
+        b = run_net(res->net);
+        CHECK_MSG(rel_diff(b, a, output_floats(net)) < 1e-5, "method %s",
+                  ep_prune_method_name(m));
+        check_skip_consistency(res->net);
+        CHECK(ep_net_parameters(res->net) < ep_net_parameters(net) / 2);
+        CHECK(ep_net_macs_per_second(res->net) <
+              0.5 * ep_net_macs_per_second(net));
+        free(a);
+        free(b);
+        ep_net_free(zeroed);
+        ep_prune_result_free(res);
+        ep_net_free(net);
+    }
+}
+
+/* Reconstruction: errors drop, and the head's reported error is the
+ * error of the whole pruned network's output measured here. */
+static void test_reconstruct(void)
+{
+    ep_net *net = small_unet(1);
+    ep_prune_result *res = prune(net, EP_PRUNE_ISING_KERNEL, 0.5, 1, 4);
+    float *a = run_net(net), *b = run_net(res->net);
+    const ep_prune_group_report *last = &res->groups[res->n_groups - 1];
+    int g;
+
+    for (g = 0; g < res->n_groups; g++) {
+        CHECK(res->groups[g].err_after <= res->groups[g].err_before + 1e-6);
+        CHECK(res->groups[g].temperature > 0.0);
+    }
+    CHECK(strcmp(last->producer, "dec0.conv0") == 0);
+    CHECK_NEAR(last->err_after, rel_diff(b, a, output_floats(net)), 1e-3);
+    free(a);
+    free(b);
+    ep_prune_result_free(res);
+    ep_net_free(net);
+}
+
+/* input -> A (3 channels, K 5) -> B (2 channels, K 3, the output), with
+ * A's third channel the sum of the first two: dropping it loses nothing a
+ * refit cannot restore. */
+static void test_exact_combination(void)
+{
+    ep_prune_opts opts;
+    ep_prune_result *res;
+    ep_net *net;
+    ep_layer *a, *b;
+    ep_error err;
+    ep_rng rng;
+    float *y0, *y1;
+    int ia, ib, k, j;
+
+    REQUIRE(ep_net_create(&net, &err) == EP_OK);
+    net->meta.window = WINDOW;
+    net->meta.sampling_rate = 360.0;
+    REQUIRE(ep_net_add_input(net, 1, "input", &err) == 0);
+    ia = ep_net_add_conv(net, 0, 3, 5, 1, 1, EP_PAD_SAME, "a", &err);
+    ib = ep_net_add_conv(net, ia, 2, 3, 1, 1, EP_PAD_SAME, "b", &err);
+    REQUIRE(ib > 0 && ep_net_set_output(net, ib, &err) == EP_OK);
+    a = &net->layers[ia];
+    b = &net->layers[ib];
+    ep_rng_seed(&rng, 17);
+    for (k = 0; k < 5; k++) {
+        a->weight[k] = (float)ep_rng_normal(&rng);
+        a->weight[5 + k] = (float)ep_rng_normal(&rng);
+        a->weight[10 + k] = a->weight[k] + a->weight[5 + k];
+    }
+    a->bias[0] = 0.25f;
+    a->bias[1] = -0.5f;
+    a->bias[2] = a->bias[0] + a->bias[1];
+    for (j = 0; j < 2 * 3 * 3; j++)
+        b->weight[j] = (float)ep_rng_normal(&rng);
+    for (j = 0; j < 2; j++)          /* small weights on channel 2: l1 */
+        for (k = 0; k < 3; k++)      /* drops it */
+            b->weight[(j * 3 + 2) * 3 + k] *= 0.01f;
+
+    ep_prune_default_opts(&opts);
+    opts.method = EP_PRUNE_L1;
+    opts.keep = 2.0 / 3.0;
+    opts.lambda = 0.0;
+    REQUIRE(ep_prune_run_windows(net, windows, N_WIN, &opts, NULL, NULL,
+                                 &res, &err) == EP_OK);
+    CHECK_EQ_INT(res->groups[0].channels_after, 2);
+    CHECK(res->groups[0].kept[0] == 0 && res->groups[0].kept[1] == 1);
+    CHECK(res->groups[0].err_before > 1e-3);
+    CHECK(res->groups[0].err_after < 1e-5);
+    y0 = run_net(net);
+    y1 = run_net(res->net);
+    CHECK(rel_diff(y1, y0, output_floats(net)) < 1e-5);
+    free(y0);
+    free(y1);
+    ep_prune_result_free(res);
+    ep_net_free(net);
+}
+
+/* l1 on the first group: the consumer enc0.conv1 with its BN folded,
+ * W'[j] = W[j] gamma_j / sqrt(var_j + eps); n_i = sum_{j,k} |W'[j,i,k]|. */
+static void test_l1_norms(void)
+{
+    ep_net *net = small_unet(2);
+    ep_prune_result *res = prune(net, EP_PRUNE_L1, 0.5, 1, 1);
+    int ic = ep_net_find(net, "enc0.conv1"), ib = ep_net_find(net, "enc0.bn1");
+    const ep_layer *c = &net->layers[ic], *bn = &net->layers[ib];
+    double norms[6] = {0};
+    int i, j, k, rank, kept;
+
+    REQUIRE(strcmp(res->groups[0].producer, "enc0.conv0") == 0);
+    for (j = 0; j < c->channels; j++)
+        for (i = 0; i < 6; i++)
+            for (k = 0; k < c->kernel; k++)
+                norms[i] += fabs(c->weight[(j * 6 + i) * c->kernel + k] *
+                                 (double)bn->gamma[j] /
+                                 sqrt((double)bn->var[j] + bn->eps));
+    /* Every kept channel outranks every dropped one. */
+    for (i = 0; i < 6; i++) {
+        for (rank = 0, j = 0; j < 6; j++)
+            rank += norms[j] > norms[i];
+        for (kept = 0, k = 0; k < res->groups[0].channels_after; k++)
+            kept |= res->groups[0].kept[k] == i;
+        CHECK_EQ_INT(kept, rank < 3);
+    }
+    ep_prune_result_free(res);
+    ep_net_free(net);
+}
+
+static void test_seeds(void)
+{
+    ep_net *net = small_unet(1);
+    ep_prune_method methods[2] = {EP_PRUNE_ISING_KERNEL,
+                                  EP_PRUNE_ISING_FILTER};
+    int mi;
+
+    for (mi = 0; mi < 2; mi++) {
+        ep_prune_opts opts;
+        ep_prune_result *r1 = prune(net, methods[mi], 0.3, 1, 5);
+        ep_prune_result *r2 = prune(net, methods[mi], 0.3, 1, 5);
+        unsigned char *b1, *b2;
+        size_t n1, n2;
+        char *j1, *j2, *j3;
+        ep_error err;
+        uint64_t seed;
+        int differs = 0;
+
+        ep_prune_default_opts(&opts);
+        opts.method = methods[mi];
+        opts.keep = 0.3;
+        opts.seed = 5;
+        REQUIRE(ep_prune_masks_json(r1, &opts, &j1, &err) == EP_OK);
+        REQUIRE(ep_prune_masks_json(r2, &opts, &j2, &err) == EP_OK);
+        CHECK(strcmp(j1, j2) == 0);
+        CHECK(strstr(j1, "\"producer\": \"enc0.conv0\"") != NULL);
+        REQUIRE(ep_model_save_buffer(r1->net, &b1, &n1, &err) == EP_OK);
+        REQUIRE(ep_model_save_buffer(r2->net, &b2, &n2, &err) == EP_OK);
+        CHECK(n1 == n2 && memcmp(b1, b2, n1) == 0);
+        for (seed = 6; seed < 10 && !differs; seed++) {
+            ep_prune_result *r3 = prune(net, methods[mi], 0.3, 0, seed);
+
+            REQUIRE(ep_prune_masks_json(r3, &opts, &j3, &err) == EP_OK);
+            differs = strcmp(j1, j3) != 0;
+            free(j3);
+            ep_prune_result_free(r3);
+        }
+        CHECK(differs);
+        free(b1);
+        free(b2);
+        free(j1);
+        free(j2);
+        ep_prune_result_free(r1);
+        ep_prune_result_free(r2);
+    }
+    ep_net_free(net);
+}
+
+typedef struct progress_log {
+    int calls, last_group, monotonic, cancel_at;
+    double last_fraction;
+} progress_log;
+
+static int on_progress(const ep_prune_progress *p, void *ud)
+{
+    progress_log *log = ud;
+
+    log->calls++;
+    log->monotonic &= p->group >= log->last_group &&
+                      p->fraction >= log->last_fraction - 1e-12 &&
+                      p->fraction <= 1.0 && p->elapsed_s >= 0.0;
+    log->last_group = p->group;
+    log->last_fraction = p->fraction;
+    return log->cancel_at > 0 && log->calls >= log->cancel_at;
+}
+
+static void test_progress_and_cancel(void)
+{
+    ep_net *net = small_unet(1);
+    ep_prune_opts opts;
+    ep_prune_result *res = NULL;
+    progress_log log = {0, 0, 1, 0, 0.0};
+    ep_error err;
+
+    ep_prune_default_opts(&opts);
+    opts.mask_list = 4;
+    REQUIRE(ep_prune_run_windows(net, windows, N_WIN, &opts, on_progress,
+                                 &log, &res, &err) == EP_OK);
+    CHECK(log.monotonic);
+    CHECK_EQ_INT(log.last_group, res->n_groups);
+    CHECK(log.calls > res->n_groups * 4);
+    ep_prune_result_free(res);
+
+    log = (progress_log){0, 0, 1, 20, 0.0};
+    res = NULL;
+    CHECK_EQ_INT(ep_prune_run_windows(net, windows, N_WIN, &opts,
+                                      on_progress, &log, &res, &err),
+                 EP_ECANCELED);
+    CHECK(res == NULL);
+    CHECK_EQ_INT(log.calls, 20);
+    CHECK(strstr(err.msg, "cancelled") != NULL);
+    ep_net_free(net);
+}
+
+/* Each bad option is refused with a message that names it. */
+static void expect_refusal(const ep_net *net, const ep_prune_opts *opts,
+                           const float *w, int n, const char *word)
+{
+    ep_prune_result *res = NULL;
+    ep_error err;
+
+    memset(&err, 0, sizeof err);
+    CHECK_EQ_INT(ep_prune_run_windows(net, w, n, opts, NULL, NULL, &res,
+                                      &err), EP_EINVAL);
+    CHECK(res == NULL);
+    CHECK_MSG(strstr(err.msg, word) != NULL, "'%s' lacks '%s'", err.msg,
+              word);
+}
+
+static void test_hostile(void)
+{
+    ep_net *net = small_unet(1);
+    ep_prune_opts opts, bad;
+    ep_calib_segment seg;
+    ep_prune_result *res = NULL;
+    ep_error err;
+
+    ep_prune_default_opts(&opts);
+    bad = opts;
+    bad.keep = 0.0;
+    expect_refusal(net, &bad, windows, N_WIN, "keep");
+    bad.keep = 1.5;
+    expect_refusal(net, &bad, windows, N_WIN, "keep");
+    bad.keep = NAN;
+    expect_refusal(net, &bad, windows, N_WIN, "keep");
+    bad = opts;
+    bad.mask_list = 0;
+    expect_refusal(net, &bad, windows, N_WIN, "mask list");
+    bad = opts;
+    bad.candidates = 0;
+    expect_refusal(net, &bad, windows, N_WIN, "candidates");
+    bad = opts;
+    bad.coreset_scale = 0.5;
+    expect_refusal(net, &bad, windows, N_WIN, "coreset scale");
+    bad = opts;
+    bad.method = (ep_prune_method)42;
+    expect_refusal(net, &bad, windows, N_WIN, "method");
+    expect_refusal(net, &opts, windows, 0, "no calibration");
+    expect_refusal(net, &opts, NULL, N_WIN, "no calibration");
+
+    CHECK_EQ_INT(ep_prune_run(net, NULL, 0, &opts, NULL, NULL, &res, &err),
+                 EP_EINVAL);
+    memset(&seg, 0, sizeof seg);
+    seg.mv = windows;
+    seg.fs = 360.0;
+    CHECK_EQ_INT(ep_prune_run(net, &seg, 1, &opts, NULL, NULL, &res, &err),
+                 EP_EINVAL);
+    CHECK(strstr(err.msg, "empty") != NULL);
+    ep_net_free(net);
+}
+
+int main(void)
+{
+    load_windows();
+    test_keep_one();
+    test_no_reconstruct_equals_zeroed();
+    test_reconstruct();
+    test_exact_combination();
+    test_l1_norms();
+    test_seeds();
+    test_progress_and_cancel();
+    test_hostile();
+    return check_exit();
+}
