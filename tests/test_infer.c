@@ -357,6 +357,57 @@ static void test_pick_beats(void)
     free(p);
 }
 
+/*
+ * The whole pipeline across rates: a 1x1 net whose background logit is
+ * 5 - 10 x (beat wherever the input exceeds 0.5, class N), fed 50 ms
+ * pulses of 1 mV at 180 Hz centred on samples 90, 300 and 510.  The
+ * model runs at 360 Hz; the beats come back at 180 Hz on the centres.
+ */
+static void test_pipeline_rates(void)
+{
+    static const char *const names[] = {"bg", "N", "V"};
+    static const int64_t centres[] = {90, 300, 510};
+    ep_net *net;
+    ep_inferer *inf;
+    float x[720] = {0};
+    ep_beat *beats;
+    size_t nb;
+    ep_error err = {0};
+    int in, head;
+
+    REQUIRE(ep_net_create(&net, &err) == 0);
+    in = ep_net_add_input(net, 1, "input", &err);
+    head = ep_net_add_conv(net, in, 3, 1, 1, 1, EP_PAD_SAME, "head", &err);
+    REQUIRE(in >= 0 && head >= 0);
+    REQUIRE(ep_net_set_output(net, head, &err) == 0);
+    net->layers[head].weight[0] = -10.0f;
+    net->layers[head].bias[0] = 5.0f;
+    net->layers[head].weight[1] = 1.0f;
+    net->meta.sampling_rate = 360.0;
+    net->meta.window = 64;
+    net->meta.n_classes = 3;
+    for (int c = 0; c < 3; c++)
+        strcpy(net->meta.classes[c], names[c]);
+    net->meta.input_scale = 1.0;
+
+    for (int b = 0; b < 3; b++)
+        for (int64_t i = centres[b] - 4; i <= centres[b] + 4; i++)
+            x[i] = 1.0f;
+    REQUIRE(ep_inferer_create(net, NULL, &inf, &err) == 0);
+    REQUIRE(ep_infer_beats(inf, x, 720, 180.0, &beats, &nb, &err) == 0);
+    CHECK_EQ_INT(nb, 3);
+    for (size_t b = 0; b < nb && b < 3; b++) {
+        CHECK_MSG(llabs(beats[b].sample - centres[b]) <= 1,
+                  "beat %zu at %lld, expected %lld", b,
+                  (long long)beats[b].sample, (long long)centres[b]);
+        CHECK(beats[b].cls == EP_AAMI_N);
+        CHECK_NEAR(beats[b].time, (double)beats[b].sample / 180.0, 1e-12);
+    }
+    free(beats);
+    ep_inferer_free(inf);
+    ep_net_free(net);
+}
+
 static void test_errors(void)
 {
     ep_net *net = small_net();
@@ -419,6 +470,7 @@ int main(void)
     test_highpass();
     test_stitching();
     test_pick_beats();
+    test_pipeline_rates();
     test_errors();
     return check_exit();
 }

@@ -21,6 +21,7 @@
 #include "ecgprune/ep_plan.h"
 #include "ecgprune/ep_prune.h"
 #include "ecgprune/ep_rng.h"
+#include "ecgprune/ep_score.h"
 #include "ecgprune/ep_wfdb.h"
 
 enum { WINDOW = 256, N_WIN = 24 };
@@ -526,6 +527,67 @@ static void test_hostile(void)
     ep_net_free(net);
 }
 
+/* ECG segments: 60 s of record 208 with its beats, and a segment shorter
+ * than one window. */
+static void test_segments(void)
+{
+    const char *dir = getenv("EXCERPT");
+    ep_net *net = small_unet(1);
+    ep_prune_opts opts;
+    ep_prune_result *r1 = NULL, *r2 = NULL;
+    ep_annotations *ann;
+    ep_calib_segment seg;
+    ep_ref_beat *beats;
+    ep_record *rec;
+    ep_error err;
+    char path[512], *j1, *j2;
+    float *mv;
+    size_t nb;
+
+    snprintf(path, sizeof path, "%s/208", dir);
+    REQUIRE(ep_wfdb_read_record(path, &rec, &err) == EP_OK);
+    mv = malloc((size_t)rec->n_samples * sizeof *mv);
+    REQUIRE(mv != NULL);
+    REQUIRE(ep_wfdb_signal_physical(rec, 0, mv, &err) == EP_OK);
+    REQUIRE(ep_wfdb_read_annotations(path, "atr", &ann, &err) == EP_OK);
+    REQUIRE(ep_score_reference(ann, 0, &beats, &nb, &err) == EP_OK);
+    while (nb > 0 && beats[nb - 1].sample >= 60 * 360)
+        nb--;
+    seg.mv = mv;
+    seg.n = 60 * 360;
+    seg.fs = rec->sampling_rate;
+    seg.beats = beats;
+    seg.n_beats = nb;
+
+    ep_prune_default_opts(&opts);
+    opts.max_windows = 40;
+    CHECK_EQ_INT(ep_prune_run(net, &seg, 1, &opts, NULL, NULL, &r1, &err),
+                 EP_OK);
+    CHECK_EQ_INT(ep_prune_run(net, &seg, 1, &opts, NULL, NULL, &r2, &err),
+                 EP_OK);
+    REQUIRE(r1 != NULL && r2 != NULL);
+    REQUIRE(ep_prune_masks_json(r1, &opts, &j1, &err) == EP_OK);
+    REQUIRE(ep_prune_masks_json(r2, &opts, &j2, &err) == EP_OK);
+    CHECK(strcmp(j1, j2) == 0);
+    CHECK(r1->groups[0].channels_after == 3);
+    ep_prune_result_free(r2);
+
+    /* 200 samples at 360 Hz against 256-sample windows. */
+    seg.n = 200;
+    CHECK_EQ_INT(ep_prune_run(net, &seg, 1, &opts, NULL, NULL, &r2, &err),
+                 EP_EINVAL);
+    CHECK(r2 == NULL);
+    CHECK(strstr(err.msg, "shorter than one model window") != NULL);
+    free(j1);
+    free(j2);
+    ep_prune_result_free(r1);
+    free(beats);
+    ep_wfdb_free_annotations(ann);
+    ep_wfdb_free_record(rec);
+    free(mv);
+    ep_net_free(net);
+}
+
 int main(void)
 {
     load_windows();
@@ -537,5 +599,6 @@ int main(void)
     test_seeds();
     test_progress_and_cancel();
     test_hostile();
+    test_segments();
     return check_exit();
 }

@@ -100,7 +100,8 @@ static void sinc_kernel_init(sinc_kernel *k, double fs_in, double fs_out)
 
 /* Weights of the input samples floor(t) + lo + j for an output at
  * fractional offset frac = t - floor(t): Blackman-windowed sinc, then
- * normalised to sum 1 so that a constant signal stays exactly constant. */
+ * normalised to sum 1 so that a constant signal stays constant (to float
+ * rounding). */
 static void sinc_weights(const sinc_kernel *k, double frac, float *w)
 {
     double sum = 0.0;
@@ -635,7 +636,10 @@ int ep_infer_pick_beats(const ep_net_meta *meta, const float *probs,
         c = region_beat(meta, probs, n, lo, t, peak);
 
         /* Within the refractory period of the last beat, the higher peak
-         * stays (ties: the earlier). */
+         * stays (ties: the earlier).  Limitation: only the last kept beat
+         * is compared, so in a run A, B, C where B loses to A and C is
+         * far enough from A, C stays even if B peaked higher; and two
+         * real beats closer than the period become one. */
         if (count > 0 &&
             (double)(c.beat.sample - kept[count - 1].beat.sample) <
                 refractory) {

@@ -1,0 +1,112 @@
+#!/bin/sh
+# cli_prune.sh ECGPRUNE MAKE_TEST_MODEL EXCERPT_DIR - `ecgprune prune` on
+# the shipped excerpt with a tiny untrained model: every method writes a
+# smaller model that `info`, `infer` and `eval` accept, masks JSON
+# consistent with the model, the same seed gives the same bytes, and
+# hostile parameters get a clear error.  Needs jq.
+set -eu
+ecgprune=$1
+make_model=$2
+excerpt=$3
+work=$(mktemp -d "${TMPDIR:-/tmp}/cli_prune.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+failures=0
+checks=0
+
+check() {   # check DESCRIPTION COMMAND...
+    desc=$1
+    shift
+    checks=$((checks + 1))
+    if ! "$@" > /dev/null; then
+        echo "FAILED: $desc" >&2
+        failures=$((failures + 1))
+    fi
+}
+
+"$make_model" "$work/tiny.safetensors" 3
+model=$work/tiny.safetensors
+"$ecgprune" info "$model" --json > "$work/info0.json"
+params0=$(jq '.parameters' "$work/info0.json")
+calib="--calib $excerpt/208:0-60 --calib $excerpt/100:0-60"
+
+# Every method: a smaller model the other commands load, run and score.
+for method in ising-kernel ising-filter l1 random coreset contrib; do
+    # shellcheck disable=SC2086
+    "$ecgprune" prune "$model" $calib --method "$method" --keep 0.5 \
+        --out "$work/$method.safetensors" --masks "$work/$method.json" \
+        --json > "$work/$method.report" 2> /dev/null
+    check "$method: report method" jq -e ".method == \"$method\"" \
+        "$work/$method.report"
+    check "$method: refit lowers every group's error" jq -e \
+        '[.groups[] | .err_after <= .err_before + 1e-9] | all' \
+        "$work/$method.report"
+    check "$method: masks name the method" jq -e \
+        ".method == \"$method\" and .keep == 0.5 and .reconstruct" \
+        "$work/$method.json"
+    check "$method: kept lists sorted, in range, of the stated size" jq -e \
+        '[.groups[] | (.kept | length) == .channels_after and
+          .kept == (.kept | unique) and .kept[0] >= 0 and
+          .kept[-1] < .channels_before] | all' "$work/$method.json"
+    "$ecgprune" info "$work/$method.safetensors" --json > "$work/info.json"
+    check "$method: fewer parameters" jq -e ".parameters < $params0 / 2" \
+        "$work/info.json"
+    check "$method: infer runs" "$ecgprune" infer \
+        "$work/$method.safetensors" "$excerpt/100" --json --from 60 --to 120
+    "$ecgprune" eval "$work/$method.safetensors" "$excerpt/208" --json \
+        > "$work/eval.json"
+    check "$method: eval scores" jq -e '.macro_f1 >= 0 and .macro_f1 <= 1' \
+        "$work/eval.json"
+done
+
+# The channel counts in the masks are the pruned model's.
+check "masks agree with the model" jq -e --slurpfile m \
+    "$work/contrib.json" '[.architecture.layers[]
+    | select(.name == "enc0.conv0") | .channels]
+    == [$m[0].groups[0].channels_after]' "$work/info.json"
+
+# Same seed, same bytes; the readable report has one line per group.
+# shellcheck disable=SC2086
+"$ecgprune" prune "$model" $calib --method ising-kernel --keep 0.3 \
+    --seed 9 --out "$work/a.safetensors" --masks "$work/a.json" \
+    > "$work/a.txt" 2> /dev/null
+# shellcheck disable=SC2086
+"$ecgprune" prune "$model" $calib --method ising-kernel --keep 0.3 \
+    --seed 9 --out "$work/b.safetensors" --masks "$work/b.json" \
+    > /dev/null 2>&1
+check "same seed: same model bytes" cmp "$work/a.safetensors" \
+    "$work/b.safetensors"
+check "same seed: same masks" cmp "$work/a.json" "$work/b.json"
+check "report names each group" grep -q '^enc0.conv0 ' "$work/a.txt"
+check "report gives the MAC ratio" grep -q '^MACs per second .*ratio' \
+    "$work/a.txt"
+
+# Hostile parameters: usage errors (2) and run-time errors (1).
+expect() {  # expect STATUS PATTERN ARGS...
+    status=$1
+    pattern=$2
+    shift 2
+    set +e
+    "$ecgprune" prune "$@" > /dev/null 2> "$work/err"
+    got=$?
+    set -e
+    check "prune $*: status $status" test "$got" -eq "$status"
+    check "prune $*: message '$pattern'" grep -q -- "$pattern" "$work/err"
+}
+out="--out $work/x.safetensors"
+# shellcheck disable=SC2086
+{
+expect 2 "keep" "$model" $calib --keep 0 $out
+expect 2 "keep" "$model" $calib --keep 1.5 $out
+expect 2 "mask-list" "$model" $calib --mask-list 0 $out
+expect 2 "unknown method" "$model" $calib --method best $out
+expect 2 "required" "$model" $out
+expect 1 "shorter than one model window" "$model" \
+    --calib "$excerpt/100:0-1" $out
+expect 1 "FROM < TO" "$model" --calib "$excerpt/100:10-10" $out
+expect 1 "nonexistent" "$model" --calib "$excerpt/nonexistent" $out
+expect 1 "absent.safetensors" "$work/absent.safetensors" $calib $out
+}
+check "no model left by failed runs" test ! -e "$work/x.safetensors"
+
+echo "$checks checks, $failures failed"
+test "$failures" -eq 0
