@@ -60,7 +60,7 @@ typedef struct bench_args {
     int n_seeds;
     const char *records[MAX_LIST];
     int n_records;
-    int finetune;
+    int finetune, max_windows;
     double calib_from, calib_seconds, personal_seconds;
 } bench_args;
 
@@ -113,7 +113,8 @@ static void usage(void)
         "personal]\n"
         "  [--keeps 0.75,0.5,0.3] [--methods all|M1,M2] [--recon on,off]\n"
         "  [--seeds 1,2,3] [--records 100,103|ds2] [--finetune]\n"
-        "  [--calib-from S] [--calib-seconds S] [--personal-seconds S]\n");
+        "  [--calib-from S] [--calib-seconds S] [--personal-seconds S]\n"
+        "  [--max-windows N]\n");
     exit(2);
 }
 
@@ -186,6 +187,8 @@ static void parse_args(int argc, char **argv, bench_args *a)
             a->calib_seconds = atof(argv[++i]);
         else if (strcmp(opt, "--personal-seconds") == 0)
             a->personal_seconds = atof(argv[++i]);
+        else if (strcmp(opt, "--max-windows") == 0)
+            a->max_windows = atoi(argv[++i]);
         else if (strcmp(opt, "--keeps") == 0 || strcmp(opt, "--seeds") == 0 ||
                  strcmp(opt, "--records") == 0 ||
                  strcmp(opt, "--recon") == 0 || strcmp(opt, "--methods") == 0)
@@ -429,9 +432,9 @@ static int list_configs(const bench_args *a, config *out, int cap)
     return n;
 }
 
-static ep_net *prune_with(const ep_net *net, const config *c,
-                          const ep_calib_segment *segs, int n_segs,
-                          double *seconds)
+static ep_net *prune_with(const bench_args *a, const ep_net *net,
+                          const config *c, const ep_calib_segment *segs,
+                          int n_segs, double *seconds)
 {
     ep_prune_opts o;
     ep_prune_result *res;
@@ -443,6 +446,8 @@ static ep_net *prune_with(const ep_net *net, const config *c,
     o.keep = c->keep;
     o.reconstruct = c->recon;
     o.seed = c->seed;
+    if (a->max_windows > 0)
+        o.max_windows = a->max_windows;
     if (ep_prune_run(net, segs, n_segs, &o, NULL, NULL, &res, &err))
         die("prune", &err);
     *seconds = res->seconds;
@@ -482,7 +487,7 @@ static void run_general(const bench_args *a, const ep_net *net,
     for (c = 0; c < n_cfg; c++) {
         metrics m;
         double ps;
-        ep_net *pruned = prune_with(net, &cfg[c], segs, N_DS1, &ps);
+        ep_net *pruned = prune_with(a, net, &cfg[c], segs, N_DS1, &ps);
 
         fprintf(stderr, "general %d/%d: %s keep %.2f recon %d seed %llu\n",
                 c + 1, n_cfg, ep_prune_method_name(cfg[c].method),
@@ -559,7 +564,7 @@ static void run_personal(const bench_args *a, const ep_net *net,
         }
         for (c = 0; c < n_cfg; c++) {
             double ps;
-            ep_net *pruned = prune_with(net, &cfg[c], &seg, 1, &ps);
+            ep_net *pruned = prune_with(a, net, &cfg[c], &seg, 1, &ps);
 
             eval_stretch(pruned, &test[i], split, test[i].n,
                          &base[0], NULL, &m[c][0]);

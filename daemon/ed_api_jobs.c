@@ -224,6 +224,10 @@ static void fill_defaults(json_t *p)
         json_object_set_new(p, "seed", json_integer((json_int_t)d.seed));
     if (!json_object_get(p, "reconstruct"))
         json_object_set_new(p, "reconstruct", json_boolean(d.reconstruct));
+    if (!json_object_get(p, "max_windows"))
+        json_object_set_new(p, "max_windows", json_integer(d.max_windows));
+    if (!json_object_get(p, "stratify"))
+        json_object_set_new(p, "stratify", json_true());
 }
 
 /* Validate a submission into normalised parameters (*out). */
@@ -233,7 +237,7 @@ static unsigned check_params(ed_app *app, json_t *in, json_t **out,
     static const char *const keys[] = {
         "model_id", "batch_ids", "method", "keep", "mask_list", "candidates",
         "coreset_scale", "seed", "reconstruct", "lambda", "batch_windows",
-        "finetune", "holdout", NULL};
+        "max_windows", "stratify", "finetune", "holdout", NULL};
     json_t *p, *v;
     ep_prune_method m;
     int found;
@@ -287,7 +291,9 @@ static unsigned check_params(ed_app *app, json_t *in, json_t **out,
         (st = opt_int(in, p, "", "seed", 0, INT64_MAX, msg, ms)) ||
         (st = opt_bool(in, p, "", "reconstruct", msg, ms)) ||
         (st = opt_num(in, p, "", "lambda", 0, 0, 1e6, msg, ms)) ||
-        (st = opt_int(in, p, "", "batch_windows", 1, 4096, msg, ms)))
+        (st = opt_int(in, p, "", "batch_windows", 1, 4096, msg, ms)) ||
+        (st = opt_int(in, p, "", "max_windows", 1, 1000000, msg, ms)) ||
+        (st = opt_bool(in, p, "", "stratify", msg, ms)))
         return st;
 
     fill_defaults(p);

@@ -143,20 +143,88 @@ static int check_keys(json_t *obj, const char *where,
     return 0;
 }
 
+/* "limits": {"max_body_bytes", "max_samples", "max_running_jobs"}. */
+static int load_limits(ed_config *cfg, json_t *o, const char *path,
+                       char *err, size_t es)
+{
+    static const char *const limit_keys[] = {
+        "max_body_bytes", "max_samples", "max_running_jobs", NULL};
+    int64_t n = cfg->max_running_jobs;
+
+    if (!o)
+        return 0;
+    if (!json_is_object(o))
+        return fail(err, es, "%s: limits: expected an object", path);
+    if (check_keys(o, "limits", limit_keys, err, es) ||
+        get_int(o, "max_body_bytes", "limits", 1024, INT64_C(1) << 34,
+                &cfg->max_body_bytes, err, es) ||
+        get_int(o, "max_samples", "limits", 1000, INT64_C(1) << 31,
+                &cfg->max_samples, err, es) ||
+        get_int(o, "max_running_jobs", "limits", 1, 64, &n, err, es))
+        return -1;
+    cfg->max_running_jobs = (int)n;
+    return 0;
+}
+
+/* "tokens": ["...", ...], each 16..127 characters. */
+static int load_tokens(ed_config *cfg, json_t *o, const char *path,
+                       char *err, size_t es)
+{
+    json_t *v;
+    size_t i;
+
+    if (!o)
+        return 0;
+    if (!json_is_array(o) || json_array_size(o) > ED_MAX_TOKENS)
+        return fail(err, es, "%s: tokens: expected an array of at most %d "
+                    "strings", path, ED_MAX_TOKENS);
+    json_array_foreach(o, i, v) {
+        if (!json_is_string(v) || strlen(json_string_value(v)) < 16 ||
+            strlen(json_string_value(v)) >= 128)
+            return fail(err, es, "%s: tokens[%zu]: expected a string of "
+                        "16..127 characters", path, i);
+        strcpy(cfg->tokens[i], json_string_value(v));
+    }
+    cfg->n_tokens = (int)json_array_size(o);
+    return 0;
+}
+
+/* "tls": {"cert", "key"} and "log": {"level", "file"}. */
+static int load_tls_log(ed_config *cfg, json_t *root, const char *path,
+                        char *err, size_t es)
+{
+    json_t *tls = json_object_get(root, "tls");
+    json_t *log = json_object_get(root, "log");
+    char level[16] = "";
+
+    if (tls && !json_is_object(tls))
+        return fail(err, es, "%s: tls: expected an object", path);
+    if (log && !json_is_object(log))
+        return fail(err, es, "%s: log: expected an object", path);
+    if (get_string(tls, "cert", "tls", cfg->tls_cert, sizeof cfg->tls_cert,
+                   err, es) ||
+        get_string(tls, "key", "tls", cfg->tls_key, sizeof cfg->tls_key,
+                   err, es) ||
+        get_string(log, "level", "log", level, sizeof level, err, es) ||
+        get_string(log, "file", "log", cfg->log_file, sizeof cfg->log_file,
+                   err, es))
+        return -1;
+    if (level[0] && ed_log_level_from_name(level, &cfg->log_level))
+        return fail(err, es, "%s: log.level \"%s\": expected debug, info, "
+                    "warn or error", path, level);
+    return 0;
+}
+
 static int load_file(ed_config *cfg, const char *path, char *err,
                      size_t es)
 {
     static const char *const top_keys[] = {
         "listen", "data_dir", "workers", "limits", "tokens", "tls", "log",
-        "keep_inference_records", "watchdog", "preload", NULL};
-    static const char *const limit_keys[] = {
-        "max_body_bytes", "max_samples", "max_running_jobs", NULL};
+        "keep_inference_records", "preload", NULL};
     json_error_t jerr;
-    json_t *root, *o, *v;
+    json_t *root, *v;
     char listen[96] = "";
-    char level[16] = "";
     int64_t n;
-    size_t i;
     int rc = -1;
 
     root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
@@ -196,70 +264,11 @@ static int load_file(ed_config *cfg, const char *path, char *err,
     }
     cfg->keep_inferences = v ? json_is_true(v) : 0;
 
-    /* Limits. */
-    o = json_object_get(root, "limits");
-    if (o) {
-        if (!json_is_object(o)) {
-            fail(err, es, "%s: limits: expected an object", path);
-            goto out;
-        }
-        if (check_keys(o, "limits", limit_keys, err, es) ||
-            get_int(o, "max_body_bytes", "limits", 1024, INT64_C(1) << 34,
-                    &cfg->max_body_bytes, err, es) ||
-            get_int(o, "max_samples", "limits", 1000, INT64_C(1) << 31,
-                    &cfg->max_samples, err, es))
-            goto out;
-        n = cfg->max_running_jobs;
-        if (get_int(o, "max_running_jobs", "limits", 1, 64, &n, err, es))
-            goto out;
-        cfg->max_running_jobs = (int)n;
-    }
-
-    /* Bearer tokens. */
-    o = json_object_get(root, "tokens");
-    if (o) {
-        if (!json_is_array(o) || json_array_size(o) > ED_MAX_TOKENS) {
-            fail(err, es, "%s: tokens: expected an array of at most %d "
-                 "strings", path, ED_MAX_TOKENS);
-            goto out;
-        }
-        json_array_foreach(o, i, v) {
-            if (!json_is_string(v) || strlen(json_string_value(v)) < 16 ||
-                strlen(json_string_value(v)) >= 128) {
-                fail(err, es, "%s: tokens[%zu]: expected a string of 16..127 "
-                     "characters", path, i);
-                goto out;
-            }
-            strcpy(cfg->tokens[i], json_string_value(v));
-        }
-        cfg->n_tokens = (int)json_array_size(o);
-    }
-
-    /* TLS and log. */
-    o = json_object_get(root, "tls");
-    if (o && (!json_is_object(o) ||
-              get_string(o, "cert", "tls", cfg->tls_cert,
-                         sizeof cfg->tls_cert, err, es) ||
-              get_string(o, "key", "tls", cfg->tls_key, sizeof cfg->tls_key,
-                         err, es))) {
-        if (!json_is_object(o))
-            fail(err, es, "%s: tls: expected an object", path);
+    /* The sections. */
+    if (load_limits(cfg, json_object_get(root, "limits"), path, err, es) ||
+        load_tokens(cfg, json_object_get(root, "tokens"), path, err, es) ||
+        load_tls_log(cfg, root, path, err, es))
         goto out;
-    }
-    o = json_object_get(root, "log");
-    if (o && (!json_is_object(o) ||
-              get_string(o, "level", "log", level, sizeof level, err, es) ||
-              get_string(o, "file", "log", cfg->log_file,
-                         sizeof cfg->log_file, err, es))) {
-        if (!json_is_object(o))
-            fail(err, es, "%s: log: expected an object", path);
-        goto out;
-    }
-    if (level[0] && ed_log_level_from_name(level, &cfg->log_level)) {
-        fail(err, es, "%s: log.level \"%s\": expected debug, info, warn or "
-             "error", path, level);
-        goto out;
-    }
     rc = 0;
 out:
     json_decref(root);

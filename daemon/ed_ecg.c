@@ -246,15 +246,17 @@ static unsigned parse_json(ed_request *req, const ed_config *cfg,
                     !strcmp(key, "lead");
         if (kind == ED_ECG_BATCH)
             known |= !strcmp(key, "subject") || !strcmp(key, "annotations");
-        if (is_identity_field(key)) {
+        /* The message is written before root (which owns key) goes. */
+        st = 0;
+        if (is_identity_field(key))
+            st = refuse(422, msg, ms, "field \"%s\" is refused: batches "
+                        "carry a pseudonymous \"subject\" id only, never a "
+                        "person's identity", key);
+        else if (!known)
+            st = refuse(400, msg, ms, "unknown field \"%s\"", key);
+        if (st) {
             json_decref(root);
-            return refuse(422, msg, ms, "field \"%s\" is refused: batches "
-                          "carry a pseudonymous \"subject\" id only, never "
-                          "a person's identity", key);
-        }
-        if (!known) {
-            json_decref(root);
-            return refuse(400, msg, ms, "unknown field \"%s\"", key);
+            return st;
         }
     }
 

@@ -346,6 +346,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
                          void **con_cls, enum MHD_RequestTerminationCode toe)
 {
     ed_request *req = *con_cls;
+    char path[600], method_q[40];
     double ms;
 
     (void)cls;
@@ -358,7 +359,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
     ed_metrics_request(req->route, req->method, req->status, ms / 1000.0);
     ed_log(req->status >= 500 ? ED_LOG_WARN : ED_LOG_INFO, "request",
            "id=%llu method=%s path=%s route=%s status=%u ms=%.1f bytes_in=%zu"
-           "%s%s%s", (unsigned long long)req->id, req->method, req->path,
+           "%s%s%s", (unsigned long long)req->id,
+           ed_log_value(method_q, sizeof method_q, req->method),
+           ed_log_value(path, sizeof path, req->path),
            req->route, req->status, ms, req->body_len,
            toe != MHD_REQUEST_TERMINATED_COMPLETED_OK ? " aborted=1" : "",
            req->log_extra[0] ? " " : "", req->log_extra);

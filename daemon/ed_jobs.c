@@ -48,6 +48,7 @@ typedef struct job_run {
     unsigned char *model_blob;
     size_t model_len;
     ep_prune_opts prune;
+    int stratify;           /* calibration windows drawn on the beats */
     int finetune;
     ep_train_opts train;
     job_seg *calib, *holdout;
@@ -232,6 +233,9 @@ static void read_options(job_run *run, json_t *p)
         run->prune.lambda = json_number_value(v);
     if ((v = json_object_get(p, "batch_windows")))
         run->prune.batch_windows = (int)json_integer_value(v);
+    if ((v = json_object_get(p, "max_windows")))
+        run->prune.max_windows = (int)json_integer_value(v);
+    run->stratify = !json_is_false(json_object_get(p, "stratify"));
 
     run->finetune = json_is_object(ft);
     ep_finetune_default_opts(&run->train);
@@ -368,6 +372,12 @@ static int score_holdout(job_run *run, const ep_net *net, json_t **out)
     rc = ep_inferer_create(net, &io, &inf, &run->err);
     for (i = 0; !rc && i < run->n_holdout; i++) {
         const job_seg *s = &run->holdout[i];
+        if (atomic_load(&run->stop) != STOP_NONE) {
+            rc = ep_error_set(&run->err, EP_ECANCELED, "stopped while "
+                              "scoring held-out batch %lld",
+                              (long long)s->batch_id);
+            break;
+        }
         rc = ep_infer_beats(inf, s->mv, s->n, s->fs, &beats, &n_beats,
                             &run->err);
         if (!rc)
@@ -446,8 +456,10 @@ static void job_work(uv_work_t *w)
         segs[i].mv = run->calib[i].mv;
         segs[i].n = run->calib[i].n;
         segs[i].fs = run->calib[i].fs;
-        segs[i].beats = run->calib[i].n_beats ? run->calib[i].beats : NULL;
-        segs[i].n_beats = run->calib[i].n_beats;
+        if (run->stratify && run->calib[i].n_beats) {
+            segs[i].beats = run->calib[i].beats;
+            segs[i].n_beats = run->calib[i].n_beats;
+        }
     }
     if (!rc)
         rc = ep_prune_run(net, segs, run->n_calib, &run->prune,
@@ -747,8 +759,9 @@ int ed_jobs_recover(ed_app *app)
     int n;
 
     ed_store_exec(app->store, "UPDATE jobs SET state = 'cancelled', "
-                  "error = 'cancelled by request' WHERE state = 'running' "
-                  "AND cancel_requested = 1", NULL);
+                  "error = 'cancelled by request', finished_at = "
+                  "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE state = "
+                  "'running' AND cancel_requested = 1", NULL);
     n = ed_store_exec(app->store, "UPDATE jobs SET state = 'queued', "
                       "started_at = NULL, progress = 0, progress_group = 0, "
                       "stage = NULL WHERE state = 'running'", NULL);

@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -16,7 +17,7 @@ static const char *const level_names[] = {"debug", "info", "warn", "error"};
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static FILE *log_file;
 static char log_path[1024];
-static ed_log_level log_min = ED_LOG_INFO;
+static atomic_int log_min = ED_LOG_INFO;   /* read without the lock */
 
 int ed_log_level_from_name(const char *name, ed_log_level *out)
 {
@@ -51,7 +52,7 @@ int ed_log_open(const char *path, ed_log_level level)
         fclose(log_file);
     log_file = f;
     snprintf(log_path, sizeof log_path, "%s", path ? path : "");
-    log_min = level;
+    atomic_store(&log_min, (int)level);
     pthread_mutex_unlock(&log_lock);
     return 0;
 }
@@ -77,6 +78,11 @@ int ed_log_reopen(void)
     return rc;
 }
 
+void ed_log_set_level(ed_log_level level)
+{
+    atomic_store(&log_min, (int)level);
+}
+
 void ed_log_close(void)
 {
     pthread_mutex_lock(&log_lock);
@@ -95,7 +101,7 @@ void ed_log(ed_log_level level, const char *event, const char *fmt, ...)
     size_t len;
     va_list ap;
 
-    if (level < log_min)
+    if ((int)level < atomic_load(&log_min))
         return;
 
     /* Timestamp in UTC with milliseconds, then the fixed keys. */
@@ -116,6 +122,17 @@ void ed_log(ed_log_level level, const char *event, const char *fmt, ...)
     pthread_mutex_lock(&log_lock);
     fprintf(log_file ? log_file : stderr, "%s\n", line);
     pthread_mutex_unlock(&log_lock);
+}
+
+const char *ed_log_value(char *buf, size_t size, const char *s)
+{
+    const char *p;
+
+    for (p = s; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == '"' || *p == '=' ||
+            *p == '\\' || *p == 0x7f)
+            return ed_log_quote(buf, size, s);
+    return s;
 }
 
 const char *ed_log_quote(char *buf, size_t size, const char *s)

@@ -26,6 +26,7 @@ const char *ed_log_level_name(ed_log_level level);
 int ed_log_open(const char *path, ed_log_level level);
 /* Close and reopen the log file (SIGHUP); no-op for stderr. */
 int ed_log_reopen(void);
+void ed_log_set_level(ed_log_level level);
 void ed_log_close(void);
 
 /* Log `event` with further key=value pairs formatted by fmt (may be
@@ -39,5 +40,9 @@ void ed_log(ed_log_level level, const char *event, const char *fmt, ...)
 /* Write s as a double-quoted value into buf (escaping quotes, backslashes
  * and control characters, truncated to fit); returns buf. */
 const char *ed_log_quote(char *buf, size_t size, const char *s);
+/* s itself when it is a plain token (no space, quote, '=', backslash or
+ * control character), else ed_log_quote(buf, size, s): so that a client
+ * cannot forge keys in a log line through, say, a request path. */
+const char *ed_log_value(char *buf, size_t size, const char *s);
 
 #endif

@@ -25,6 +25,8 @@
 
 typedef struct ed_main {
     ed_app app;
+    int argc;
+    char **argv;
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t watchdog, stop_check;
     uint64_t stop_started_ns;
@@ -96,15 +98,44 @@ static void begin_stop(ed_main *m, const char *why)
     uv_timer_start(&m->stop_check, on_stop_check, 0, 100);
 }
 
+/* SIGHUP: reopen the log and re-read the settings that can change
+ * without a restart (tokens, log level, limits, inference records).  The
+ * listening address, data directory and pool size need a restart. */
+static void reload(ed_main *m)
+{
+    ed_config *cur = &m->app.cfg;
+    ed_config next;
+    char err[1024], quoted[1100];
+
+    if (ed_log_reopen())
+        ed_log(ED_LOG_ERROR, "log_reopen_failed", "file=%s", cur->log_file);
+    if (ed_config_from_args(&next, m->argc, m->argv, err, sizeof err)) {
+        ed_log(ED_LOG_ERROR, "reload_failed", "reason=%s",
+               ed_log_quote(quoted, sizeof quoted, err));
+        return;
+    }
+    memcpy(cur->tokens, next.tokens, sizeof cur->tokens);
+    cur->n_tokens = next.n_tokens;
+    cur->log_level = next.log_level;
+    cur->max_body_bytes = next.max_body_bytes;
+    cur->max_samples = next.max_samples;
+    cur->keep_inferences = next.keep_inferences;
+    if (next.workers == cur->workers)
+        cur->max_running_jobs = next.max_running_jobs;
+    ed_log_set_level(cur->log_level);
+    ed_log(ED_LOG_INFO, "reloaded", "tokens=%d log_level=%s "
+           "max_body_bytes=%lld max_samples=%lld max_running_jobs=%d",
+           cur->n_tokens, ed_log_level_name(cur->log_level),
+           (long long)cur->max_body_bytes, (long long)cur->max_samples,
+           cur->max_running_jobs);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     ed_main *m = s->data;
 
     if (signum == SIGHUP) {
-        ed_log(ED_LOG_INFO, "log_reopen", NULL);
-        if (ed_log_reopen())
-            ed_log(ED_LOG_ERROR, "log_reopen_failed", "file=%s",
-                   m->app.cfg.log_file);
+        reload(m);
         return;
     }
     begin_stop(m, signum == SIGTERM ? "TERM" : "INT");
@@ -235,6 +266,8 @@ int main(int argc, char **argv)
     int port = 0;
 
     /* Configuration. */
+    m.argc = argc;
+    m.argv = argv;
     if (ed_config_from_args(&app->cfg, argc, argv, err, sizeof err)) {
         fprintf(stderr, "ecgpruned: %s\n", err);
         ed_config_usage(stderr);

@@ -65,12 +65,28 @@ static void *grow(void *arr, size_t *cap, size_t n, size_t elem)
     return p;
 }
 
+/* The method as a label: the client chooses it, so anything but the
+ * common methods becomes "other" (bounded label sets, no quoting). */
+static const char *method_label(const char *method)
+{
+    static const char *const known[] = {"GET", "POST", "DELETE", "PUT",
+                                        "HEAD", "PATCH", "OPTIONS", NULL};
+    int i;
+
+    for (i = 0; known[i]; i++)
+        if (strcmp(method, known[i]) == 0)
+            return known[i];
+    return "other";
+}
+
 void ed_metrics_request(const char *route, const char *method,
                         unsigned status, double seconds)
 {
     size_t i;
     int b;
     void *p;
+
+    method = method_label(method);
 
     /* The counter of this route, method and status. */
     for (i = 0; i < n_counters; i++)

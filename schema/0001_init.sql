@@ -4,11 +4,15 @@
 -- PRAGMA user_version is 1.  Later changes go into 0002_*.sql and so on;
 -- a file is never edited once released.
 
+-- Ids are AUTOINCREMENT so that an id is never reused after a delete: a
+-- client holding the id of a deleted batch must get 404, not another
+-- subject's ECG.
+
 -- Models: the safetensors bytes as uploaded or produced by a job, with the
 -- architecture JSON and the sizes the API reports.  Lineage: the model and
 -- the job a pruned model came from (NULL for uploads).
 CREATE TABLE models (
-    id              INTEGER PRIMARY KEY,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     name            TEXT NOT NULL,
     sha256          TEXT NOT NULL,
     size_bytes      INTEGER NOT NULL,
@@ -26,7 +30,7 @@ CREATE INDEX models_sha256 ON models(sha256);
 -- reference annotations if supplied (JSON [{"sample":..,"symbol":..}]).
 -- subject is a pseudonym chosen by the clinic; no name is ever stored.
 CREATE TABLE batches (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
     subject       TEXT NOT NULL,
     sampling_rate REAL NOT NULL,
     lead          TEXT NOT NULL,
@@ -40,7 +44,7 @@ CREATE TABLE batches (
 -- Jobs: parameters as submitted (JSON), state machine
 -- queued -> running -> succeeded | failed | cancelled.
 CREATE TABLE jobs (
-    id              INTEGER PRIMARY KEY,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     model_id        INTEGER REFERENCES models(id) ON DELETE SET NULL,
     params          TEXT NOT NULL,
     state           TEXT NOT NULL CHECK (state IN

@@ -5,24 +5,12 @@
 # with each other and with the reference annotation counts that
 # `ecgprune record` gives, progress lines, --list, and the errors.  The
 # model is random, so its accuracy is not checked.  Needs jq.
-set -eu
 ecgprune=$1
 make_model=$2
 excerpt=$3
-work=$(mktemp -d "${TMPDIR:-/tmp}/cli_infer.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-failures=0
-checks=0
-
-check() {   # check DESCRIPTION COMMAND...
-    desc=$1
-    shift
-    checks=$((checks + 1))
-    if ! "$@" > /dev/null; then
-        echo "FAILED: $desc" >&2
-        failures=$((failures + 1))
-    fi
-}
+# shellcheck source-path=SCRIPTDIR source=cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
+cli_begin cli_infer
 
 # A background bias of 3 makes the random net's beat probability cross
 # the threshold around QRS complexes, so that the outputs are not empty.
@@ -108,22 +96,20 @@ check "table has the confusion matrix" grep -q '^reference' \
 check "table has per-record lines" grep -q '208' "$work/eval2.txt"
 
 # Errors: exit status and message.
-set +e
-"$ecgprune" infer "$model" "$excerpt/nonexistent" 2> "$work/err1"
-check "missing record: status 1" test $? -eq 1
+run "$ecgprune" infer "$model" "$excerpt/nonexistent" 2> "$work/err1"
+check_status "missing record" 1
 check "missing record: message" grep -q 'nonexistent' "$work/err1"
-"$ecgprune" eval "$model" "$excerpt/100" --from 50 --to 10 2> "$work/err2"
-check "--to before --from: status 2" test $? -eq 2
-"$ecgprune" infer "$model" "$excerpt/100" --from 500 2> "$work/err3"
-check "--from past the end: status 1" test $? -eq 1
-check "--from past the end: message" grep -q 'empty' "$work/err3"
-"$ecgprune" infer "$model" "$excerpt/100" --signal V9 2> "$work/err4"
-check "unknown signal: status 1" test $? -eq 1
-"$ecgprune" eval "$model" 2> /dev/null
-check "eval without records: status 2" test $? -eq 2
-"$ecgprune" eval "$model" --list "$work/absent" 2> /dev/null
-check "eval with a missing list: status 2" test $? -eq 2
-set -e
+run "$ecgprune" eval "$model" "$excerpt/100" --from 50 --to 10 \
+    2> "$work/err2"
+check_status "--to before --from" 2
+run "$ecgprune" infer "$model" "$excerpt/100" --from 500 2> "$work/err3"
+check_status "--from past the end" 1
+check "--from past the end: message" grep -q 'holds no sample' "$work/err3"
+run "$ecgprune" infer "$model" "$excerpt/100" --signal V9 2> "$work/err4"
+check_status "unknown signal" 1
+run "$ecgprune" eval "$model" 2> /dev/null
+check_status "eval without records" 2
+run "$ecgprune" eval "$model" --list "$work/absent" 2> /dev/null
+check_status "eval with a missing list" 2
 
-echo "$checks checks, $failures failed"
-test "$failures" -eq 0
+cli_end

@@ -1,7 +1,7 @@
 #!/bin/sh
 # cli_prune.sh ECGPRUNE MAKE_TEST_MODEL EXCERPT_DIR - `ecgprune prune` on
 # the shipped excerpt with a tiny untrained model: every method writes a
-# smaller model that `info`, `infer` and `eval` accept, masks JSON
+# smaller model that `info`, `infer`, `eval` and `finetune` accept, masks JSON
 # consistent with the model, the same seed gives the same bytes, and
 # hostile parameters get a clear error.  Needs jq.
 set -eu
@@ -58,21 +58,29 @@ for method in ising-kernel ising-filter l1 random coreset contrib; do
         "$work/eval.json"
 done
 
+# The pruned model (BN folded away) fine-tunes like any other.
+"$ecgprune" finetune "$work/ising-kernel.safetensors" "$excerpt/208" \
+    --minutes 1 --epochs 1 --steps 2 --batch 2 --quiet \
+    --out "$work/tuned.safetensors" > /dev/null 2>&1
+check "finetuned pruned model scores" "$ecgprune" eval \
+    "$work/tuned.safetensors" "$excerpt/208" --from 60 --json
+
 # The channel counts in the masks are the pruned model's.
+# shellcheck disable=SC2016
 check "masks agree with the model" jq -e --slurpfile m \
     "$work/contrib.json" '[.architecture.layers[]
     | select(.name == "enc0.conv0") | .channels]
     == [$m[0].groups[0].channels_after]' "$work/info.json"
 
-# Same seed, same bytes; the readable report has one line per group.
+# Same seed, same bytes (also when the stretches follow one --calib); the
+# readable report has one line per group.
 # shellcheck disable=SC2086
 "$ecgprune" prune "$model" $calib --method ising-kernel --keep 0.3 \
     --seed 9 --out "$work/a.safetensors" --masks "$work/a.json" \
     > "$work/a.txt" 2> /dev/null
-# shellcheck disable=SC2086
-"$ecgprune" prune "$model" $calib --method ising-kernel --keep 0.3 \
-    --seed 9 --out "$work/b.safetensors" --masks "$work/b.json" \
-    > /dev/null 2>&1
+"$ecgprune" prune "$model" --calib "$excerpt/208:0-60" "$excerpt/100:0-60" \
+    --method ising-kernel --keep 0.3 --seed 9 --out "$work/b.safetensors" \
+    --masks "$work/b.json" > /dev/null 2>&1
 check "same seed: same model bytes" cmp "$work/a.safetensors" \
     "$work/b.safetensors"
 check "same seed: same masks" cmp "$work/a.json" "$work/b.json"

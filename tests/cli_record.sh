@@ -3,23 +3,11 @@
 # the shipped excerpt: JSON fields and their consistency, the table, and the
 # exit status and message for a corrupted copy, a missing record and bad
 # usage.  Needs jq.
-set -eu
 ecgprune=$1
 excerpt=$2
-work=$(mktemp -d "${TMPDIR:-/tmp}/cli_record.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-failures=0
-checks=0
-
-check() {   # check DESCRIPTION COMMAND...
-    desc=$1
-    shift
-    checks=$((checks + 1))
-    if ! "$@" > /dev/null; then
-        echo "FAILED: $desc" >&2
-        failures=$((failures + 1))
-    fi
-}
+# shellcheck source-path=SCRIPTDIR source=cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
+cli_begin cli_record
 
 # JSON of record 208's excerpt: 3 minutes at 360 Hz, MLII and V1.
 "$ecgprune" record "$excerpt/208" --json > "$work/208.json"
@@ -47,10 +35,9 @@ check "table has AAMI totals" grep -q "^AAMI classes:" "$work/100.txt"
 # A corrupted copy: reported in the output, exit status 1, a message.
 cp "$excerpt/100.hea" "$excerpt/100.dat" "$work/"
 printf '\377' | dd of="$work/100.dat" bs=1 seek=1000 conv=notrunc 2>/dev/null
-status=0
-"$ecgprune" record "$work/100" --json > "$work/bad.json" \
-    2> "$work/bad.err" || status=$?
-check "corrupted copy exits 1" test "$status" -eq 1
+run "$ecgprune" record "$work/100" --json > "$work/bad.json" \
+    2> "$work/bad.err"
+check_status "corrupted copy" 1
 check "corrupted copy names the checksum" grep -q "checksum" "$work/bad.err"
 check "corrupted copy shows checksum_ok false" \
     jq -e 'any(.signals[]; .checksum_ok == false)' "$work/bad.json"
@@ -58,13 +45,10 @@ check "no annotation file gives null counts" \
     jq -e '.beat_counts == null and .aami_counts == null' "$work/bad.json"
 
 # A missing record and bad usage.
-status=0
-"$ecgprune" record "$work/none" 2> "$work/none.err" || status=$?
-check "missing record exits 1" test "$status" -eq 1
+run "$ecgprune" record "$work/none" 2> "$work/none.err"
+check_status "missing record" 1
 check "missing record names the header" grep -q "none.hea" "$work/none.err"
-status=0
-"$ecgprune" record 2>/dev/null || status=$?
-check "no RECORD exits 2" test "$status" -eq 2
+run "$ecgprune" record 2>/dev/null
+check_status "no RECORD" 2
 
-echo "$((checks - failures)) passed, $failures failed"
-[ "$failures" -eq 0 ]
+cli_end

@@ -453,6 +453,16 @@ static void test_errors(void)
     CHECK(strstr(err.msg, "bg") != NULL);
     strcpy(net->meta.classes[0], "bg");
 
+    /* A window whose plan alone would take gigabytes (the model file
+     * bounds the weights, not the window): per sample the input's 1
+     * channel, c1's 4 outputs and 1 x 5 unfolded inputs, r1's 4, the
+     * head's 3 outputs and 4 x 1 unfolded inputs, 21 floats, so 2^26
+     * samples take 21 * 4 * 64 MiB = 5376 MiB. */
+    net->meta.window = 1 << 26;
+    CHECK_EQ_INT(ep_inferer_create(net, NULL, &inf, &err), EP_ERANGE);
+    CHECK_MSG(strstr(err.msg, "about 5376 MiB") != NULL, "%s", err.msg);
+    net->meta.window = 64;
+
     /* The whole pipeline on a NaN reports it too. */
     REQUIRE(ep_inferer_create(net, NULL, &inf, &err) == 0);
     x[3] = INFINITY;

@@ -255,8 +255,7 @@ static void test_nan_and_truncation(void)
     REQUIRE(ep_model_load_buffer(buf, len, &back, &err) == EP_OK);
     ep_net_free(back);
 
-    /* Every truncation fails cleanly; past the header it names a tensor
-     * whose bytes are now missing. */
+    /* Every truncation fails cleanly. */
     for (cut = 0; cut < len; cut += cut < 64 ? 1 : 97) {
         ep_net *out = NULL;
         ep_error e = {0};
@@ -265,7 +264,10 @@ static void test_nan_and_truncation(void)
                   "truncated at %zu accepted", cut);
         CHECK(out == NULL && e.msg[0] != '\0');
     }
-    expect_fail(buf, len - 4, "tensor '", "last float cut");
+    /* One float short: the layers' parameters no longer fit the data
+     * section, which the architecture check names before any tensor. */
+    expect_fail(buf, len - 4, "the file's data section holds only",
+                "last float cut");
     expect_fail(buf, 5, "truncated", "short file");
     expect_fail(buf, data_start - 1, "header length", "header cut");
     free(buf);
@@ -340,6 +342,140 @@ static void test_json_errors(void)
     ep_net_free(net);
 }
 
+/* A model file of an architecture and a data section of data_len zero
+ * bytes. */
+static unsigned char *file_of_arch(const char *arch, size_t data_len,
+                                   size_t *out_len)
+{
+    json_t *h = json_pack("{s:{s:s,s:s}}", "__metadata__", "format",
+                          "ecgprune-1", "architecture", arch);
+    char *text = json_dumps(h, JSON_COMPACT);
+    size_t tlen = strlen(text);
+    unsigned char *out = calloc(1, 8 + tlen + data_len);
+    int k;
+
+    REQUIRE(out != NULL);
+    for (k = 0; k < 8; k++)
+        out[k] = (unsigned char)((uint64_t)tlen >> (8 * k));
+    memcpy(out + 8, text, tlen);
+    free(text);
+    json_decref(h);
+    *out_len = 8 + tlen + data_len;
+    return out;
+}
+
+/* A few hundred bytes declaring a conv of 8192 x 8192 x 1024 weights must
+ * be refused before its 256 GiB are allocated; the budget is the data
+ * section, so a BN after a conv that uses it all is refused too. */
+static void test_memory_bomb(void)
+{
+    const char *bomb =
+        "{\"layers\":[{\"name\":\"input\",\"op\":\"input\","
+        "\"channels\":8192},{\"name\":\"c\",\"op\":\"conv\","
+        "\"inputs\":[0],\"channels\":8192,\"kernel\":1024,\"stride\":1,"
+        "\"dilation\":1,\"padding\":\"same\"}],\"output\":1,"
+        "\"sampling_rate\":360,\"window\":64,\"classes\":[\"a\"],"
+        "\"highpass_hz\":0.5,\"input_scale\":1}";
+    const char *conv_bn =
+        "{\"layers\":[{\"name\":\"input\",\"op\":\"input\","
+        "\"channels\":1},{\"name\":\"c\",\"op\":\"conv\","
+        "\"inputs\":[0],\"channels\":2,\"kernel\":3,\"stride\":1,"
+        "\"dilation\":1,\"padding\":\"same\"},{\"name\":\"b\","
+        "\"op\":\"bn\",\"inputs\":[1],\"channels\":2,\"eps\":1e-5}],"
+        "\"output\":2,\"sampling_rate\":360,\"window\":64,"
+        "\"classes\":[\"a\",\"b\"],\"highpass_hz\":0.5,"
+        "\"input_scale\":1}";
+    unsigned char *buf;
+    size_t len;
+
+    /* 8192 * 8192 * 1024 weights + 8192 biases. */
+    buf = file_of_arch(bomb, 0, &len);
+    CHECK(len < 1024);
+    expect_fail(buf, len, "layer 1 ('c'): needs 68719484928 parameters",
+                "conv bomb");
+    free(buf);
+
+    /* The conv's 1*2*3 + 2 = 8 floats fit 32 bytes; the BN's 4*2 more do
+     * not, and are refused by name before the tensor table is read. */
+    buf = file_of_arch(conv_bn, 32, &len);
+    expect_fail(buf, len, "layer 2 ('b'): needs 8 parameters, but the "
+                "file's data section holds only 0 more", "bn budget");
+    free(buf);
+}
+
+/* A field error in a layer names the layer once, not twice. */
+static void test_error_prefix_once(void)
+{
+    const char *arch =
+        "{\"layers\":[{\"name\":\"input\",\"op\":\"input\","
+        "\"channels\":1},{\"name\":\"c\",\"op\":\"conv\","
+        "\"inputs\":[0],\"channels\":1099511627776,\"kernel\":3,"
+        "\"stride\":1,\"dilation\":1,\"padding\":\"same\"}],"
+        "\"output\":1,\"sampling_rate\":360,\"window\":64,"
+        "\"classes\":[\"a\"],\"highpass_hz\":0.5,\"input_scale\":1}";
+    unsigned char *buf;
+    size_t len;
+    ep_net *net = NULL;
+    ep_error err = {0};
+    const char *first;
+
+    buf = file_of_arch(arch, 0, &len);
+    CHECK_EQ_INT(ep_model_load_buffer(buf, len, &net, &err), EP_EFORMAT);
+    first = strstr(err.msg, "layer 1 ('c')");
+    CHECK_MSG(first != NULL && strstr(first + 1, "layer 1 ('c')") == NULL,
+              "%s", err.msg);
+    CHECK(strstr(err.msg, "field 'channels' = 1099511627776") != NULL);
+    free(buf);
+}
+
+/* Names that reach tables must be printable, class names unique. */
+static void test_names(void)
+{
+    const char *dup =
+        "{\"layers\":[{\"name\":\"input\",\"op\":\"input\","
+        "\"channels\":2}],\"output\":0,\"sampling_rate\":360,"
+        "\"window\":64,\"classes\":[\"bg\",\"bg\"],\"highpass_hz\":0,"
+        "\"input_scale\":1}";
+    const char *escape_class =
+        "{\"layers\":[{\"name\":\"input\",\"op\":\"input\","
+        "\"channels\":2}],\"output\":0,\"sampling_rate\":360,"
+        "\"window\":64,\"classes\":[\"bg\",\"\\u001b[2J\"],"
+        "\"highpass_hz\":0,\"input_scale\":1}";
+    const char *blank_layer =
+        "{\"layers\":[{\"name\":\"in put\",\"op\":\"input\","
+        "\"channels\":2}],\"output\":0,\"sampling_rate\":360,"
+        "\"window\":64,\"classes\":[\"bg\",\"N\"],\"highpass_hz\":0,"
+        "\"input_scale\":1}";
+    unsigned char *buf;
+    size_t len;
+    ep_net *net = NULL;
+    ep_error err = {0};
+
+    buf = file_of_arch(dup, 0, &len);
+    expect_fail(buf, len, "class 'bg' is listed twice (classes 0 and 1)",
+                "duplicate class");
+    free(buf);
+    buf = file_of_arch(escape_class, 0, &len);
+    expect_fail(buf, len, "class 1 must be a name of 1..7 printable",
+                "escape in a class");
+    free(buf);
+    buf = file_of_arch(blank_layer, 0, &len);
+    expect_fail(buf, len, "layer 0: 'name' must be printable ASCII",
+                "blank in a layer name");
+    free(buf);
+
+    /* The same network with plain names loads. */
+    buf = file_of_arch("{\"layers\":[{\"name\":\"input\",\"op\":"
+                       "\"input\",\"channels\":2}],\"output\":0,"
+                       "\"sampling_rate\":360,\"window\":64,\"classes\":"
+                       "[\"bg\",\"N\"],\"highpass_hz\":0,"
+                       "\"input_scale\":1}", 0, &len);
+    CHECK_EQ_INT(ep_model_load_buffer(buf, len, &net, &err), EP_OK);
+    CHECK(net != NULL && strcmp(net->meta.classes[1], "N") == 0);
+    ep_net_free(net);
+    free(buf);
+}
+
 /* PyTorch state dicts carry an int64 num_batches_tracked per BN. */
 static void test_pytorch_counter(void)
 {
@@ -384,5 +520,8 @@ int main(void)
     test_nan_and_truncation();
     test_json_errors();
     test_pytorch_counter();
+    test_memory_bomb();
+    test_error_prefix_once();
+    test_names();
     return check_exit();
 }

@@ -436,7 +436,9 @@ static int on_progress(const ep_prune_progress *p, void *ud)
     log->calls++;
     log->monotonic &= p->group >= log->last_group &&
                       p->fraction >= log->last_fraction - 1e-12 &&
-                      p->fraction <= 1.0 && p->elapsed_s >= 0.0;
+                      p->fraction <= 1.0 && p->elapsed_s >= 0.0 &&
+                      p->round >= 1 && p->round <= p->n_rounds &&
+                      p->n_groups == 7;
     log->last_group = p->group;
     log->last_fraction = p->fraction;
     return log->cancel_at > 0 && log->calls >= log->cancel_at;
@@ -489,6 +491,7 @@ static void test_hostile(void)
 {
     ep_net *net = small_unet(1);
     ep_prune_opts opts, bad;
+    ep_prune_method m;
     ep_calib_segment seg;
     ep_prune_result *res = NULL;
     ep_error err;
@@ -518,12 +521,104 @@ static void test_hostile(void)
 
     CHECK_EQ_INT(ep_prune_run(net, NULL, 0, &opts, NULL, NULL, &res, &err),
                  EP_EINVAL);
+    for (m = EP_PRUNE_ISING_KERNEL; m <= EP_PRUNE_CONTRIB; m++) {
+        ep_prune_method back = EP_PRUNE_CONTRIB - m;
+
+        CHECK_EQ_INT(ep_prune_method_from_name(ep_prune_method_name(m),
+                                               &back), EP_OK);
+        CHECK_EQ_INT(back, m);
+    }
+    CHECK_EQ_INT(ep_prune_method_from_name("best", &m), EP_EINVAL);
+    CHECK(strcmp(ep_prune_method_name(EP_PRUNE_ISING_FILTER),
+                 "ising-filter") == 0);
     memset(&seg, 0, sizeof seg);
     seg.mv = windows;
     seg.fs = 360.0;
     CHECK_EQ_INT(ep_prune_run(net, &seg, 1, &opts, NULL, NULL, &res, &err),
                  EP_EINVAL);
     CHECK(strstr(err.msg, "empty") != NULL);
+    ep_net_free(net);
+}
+
+/* A graph that is not a U-Net: a strided consumer, a dilated consumer
+ * reading the concatenation of two groups (each group's importance then
+ * sees only its own share), and an IDWT back to the input rate.  Without
+ * reconstruction, the pruned network must still equal the original with
+ * the dropped channels zeroed. */
+static ep_net *branchy_net(void)
+{
+    ep_net *net;
+    ep_error err;
+    ep_rng rng;
+    int in, p1, p2, p3, r1, r2, r3, cat, q, up, head, pair[2], i;
+    size_t k;
+
+    REQUIRE(ep_net_create(&net, &err) == EP_OK);
+    net->meta.window = WINDOW;
+    net->meta.sampling_rate = 360.0;
+    in = ep_net_add_input(net, 1, "input", &err);
+    p1 = ep_net_add_conv(net, in, 6, 3, 1, 1, EP_PAD_SAME, "p1", &err);
+    r1 = ep_net_add_relu(net, p1, "r1", &err);
+    p2 = ep_net_add_conv(net, r1, 4, 3, 2, 1, EP_PAD_SAME, "p2", &err);
+    r2 = ep_net_add_relu(net, p2, "r2", &err);
+    p3 = ep_net_add_conv(net, in, 5, 5, 2, 1, EP_PAD_SAME, "p3", &err);
+    r3 = ep_net_add_relu(net, p3, "r3", &err);
+    pair[0] = r2;
+    pair[1] = r3;
+    cat = ep_net_add_concat(net, pair, 2, "cat", &err);
+    q = ep_net_add_conv(net, cat, 6, 3, 1, 2, EP_PAD_SAME, "q", &err);
+    up = ep_net_add_idwt(net, q, EP_WAVELET_DB2, "up", &err);
+    head = ep_net_add_conv(net, up, 2, 1, 1, 1, 0, "head", &err);
+    REQUIRE(head > 0 && ep_net_set_output(net, head, &err) == EP_OK);
+    ep_rng_seed(&rng, 23);
+    for (i = 0; i < net->n_layers; i++) {
+        ep_layer *l = &net->layers[i];
+
+        for (k = 0; l->op == EP_OP_CONV &&
+                    k < (size_t)l->channels * l->in_channels * l->kernel;
+             k++)
+            l->weight[k] = (float)(ep_rng_normal(&rng) /
+                                   sqrt((double)l->in_channels * l->kernel));
+        for (k = 0; l->op == EP_OP_CONV && k < (size_t)l->channels; k++)
+            l->bias[k] = (float)(0.1 * ep_rng_normal(&rng));
+    }
+    return net;
+}
+
+static void test_general_graph(void)
+{
+    ep_net *net = branchy_net(), *zeroed;
+    ep_prune_result *res = prune(net, EP_PRUNE_ISING_KERNEL, 0.5, 0, 2);
+    ep_error err;
+    float *a, *b;
+    int g, q;
+
+    /* Groups p1, p2, p3, q; the head is never one.  q feeds the IDWT, so
+     * its 6 channels are 3 pairs, of which round(1.5) = 2 stay. */
+    REQUIRE(res->n_groups == 4);
+    CHECK(strcmp(res->groups[3].producer, "q") == 0);
+    CHECK_EQ_INT(res->groups[3].channels_after, 4);
+    CHECK(res->groups[3].kept[0] + 3 == res->groups[3].kept[2] &&
+          res->groups[3].kept[1] + 3 == res->groups[3].kept[3]);
+    CHECK_EQ_INT(res->net->layers[res->net->output].in_channels, 2);
+    REQUIRE(ep_net_clone(net, &zeroed, &err) == EP_OK);
+    for (g = 0; g < res->n_groups; g++)
+        zero_dropped(zeroed, &res->groups[g]);
+    a = run_net(zeroed);
+    b = run_net(res->net);
+    CHECK(rel_diff(b, a, output_floats(net)) < 1e-5);
+    q = ep_net_find(res->net, "q");
+    CHECK_EQ_INT(res->net->layers[q].in_channels, 2 + 3);
+    free(a);
+    free(b);
+    ep_prune_result_free(res);
+
+    /* With the refit, every group's error drops. */
+    res = prune(net, EP_PRUNE_ISING_FILTER, 0.5, 1, 2);
+    for (g = 0; g < res->n_groups; g++)
+        CHECK(res->groups[g].err_after < res->groups[g].err_before);
+    ep_prune_result_free(res);
+    ep_net_free(zeroed);
     ep_net_free(net);
 }
 
@@ -599,6 +694,7 @@ int main(void)
     test_seeds();
     test_progress_and_cancel();
     test_hostile();
+    test_general_graph();
     test_segments();
     return check_exit();
 }

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "ecgprune/ep_aami.h"
@@ -496,6 +498,20 @@ static void test_header_rejects(void)
     parse_fails("r -1 360\n", EP_EFORMAT, "number of signals");
     parse_fails("r 1 0\nr.dat 16\n", EP_EFORMAT, "sampling frequency");
     parse_fails("r 1 nan\nr.dat 16\n", EP_EFORMAT, "sampling frequency");
+    /* Rates that made durations overflow a long and gains that made every
+     * physical value infinite. */
+    parse_fails("r 1 1e-300\nr.dat 16\n", EP_EFORMAT,
+                "field 3 (sampling frequency) is '1e-300'");
+    parse_fails("r 1 0.0009\nr.dat 16\n", EP_EFORMAT, "[0.001, 1e6] Hz");
+    parse_fails("r 1\nr.dat 16 1e-300\n", EP_EFORMAT, "gain in [1e-6");
+    {
+        ep_record *edge = parse_ok("r 1 0.001\nr.dat 16 1e-6\n");
+
+        REQUIRE(edge != NULL);
+        CHECK_NEAR(edge->sampling_rate, 0.001, 1e-15);
+        CHECK_NEAR(edge->signals[0].gain, 1e-6, 1e-18);
+        ep_wfdb_free_record(edge);
+    }
     parse_fails("r 1 360 -5\nr.dat 16\n", EP_EFORMAT, "number of samples");
     parse_fails("r 1 360 99999999999999999\nr.dat 16\n", EP_EFORMAT,
                 "number of samples");
@@ -517,6 +533,24 @@ static void test_header_rejects(void)
                 "t.hea line 3: expected a comment");
     parse_fails("r 1\nr.dat\x01 16\n", EP_EFORMAT,
                 "control byte 0x01 at byte offset 9");
+    /* Text JSON cannot carry: a lone 0xff, an overlong '/', a surrogate,
+     * a sequence cut by the end of the line; valid UTF-8 is kept. */
+    parse_fails("r 1\nr.dat 16 200 16 0 0 0 0 bad\xff\n", EP_EFORMAT,
+                "t.hea line 2: byte 0xff at byte offset 31 is not valid");
+    parse_fails("r 1\nr.dat 16 200 16 0 0 0 0 \xc0\xaf\n", EP_EFORMAT,
+                "byte 0xc0 at byte offset 28");
+    parse_fails("r 1\nr.dat 16 200 16 0 0 0 0 \xed\xa0\x80\n", EP_EFORMAT,
+                "byte 0xed at byte offset 28");
+    parse_fails("r\xe2\x82\n", EP_EFORMAT, "byte 0xe2 at byte offset 1");
+    {
+        ep_record *utf8 = parse_ok("r 1\nr.dat 16 200 16 0 0 0 0 "
+                                   "\xce\xbc-lead \xf0\x9f\x92\x93\n");
+
+        REQUIRE(utf8 != NULL);
+        CHECK(strcmp(utf8->signals[0].name,
+                     "\xce\xbc-lead \xf0\x9f\x92\x93") == 0);
+        ep_wfdb_free_record(utf8);
+    }
     parse_fails("r 3\na.dat 16\nb.dat 16\na.dat 16\n", EP_EFORMAT,
                 "consecutive");
     parse_fails("r 2\na.dat 16\na.dat 80\n", EP_EFORMAT, "share file");
@@ -615,6 +649,8 @@ static void test_length_from_file(void)
                  EP_EFORMAT);
     CHECK_EQ_INT(ep_wfdb_decode_signals(rec, "r.dat", f, 0, &err),
                  EP_EFORMAT);
+    CHECK_MSG(strstr(err.msg, "r.dat: no samples after byte offset 0") !=
+              NULL, "%s", err.msg);
     ep_wfdb_free_record(rec);
 }
 
@@ -630,6 +666,92 @@ static void test_read_errors(void)
     CHECK_EQ_INT(ep_wfdb_read_annotations("no/such/record", "atr", &ann,
                                           &err), EP_EIO);
     CHECK(rec == NULL && ann == NULL);
+}
+
+/* Write text to dir/name. */
+static void write_text(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    f = fopen(path, "wb");
+    REQUIRE(f != NULL);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Files that are not regular files are refused by what they are, before
+ * any reading: a directory used to give a bare "cannot read", /dev/zero
+ * made the reader grow its buffer to 2 GiB, a FIFO blocked. */
+static void test_read_not_regular(void)
+{
+    char dir[] = "/tmp/test_wfdb.XXXXXX", path[512], rec_path[512];
+    ep_record *rec = NULL;
+    ep_annotations *ann = NULL;
+    ep_error err = {0};
+
+    REQUIRE(mkdtemp(dir) != NULL);
+    snprintf(rec_path, sizeof rec_path, "%s/r", dir);
+
+    /* Signal file a directory, then /dev/zero. */
+    write_text(dir, "r.hea", "r 1 360\nd.dat 16\n");
+    snprintf(path, sizeof path, "%s/d.dat", dir);
+    REQUIRE(mkdir(path, 0700) == 0);
+    CHECK_EQ_INT(ep_wfdb_read_record(rec_path, &rec, &err), EP_EIO);
+    CHECK_MSG(strstr(err.msg, "d.dat is a directory") != NULL, "%s",
+              err.msg);
+    rmdir(path);
+    REQUIRE(symlink("/dev/zero", path) == 0);
+    CHECK_EQ_INT(ep_wfdb_read_record(rec_path, &rec, &err), EP_EIO);
+    CHECK_MSG(strstr(err.msg, "not a regular file") == NULL &&
+              strstr(err.msg, "device, FIFO or socket") != NULL, "%s",
+              err.msg);
+    unlink(path);
+
+    /* Header a FIFO (no writer: must not block); annotations a symlink
+     * loop. */
+    snprintf(path, sizeof path, "%s/f.hea", dir);
+    REQUIRE(mkfifo(path, 0600) == 0);
+    snprintf(rec_path, sizeof rec_path, "%s/f", dir);
+    CHECK_EQ_INT(ep_wfdb_read_record(rec_path, &rec, &err), EP_EIO);
+    CHECK(strstr(err.msg, "f.hea is a device, FIFO or socket") != NULL);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/r.atr", dir);
+    REQUIRE(symlink(path, path) == 0);
+    snprintf(rec_path, sizeof rec_path, "%s/r", dir);
+    CHECK_EQ_INT(ep_wfdb_read_annotations(rec_path, "atr", &ann, &err),
+                 EP_EIO);
+    CHECK(strstr(err.msg, "cannot open") != NULL);
+    unlink(path);
+
+    /* An annotation file over 64 MiB (sparse here) is refused by its size
+     * before a byte is read: its items would take 16 times as much. */
+    snprintf(path, sizeof path, "%s/r.big", dir);
+    {
+        FILE *f = fopen(path, "wb");
+
+        REQUIRE(f != NULL);
+        REQUIRE(ftruncate(fileno(f), ((off_t)1 << 26) + 2) == 0);
+        fclose(f);
+    }
+    CHECK_EQ_INT(ep_wfdb_read_annotations(rec_path, "big", &ann, &err),
+                 EP_ERANGE);
+    CHECK_MSG(strstr(err.msg, "r.big has 67108866 bytes, more than the "
+                     "67108864 accepted") != NULL, "%s", err.msg);
+    unlink(path);
+
+    /* An annotator that is a path, not an extension. */
+    CHECK_EQ_INT(ep_wfdb_read_annotations(rec_path, "../r.atr", &ann, &err),
+                 EP_EINVAL);
+    CHECK(strstr(err.msg, "without '/'") != NULL);
+    CHECK_EQ_INT(ep_wfdb_read_annotations(rec_path, "", &ann, &err),
+                 EP_EINVAL);
+    CHECK(rec == NULL && ann == NULL);
+
+    snprintf(path, sizeof path, "%s/r.hea", dir);
+    unlink(path);
+    rmdir(dir);
 }
 
 /* ---- hand-made annotation files ---------------------------------------- */
@@ -868,6 +990,7 @@ int main(void)
     test_decode_formats();
     test_length_from_file();
     test_read_errors();
+    test_read_not_regular();
     test_annotation_codes();
     test_annotation_rejects();
     test_code_table();

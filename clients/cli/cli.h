@@ -15,6 +15,8 @@
 
 #include "ecgprune/ep_aami.h"
 #include "ecgprune/ep_error.h"
+#include "ecgprune/ep_score.h"
+#include "ecgprune/ep_train.h"
 
 typedef int (*cli_command_fn)(int argc, char **argv);
 
@@ -35,6 +37,12 @@ int cli_print_json(json_t *obj);
 int cli_parse_int(const char *s, long lo, long hi, long *out);
 int cli_parse_double(const char *s, double lo, double hi, double *out);
 
+/* 2 after a usage error if one of the NULL-terminated options appears
+ * more than once in argv (a repeated option would silently override the
+ * first), else 0. */
+int cli_reject_repeats(const char *cmd, int argc, char **argv,
+                       const char *const *options);
+
 /* One signal of a WFDB record in mV over [from_s, to_s) seconds (to_s < 0:
  * to the end).  name NULL picks MLII when present, else the first signal.
  * offset is the index in the record of mv[0]. */
@@ -51,6 +59,29 @@ void cli_signal_free(cli_signal *sig);
 
 /* The MIT symbol standing for an AAMI class: N, A (for S), V, F, Q. */
 const char *cli_class_symbol(ep_aami cls);
+
+/* Training data of one record (cli_train.c): the MLII signal over
+ * [from_s, to_s) and its beats, counted from the span's first sample. */
+typedef struct cli_train_data {
+    cli_signal signal;
+    ep_ref_beat *beats;
+    size_t n_beats;
+    ep_train_segment seg;   /* views of the above */
+} cli_train_data;
+
+int cli_train_read(const char *record, double from_s, double to_s,
+                   cli_train_data *out, ep_error *err);
+void cli_train_data_free(cli_train_data *d);
+
+/* Progress of training for ep_train_run; ud is a cli_train_display. */
+typedef struct cli_train_display {
+    int tty;
+    double last_shown, log_every_s;
+} cli_train_display;
+int cli_train_progress(const ep_train_progress *p, void *ud);
+
+/* Ctrl-C and SIGTERM stop a run after its current step. */
+void cli_train_catch_signals(void);
 
 int cmd_record(int argc, char **argv);
 int cmd_info(int argc, char **argv);

@@ -1,6 +1,6 @@
 /*
- * cli_common.c - error reporting, JSON output and strict number parsing for
- * the ecgprune subcommands.
+ * cli_common.c - error reporting, JSON output, strict number parsing and
+ * option checks for the ecgprune subcommands.
  */
 #include "cli.h"
 
@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int cli_fail(const char *cmd, const ep_error *err)
 {
@@ -63,5 +64,20 @@ int cli_parse_double(const char *s, double lo, double hi, double *out)
         v > hi)
         return -1;
     *out = v;
+    return 0;
+}
+
+int cli_reject_repeats(const char *cmd, int argc, char **argv,
+                       const char *const *options)
+{
+    for (const char *const *opt = options; *opt != NULL; opt++) {
+        int count = 0;
+
+        for (int i = 1; i < argc; i++)
+            count += strcmp(argv[i], *opt) == 0;
+        if (count > 1)
+            return cli_usage_error(cmd, "option '%s' given %d times, "
+                                   "expected at most once", *opt, count);
+    }
     return 0;
 }

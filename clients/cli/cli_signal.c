@@ -57,10 +57,15 @@ int cli_read_signal(const char *record, const char *name, double from_s,
     if (last > rec->n_samples)
         last = rec->n_samples;
     if (first < 0 || first >= last) {
+        char to_text[48] = "the end";
+
+        if (to_s >= 0.0)
+            snprintf(to_text, sizeof to_text, "%g s", to_s);
         rc = ep_error_set(err, EP_EINVAL,
-                          "%s: span %g s to %g s is empty; the record "
-                          "lasts %g s", record, from_s, to_s,
-                          (double)rec->n_samples / rec->sampling_rate);
+                          "%s: span %g s to %s holds no sample; the record "
+                          "lasts %g s at %g Hz", record, from_s, to_text,
+                          (double)rec->n_samples / rec->sampling_rate,
+                          rec->sampling_rate);
         ep_wfdb_free_record(rec);
         return rc;
     }

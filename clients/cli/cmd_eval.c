@@ -6,6 +6,7 @@
  * window).  Reports the gross confusion matrix and rates, the per-record
  * average rates, and with --per-record each record's own.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,37 +74,68 @@ static int add_record(eval_args *a, const char *name)
     return 0;
 }
 
-/* Names from a list file: one per line, blanks and '#' comments skipped. */
+/* One line of a list file, trimmed of blanks, newline and '#' comment;
+ * -1 if it holds a control byte (a binary file, not a list). */
+static int trim_list_line(char *line, char **name)
+{
+    char *start = line, *end, *hash = strchr(line, '#');
+
+    if (hash != NULL)
+        *hash = '\0';
+    while (*start == ' ' || *start == '\t')
+        start++;
+    end = start + strlen(start);
+    while (end > start && (end[-1] == '\n' || end[-1] == '\r' ||
+                           end[-1] == ' ' || end[-1] == '\t'))
+        *--end = '\0';
+    for (const char *c = start; c < end; c++)
+        if ((unsigned char)*c < 0x20 && *c != '\t')
+            return -1;
+    *name = start;
+    return 0;
+}
+
+/* Names from a list file: one per line, blanks and '#' comments skipped.
+ * A line too long for a path, a control byte or a read error (such as a
+ * directory given as the list) stops with a message naming the line. */
 static int read_list(eval_args *a, const char *path)
 {
     FILE *f = fopen(path, "r");
     char line[4096];
+    long line_no = 0;
+    int status = 0;
 
     if (f == NULL) {
-        fprintf(stderr, "ecgprune eval: cannot open list '%s'\n", path);
+        fprintf(stderr, "ecgprune eval: cannot open list '%s': %s\n", path,
+                strerror(errno));
         return 1;
     }
-    while (fgets(line, sizeof line, f) != NULL) {
-        char *start = line, *end, *hash = strchr(line, '#');
+    while (status == 0 && fgets(line, sizeof line, f) != NULL) {
+        size_t len = strlen(line);
+        char *name;
 
-        if (hash != NULL)
-            *hash = '\0';
-        while (*start == ' ' || *start == '\t')
-            start++;
-        end = start + strlen(start);
-        while (end > start && (end[-1] == '\n' || end[-1] == '\r' ||
-                               end[-1] == ' ' || end[-1] == '\t'))
-            *--end = '\0';
-        if (*start == '\0')
-            continue;
-        if (add_record(a, start) != 0) {
-            fclose(f);
+        line_no++;
+        if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f)) {
+            fprintf(stderr, "ecgprune eval: list '%s' line %ld: longer than "
+                    "%zu characters\n", path, line_no, sizeof line - 2);
+            status = 1;
+        } else if (trim_list_line(line, &name) != 0) {
+            fprintf(stderr, "ecgprune eval: list '%s' line %ld: control "
+                    "byte in a record name; expected one name per line\n",
+                    path, line_no);
+            status = 1;
+        } else if (*name != '\0' && add_record(a, name) != 0) {
             fprintf(stderr, "ecgprune eval: out of memory\n");
-            return 1;
+            status = 1;
         }
     }
+    if (status == 0 && ferror(f)) {
+        fprintf(stderr, "ecgprune eval: cannot read list '%s': %s\n", path,
+                strerror(errno));
+        status = 1;
+    }
     fclose(f);
-    return 0;
+    return status;
 }
 
 static void free_args(eval_args *a)
@@ -112,6 +144,11 @@ static void free_args(eval_args *a)
         free(a->records[i]);
     free(a->records);
 }
+
+/* Options that take a value or set a flag: each at most once. */
+static const char *const eval_options[] = {
+    "--json", "--per-record", "--signal", "--list", "--from", "--to", NULL
+};
 
 /* 0 on success, else the exit status for a usage error. */
 static int parse_args(int argc, char **argv, eval_args *a)
@@ -392,6 +429,8 @@ int cmd_eval(int argc, char **argv)
             usage(stdout);
             return 0;
         }
+    if ((rc = cli_reject_repeats("eval", argc, argv, eval_options)) != 0)
+        return rc;
     if ((rc = parse_args(argc, argv, &a)) != 0) {
         free_args(&a);
         return rc;

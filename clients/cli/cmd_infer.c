@@ -35,6 +35,11 @@ static void usage(FILE *out)
             "  --to S         stop at S seconds (default: the end)\n");
 }
 
+/* Options that take a value or set a flag: each at most once. */
+static const char *const infer_options[] = {
+    "--json", "--signal", "--from", "--to", NULL
+};
+
 /* 0 on success, else the exit status for a usage error. */
 static int parse_args(int argc, char **argv, infer_args *a)
 {
@@ -167,7 +172,8 @@ int cmd_infer(int argc, char **argv)
             usage(stdout);
             return 0;
         }
-    if ((rc = parse_args(argc, argv, &a)) != 0)
+    if ((rc = cli_reject_repeats("infer", argc, argv, infer_options)) != 0 ||
+        (rc = parse_args(argc, argv, &a)) != 0)
         return rc;
 
     /* Model and signal. */

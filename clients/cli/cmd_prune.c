@@ -24,7 +24,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-        "usage: ecgprune prune MODEL --calib RECORD[:FROM-TO] [--calib ...]\n"
+        "usage: ecgprune prune MODEL --calib RECORD[:FROM-TO] [...]\n"
         "         --method M --keep K --out PRUNED [--masks MASKS.json]\n"
         "         [--mask-list L] [--candidates G] [--coreset-scale S]\n"
         "         [--seed N] [--no-reconstruct] [--lambda X]\n"
@@ -33,7 +33,8 @@ static void usage(FILE *out)
         "\n"
         "Prune the channels of MODEL on calibration ECG and refit the\n"
         "layers they fed by least squares; write the smaller model to\n"
-        "PRUNED.  FROM-TO are seconds into the record (default: all).\n"
+        "PRUNED.  FROM-TO are seconds into the record (default: all);\n"
+        "several stretches may follow one --calib or repeat it.\n"
         "\n"
         "  --method M         ising-kernel, ising-filter, l1, random,\n"
         "                     coreset or contrib (default ising-kernel)\n"
@@ -150,6 +151,11 @@ static int parse_args(int argc, char **argv, prune_args *a)
                 return rc;
         } else if (a->model == NULL) {
             a->model = arg;
+        } else if (a->n_calib > 0) {
+            /* "--calib R1 R2 ...": more calibration stretches. */
+            rc = parse_value(a, "--calib", arg);
+            if (rc != 0)
+                return rc;
         } else {
             return cli_usage_error("prune", "unexpected argument '%s'", arg);
         }
@@ -280,8 +286,8 @@ static int on_progress(const ep_prune_progress *p, void *ud)
 
     if (ps->tty) {
         fprintf(stderr, "\rgroup %d/%d  %-11s round %d/%d  %5.1f s ",
-                p->group, p->n_groups, p->stage, p->round + 1,
-                p->n_rounds > 0 ? p->n_rounds : 1, p->elapsed_s);
+                p->group, p->n_groups, p->stage, p->round, p->n_rounds,
+                p->elapsed_s);
         fflush(stderr);
     } else if (p->group != ps->last_group) {
         fprintf(stderr, "group %d/%d (%.1f s)\n", p->group, p->n_groups,

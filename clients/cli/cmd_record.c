@@ -38,12 +38,21 @@ static void usage(FILE *out)
             "  --annotator EXT  annotation file extension (default atr)\n");
 }
 
-/* Length as WFDB prints times: [h:]mm:ss.mmm */
+/* Length as WFDB prints times: [h:]mm:ss.mmm.  Durations whose count of
+ * milliseconds would not fit a long (the header parser keeps them far
+ * below that) are printed in seconds rather than cast out of range. */
 static void format_duration(double seconds, char *out, size_t cap)
 {
-    long ms = (long)(seconds * 1000.0 + 0.5);
-    long h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60;
+    long ms, h, m, s;
 
+    if (!(seconds >= 0.0 && seconds < 1e15)) {
+        snprintf(out, cap, "%g s", seconds);
+        return;
+    }
+    ms = (long)(seconds * 1000.0 + 0.5);
+    h = ms / 3600000;
+    m = ms / 60000 % 60;
+    s = ms / 1000 % 60;
     if (h > 0)
         snprintf(out, cap, "%ld:%02ld:%02ld.%03ld", h, m, s, ms % 1000);
     else
@@ -210,6 +219,9 @@ static json_t *record_json(const char *record, const char *ext,
     return o;
 }
 
+/* Options that take a value or set a flag: each at most once. */
+static const char *const record_options[] = {"--json", "--annotator", NULL};
+
 int cmd_record(int argc, char **argv)
 {
     const char *record = NULL, *ext = "atr";
@@ -219,6 +231,9 @@ int cmd_record(int argc, char **argv)
     int json = 0, have_annotations, rc;
 
     /* Arguments. */
+    rc = cli_reject_repeats("record", argc, argv, record_options);
+    if (rc != 0)
+        return rc;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);

@@ -16,9 +16,12 @@ struct cli_command {
 static const struct cli_command commands[] = {
     {"infer", cmd_infer, "detect and classify the beats of a record"},
     {"eval", cmd_eval, "score a model against records' annotations (EC57)"},
+    {"finetune", cmd_finetune,
+     "personalise a model on the first minutes of a record"},
     {"info", cmd_info, "describe a model file: size, cost, classes, layers"},
     {"prune", cmd_prune, "prune channels on calibration ECG and refit"},
     {"record", cmd_record, "describe a WFDB record and count its beats"},
+    {"train", cmd_train, "train a wavelet U-Net on annotated records"},
     {NULL, NULL, NULL}
 };
 

@@ -24,8 +24,11 @@
 #define CODE_CHN 62
 #define CODE_AUX 63
 
-/* Largest annotation file read into memory. */
-#define MAX_ANNOT_BYTES ((size_t)1 << 30)
+/* Largest annotation file read into memory.  Each 2-byte word can become
+ * a 32-byte ep_annotation, so 64 MiB (32 million annotations, about a
+ * year of beats) already costs 1 GiB of items; a 24-hour Holter file is
+ * near 1 MiB. */
+#define MAX_ANNOT_BYTES ((size_t)1 << 26)
 
 /* Times beyond this are taken as corrupt SKIP intervals. */
 #define MAX_TIME ((int64_t)1 << 53)
@@ -330,6 +333,9 @@ int ep_wfdb_read_annotations(const char *record, const char *ext,
     int rc;
 
     *out = NULL;
+    if (ext[0] == '\0' || strchr(ext, '/') != NULL)
+        return ep_error_set(err, EP_EINVAL, "annotator '%.64s': expected a "
+                            "file extension such as atr, without '/'", ext);
     path = malloc(strlen(record) + strlen(ext) + 2);
     if (path == NULL)
         return ep_error_set(err, EP_ENOMEM, "out of memory");

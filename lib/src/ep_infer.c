@@ -24,6 +24,10 @@
  * computed for every output sample. */
 #define POLYPHASE_MAX_FLOATS (1 << 20)
 #define PI 3.14159265358979323846
+/* Memory an inference plan may take.  Limitation: a fixed bound, not the
+ * machine's memory; the batch is shrunk to fit it before a model is
+ * refused. */
+#define INFER_MAX_BYTES (1024.0 * 1024.0 * 1024.0)
 
 struct ep_inferer {
     const ep_net *net;
@@ -406,6 +410,43 @@ static int check_opts(const ep_infer_opts *o, int window, ep_error *err)
     return EP_OK;
 }
 
+/* Bytes one window takes in an inference plan, counted generously: every
+ * layer's output plus, for a convolution, its unfolded (im2col) input, at
+ * the layer's rate.  The model file bounds the weights but not these: a
+ * small file can declare a long window and wide layers. */
+static double window_bytes(const ep_net *net, int window)
+{
+    double floats = 0.0;
+
+    for (int i = 0; i < net->n_layers; i++) {
+        const ep_layer *l = &net->layers[i];
+        double per_sample = l->channels;
+
+        if (l->op == EP_OP_CONV)
+            per_sample += (double)l->in_channels * l->kernel;
+        floats += per_sample * window / l->rate_div;
+    }
+    return floats * sizeof(float);
+}
+
+/* Shrink the batch so that the plan stays within INFER_MAX_BYTES; a
+ * model whose single window exceeds it is refused. */
+static int fit_batch(const ep_net *net, int window, int *batch,
+                     ep_error *err)
+{
+    double per_window = window_bytes(net, window);
+
+    if (per_window > INFER_MAX_BYTES)
+        return ep_error_set(err, EP_ERANGE, "infer: one %d-sample window "
+                            "of this model needs about %.0f MiB, more than "
+                            "the %.0f MiB allowed", window,
+                            per_window / (1 << 20),
+                            INFER_MAX_BYTES / (1 << 20));
+    if (*batch * per_window > INFER_MAX_BYTES)
+        *batch = (int)(INFER_MAX_BYTES / per_window);
+    return EP_OK;
+}
+
 int ep_inferer_create(const ep_net *net, const ep_infer_opts *opts,
                       ep_inferer **out, ep_error *err)
 {
@@ -444,7 +485,8 @@ int ep_inferer_create(const ep_net *net, const ep_infer_opts *opts,
         ep_infer_default_opts(&inf->opts);
     if (inf->opts.overlap < 0)
         inf->opts.overlap = window / 8;
-    if ((rc = check_opts(&inf->opts, window, err)) != EP_OK) {
+    if ((rc = check_opts(&inf->opts, window, err)) != EP_OK ||
+        (rc = fit_batch(net, window, &inf->opts.batch, err)) != EP_OK) {
         free(inf);
         return rc;
     }

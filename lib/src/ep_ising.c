@@ -254,8 +254,8 @@ double ep_ising_threshold(const double *norms, int n, int n_keep)
     return norms[0];   /* only reached when a norm is NaN */
 }
 
-/* The probabilities for a given threshold (so that calibration sorts the
- * norms once). */
+/* The probabilities for a given threshold (so that the calibration finds
+ * the threshold once). */
 static void probabilities_tau(const double *ebar, const double *norms,
                               int n, double tau, double t, double *p)
 {
@@ -303,6 +303,8 @@ double ep_ising_calibrate_temperature(const double *ebar,
     double emin, emax, lo, hi;
     int i, step;
 
+    if (n <= 0)
+        return 1.0;
     emin = emax = ebar[0];
     for (i = 1; i < n; i++) {
         emin = ebar[i] < emin ? ebar[i] : emin;

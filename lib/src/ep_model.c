@@ -379,8 +379,9 @@ static int copy_data(const unsigned char *data, model_tensor *t, int n,
 }
 
 /* The "__metadata__" entry: format tag and architecture, parsed into a
- * network with zeroed weights. */
-static int read_metadata(const json_t *root, ep_net **net, ep_error *err)
+ * network with zeroed weights whose parameters fit data_len bytes. */
+static int read_metadata(const json_t *root, size_t data_len, ep_net **net,
+                         ep_error *err)
 {
     const json_t *meta = json_object_get(root, "__metadata__");
     const json_t *format, *arch_text;
@@ -406,7 +407,7 @@ static int read_metadata(const json_t *root, ep_net **net, ep_error *err)
     if (arch == NULL)
         return ep_error_set(err, EP_EFORMAT, "architecture: invalid JSON at "
                             "character %d: %s", jerr.position, jerr.text);
-    rc = ep_model_arch_from_json(arch, net, err);
+    rc = ep_model_arch_from_json(arch, data_len / 4, net, err);
     json_decref(arch);
     return rc;
 }
@@ -488,7 +489,7 @@ int ep_model_load_buffer(const unsigned char *buf, size_t len,
     }
 
     /* Architecture, tensor table, then the data. */
-    rc = read_metadata(root, &net, err);
+    rc = read_metadata(root, len - 8 - (size_t)hlen, &net, err);
     if (rc == EP_OK)
         rc = list_tensors(net, &t, &n, err);
     if (rc == EP_OK)
@@ -513,15 +514,31 @@ int ep_model_load(const char *path, ep_net **out, ep_error *err)
     int fd, rc;
 
     *out = NULL;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* Non-blocking, so that a FIFO is refused below instead of waiting
+     * for a writer. */
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return ep_error_set(err, EP_EIO, "%s: cannot open: %s", path,
                             strerror(errno));
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-        (uint64_t)st.st_size > EP_MODEL_MAX_FILE) {
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+
         close(fd);
-        return ep_error_set(err, EP_EIO, "%s: not a regular file of at most "
-                            "%zu bytes", path, EP_MODEL_MAX_FILE);
+        return ep_error_set(err, EP_EIO, "%s: cannot stat: %s", path,
+                            strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return ep_error_set(err, EP_EIO, "%s: %s, expected a regular file",
+                            path, S_ISDIR(st.st_mode)
+                                ? "is a directory"
+                                : "is not a regular file");
+    }
+    if ((uint64_t)st.st_size > EP_MODEL_MAX_FILE) {
+        close(fd);
+        return ep_error_set(err, EP_ERANGE, "%s: %lld bytes, more than the "
+                            "%zu accepted", path, (long long)st.st_size,
+                            EP_MODEL_MAX_FILE);
     }
     buf = malloc((size_t)st.st_size + 1);
     if (buf == NULL) {

@@ -163,9 +163,46 @@ static int get_wavelet(const json_t *obj, const char *where, ep_wavelet *w,
     return rc;
 }
 
+/* The graph functions report a bad graph as EP_EINVAL; in a file it is
+ * malformed input. */
+static int graph_error(ep_error *err, int code, const char *where)
+{
+    if (code != EP_ENOMEM)
+        code = EP_EFORMAT;
+    ep_error_prefix(err, "architecture: %s", where);
+    if (err != NULL)
+        err->code = code;
+    return code;
+}
+
+/* Take a layer's parameter count from what the file's data section can
+ * hold, before the layer's arrays are allocated: a short file must not
+ * make the loader allocate gigabytes of zeroed weights. */
+static int take_params(size_t *budget, size_t need, const char *where,
+                       ep_error *err)
+{
+    if (need > *budget)
+        return ep_error_set(err, EP_EFORMAT, "architecture: %s: needs %zu "
+                            "parameters, but the file's data section holds "
+                            "only %zu more", where, need, *budget);
+    *budget -= need;
+    return EP_OK;
+}
+
+/* Names in a file are shown in tables and JSON: printable ASCII without
+ * blanks, so that a file cannot slip terminal escapes into a listing. */
+static int is_plain_name(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if (*s < '!' || *s > '~')
+            return 0;
+    return 1;
+}
+
 /* Conv hyper-parameters; padding is "same" or a count. */
 static int add_conv_json(ep_net *net, const json_t *obj, int input,
-                         const char *name, const char *where, ep_error *err)
+                         const char *name, const char *where,
+                         size_t *budget, ep_error *err)
 {
     const json_t *pad = json_object_get(obj, "padding");
     int ch = 0, kernel = 0, stride = 0, dilation = 0, rc;
@@ -192,10 +229,15 @@ static int add_conv_json(ep_net *net, const json_t *obj, int input,
     else
         rc = ep_error_set(err, EP_EFORMAT, "architecture: %s: field "
                           "'padding' must be \"same\" or an integer", where);
+    if (rc == EP_OK)
+        rc = take_params(budget, (size_t)ch * (size_t)kernel *
+                                     (size_t)net->layers[input].channels +
+                                     (size_t)ch, where, err);
     if (rc != EP_OK)
         return rc;
-    return ep_net_add_conv(net, input, ch, kernel, stride, dilation, padding,
-                           name, err);
+    rc = ep_net_add_conv(net, input, ch, kernel, stride, dilation, padding,
+                         name, err);
+    return rc < 0 ? graph_error(err, rc, where) : rc;
 }
 
 /* The layer's inputs: an array of 1..EP_MAX_INPUTS earlier indices. */
@@ -224,21 +266,9 @@ static int get_inputs(const json_t *obj, int self, const char *where,
     return EP_OK;
 }
 
-/* The graph functions report a bad graph as EP_EINVAL; in a file it is
- * malformed input. */
-static int graph_error(ep_error *err, int code, const char *where)
-{
-    if (code != EP_ENOMEM)
-        code = EP_EFORMAT;
-    ep_error_prefix(err, "architecture: %s", where);
-    if (err != NULL)
-        err->code = code;
-    return code;
-}
-
 /* Add one layer described by obj as layer number `self`. */
 static int add_layer_json(ep_net *net, const json_t *obj, int self,
-                          ep_error *err)
+                          size_t *budget, ep_error *err)
 {
     char where[96];
     const char *name = NULL, *op_name = NULL;
@@ -256,6 +286,9 @@ static int add_layer_json(ep_net *net, const json_t *obj, int self,
         rc = get_str(obj, "op", where, &op_name, err);
     if (rc != EP_OK)
         return rc;
+    if (!is_plain_name(name))
+        return ep_error_set(err, EP_EFORMAT, "architecture: %s: 'name' must "
+                            "be printable ASCII without blanks", where);
     snprintf(where, sizeof where, "layer %d ('%.48s')", self, name);
     if (ep_op_from_name(op_name, &op) != EP_OK)
         return ep_error_set(err, EP_EFORMAT, "architecture: %s: unknown op "
@@ -276,10 +309,15 @@ static int add_layer_json(ep_net *net, const json_t *obj, int self,
         idx = rc == EP_OK ? ep_net_add_input(net, ch, name, err) : rc;
         break;
     case EP_OP_CONV:
-        idx = add_conv_json(net, obj, inputs[0], name, where, err);
+        idx = add_conv_json(net, obj, inputs[0], name, where, budget, err);
+        rc = idx;   /* its errors already name the layer */
         break;
     case EP_OP_BN:
         rc = get_num(obj, "eps", 1e-12, 1.0, where, &eps, err);
+        if (rc == EP_OK)
+            rc = take_params(budget,
+                             4 * (size_t)net->layers[inputs[0]].channels,
+                             where, err);
         idx = rc == EP_OK ? ep_net_add_bn(net, inputs[0], name, err) : rc;
         if (idx >= 0)
             net->layers[idx].eps = (float)eps;
@@ -301,8 +339,10 @@ static int add_layer_json(ep_net *net, const json_t *obj, int self,
         idx = ep_net_add_concat(net, inputs, n_inputs, name, err);
         break;
     }
+    /* Errors of the graph functions do not name the layer yet; those of
+     * the field checks (rc < 0) do. */
     if (idx < 0)
-        return graph_error(err, idx, where);
+        return rc < 0 ? idx : graph_error(err, idx, where);
 
     /* The stated channel count must match the inferred one. */
     rc = get_int(obj, "channels", 1, EP_NET_MAX_CHANNELS, where, &ch, err);
@@ -350,11 +390,20 @@ static int meta_from_json(ep_net *net, const json_t *root, ep_error *err)
         const json_t *c = json_array_get(classes, i);
 
         if (!json_is_string(c) || json_string_length(c) < 1 ||
-            json_string_length(c) >= sizeof m->classes[0])
+            json_string_length(c) >= sizeof m->classes[0] ||
+            strlen(json_string_value(c)) != json_string_length(c) ||
+            !is_plain_name(json_string_value(c)))
             return ep_error_set(err, EP_EFORMAT, "architecture: network: "
                                 "class %zu must be a name of 1..%zu "
-                                "characters", i, sizeof m->classes[0] - 1);
+                                "printable characters without blanks", i,
+                                sizeof m->classes[0] - 1);
         strcpy(m->classes[i], json_string_value(c));
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(m->classes[j], m->classes[i]) == 0)
+                return ep_error_set(err, EP_EFORMAT, "architecture: "
+                                    "network: class '%s' is listed twice "
+                                    "(classes %zu and %zu)", m->classes[i],
+                                    j, i);
     }
     if (net->layers[net->output].channels != m->n_classes)
         return ep_error_set(err, EP_EFORMAT, "architecture: output layer "
@@ -365,7 +414,8 @@ static int meta_from_json(ep_net *net, const json_t *root, ep_error *err)
     return EP_OK;
 }
 
-int ep_model_arch_from_json(const json_t *root, ep_net **out, ep_error *err)
+int ep_model_arch_from_json(const json_t *root, size_t max_params,
+                            ep_net **out, ep_error *err)
 {
     const json_t *layers = json_object_get(root, "layers");
     ep_net *net;
@@ -383,7 +433,8 @@ int ep_model_arch_from_json(const json_t *root, ep_net **out, ep_error *err)
     if (rc != EP_OK)
         return rc;
     for (i = 0; i < json_array_size(layers) && rc == EP_OK; i++)
-        rc = add_layer_json(net, json_array_get(layers, i), (int)i, err);
+        rc = add_layer_json(net, json_array_get(layers, i), (int)i,
+                            &max_params, err);
     if (rc == EP_OK)
         rc = get_int(root, "output", 0, net->n_layers - 1, "network",
                      &output, err);

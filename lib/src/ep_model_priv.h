@@ -15,8 +15,10 @@
 json_t *ep_model_arch_to_json(const ep_net *net);
 
 /* Build a network with zeroed weights from an architecture document,
- * checking every field; errors name the layer and the field. */
-int ep_model_arch_from_json(const json_t *root, ep_net **out,
-                            ep_error *err);
+ * checking every field; errors name the layer and the field.  The
+ * layers' parameters may total at most max_params floats (what the
+ * file's data section holds), checked before each layer is allocated. */
+int ep_model_arch_from_json(const json_t *root, size_t max_params,
+                            ep_net **out, ep_error *err);
 
 #endif

@@ -150,14 +150,15 @@ static double elapsed(const prune_ctx *ctx)
            1e-9 * (double)(now.tv_nsec - ctx->t0.tv_nsec);
 }
 
-/* Tell the caller where the job is; a non-zero answer cancels it.  The
- * selection takes the first half of a group's share of the fraction, the
- * refits the second. */
-static int report_progress(prune_ctx *ctx, const char *stage, int round,
+/* Tell the caller where the job is: `done` of the stage's n_rounds steps
+ * are finished and the next begins.  A non-zero answer cancels the job.
+ * The selection takes the first half of a group's share of the fraction,
+ * the refits the second. */
+static int report_progress(prune_ctx *ctx, const char *stage, int done,
                            int n_rounds)
 {
     ep_prune_progress p;
-    double within = n_rounds > 0 ? 0.5 * round / n_rounds : 0.0;
+    double within = n_rounds > 0 ? 0.5 * done / n_rounds : 0.0;
 
     if (strcmp(stage, "reconstruct") == 0)
         within += 0.5;
@@ -166,7 +167,7 @@ static int report_progress(prune_ctx *ctx, const char *stage, int round,
         return EP_OK;
     p.group = ctx->group + 1;
     p.n_groups = ctx->n_groups;
-    p.round = round;
+    p.round = done + 1;
     p.n_rounds = n_rounds;
     p.fraction = ctx->n_groups > 0
                      ? (ctx->group + within) / ctx->n_groups : 0.0;

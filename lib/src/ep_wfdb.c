@@ -14,11 +14,14 @@
 #include "ecgprune/ep_wfdb.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ep_wfdb_internal.h"
 
@@ -29,7 +32,10 @@
 /* Bounds beyond which a header field is taken as corrupt, not as data. */
 #define MAX_LINE 1024
 #define MAX_TOKEN 256
+#define MIN_FS 1e-3
 #define MAX_FS 1e6
+/* A gain below MIN_GAIN turns every sample into an infinite value. */
+#define MIN_GAIN 1e-6
 #define MAX_GAIN 1e9
 #define MAX_NSAMP ((int64_t)1 << 40)
 #define MAX_OFFSET ((long)1 << 40)
@@ -163,9 +169,9 @@ static int parse_record_line(hea_line *ln, ep_record *rec, ep_error *err)
         errno = 0;
         fs = strtod(tok, &end);
         if (errno != 0 || end == tok || (*end != '\0' && *end != '/') ||
-            !isfinite(fs) || fs <= 0.0 || fs > MAX_FS)
+            !isfinite(fs) || fs < MIN_FS || fs > MAX_FS)
             return field_error(ln, "sampling frequency", tok,
-                               "a number in (0, 1e6] Hz", err);
+                               "a number in [0.001, 1e6] Hz", err);
         rec->sampling_rate = fs;
     }
 
@@ -256,8 +262,9 @@ static int parse_gain_field(hea_line *ln, const char *tok,
     errno = 0;
     gain = strtod(p, &end);
     if (end == p || errno != 0 || !isfinite(gain) || gain < 0.0 ||
-        gain > MAX_GAIN)
-        return field_error(ln, "gain", tok, "a gain in [0, 1e9]", err);
+        (gain > 0.0 && gain < MIN_GAIN) || gain > MAX_GAIN)
+        return field_error(ln, "gain", tok,
+                           "0 (the default) or a gain in [1e-6, 1e9]", err);
     sig->gain = gain == 0.0 ? WFDB_DEFAULT_GAIN : gain;
     p = end;
     if (*p == '(') {
@@ -442,8 +449,46 @@ static int check_file_groups(const ep_record *rec, const char *what,
     return 0;
 }
 
+/* Length of the UTF-8 sequence at p (RFC 3629: no overlong forms, no
+ * surrogates, nothing past U+10FFFF), or 0 if it is not one. */
+static size_t utf8_length(const unsigned char *p, size_t avail)
+{
+    size_t n, i;
+    unsigned lo = 0x80, hi = 0xbf;
+
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        n = 2;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef)
+        n = 3;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+        n = 4;
+    else
+        return 0;
+
+    /* The second byte's range excludes the overlong and out-of-range
+     * forms of each lead byte. */
+    if (p[0] == 0xe0)
+        lo = 0xa0;
+    else if (p[0] == 0xed)
+        hi = 0x9f;
+    else if (p[0] == 0xf0)
+        lo = 0x90;
+    else if (p[0] == 0xf4)
+        hi = 0x8f;
+    if (avail < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return 0;
+    return n;
+}
+
 /* Find the line that starts at *pos; strip its LF or CR-LF.  Control
- * bytes other than tab are refused so that binary junk is named early. */
+ * bytes other than tab are refused so that binary junk is named early,
+ * and so is text that is not UTF-8: names and descriptions end up in
+ * JSON, which cannot carry it. */
 static int split_line(const char *text, size_t len, size_t *pos,
                       const char *what, int line_no, hea_line *ln,
                       ep_error *err)
@@ -455,13 +500,19 @@ static int split_line(const char *text, size_t len, size_t *pos,
     *pos = e < len ? e + 1 : e;
     if (e > b && text[e - 1] == '\r')
         e--;
-    for (size_t i = b; i < e; i++) {
+    for (size_t i = b; i < e;) {
         unsigned char c = (unsigned char)text[i];
+        size_t n = utf8_length((const unsigned char *)text + i, e - i);
 
         if (c < 0x20 && c != '\t')
             return ep_error_set(err, EP_EFORMAT,
                                 "%s line %d: unexpected control byte 0x%02x "
                                 "at byte offset %zu", what, line_no, c, i);
+        if (n == 0)
+            return ep_error_set(err, EP_EFORMAT,
+                                "%s line %d: byte 0x%02x at byte offset %zu "
+                                "is not valid UTF-8", what, line_no, c, i);
+        i += n;
     }
     ln->what = what;
     ln->line_no = line_no;
@@ -629,6 +680,11 @@ static int group_length(ep_record *rec, int g0, int nf, uint64_t dlen,
         return 0;
     }
     total = samples_in(s->format, dlen);
+    if (dlen == 0)
+        return ep_error_set(err, EP_EFORMAT,
+                            "%s: no samples after byte offset %ld (records "
+                            "of 0 samples are not supported)", what,
+                            s->byte_offset);
     if (total <= 0 || total % nf != 0)
         return ep_error_set(err, EP_EFORMAT,
                             "%s: %llu bytes of samples after byte offset "
@@ -746,52 +802,77 @@ int ep_wfdb_decode_signals(ep_record *rec, const char *file,
 
 /* ---- records on disk ---------------------------------------------------- */
 
-int ep_wfdb_read_file(const char *path, size_t cap, unsigned char **out,
-                 size_t *len, ep_error *err)
+/* Open path for reading and check that it is a regular file of at most
+ * cap bytes: a directory, a device such as /dev/zero or a FIFO would
+ * otherwise fail late, grow the buffer up to cap or block. */
+static int open_regular(const char *path, size_t cap, int *fd_out,
+                        size_t *size_out, ep_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    unsigned char *buf = NULL;
-    size_t n = 0, size = 0;
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 
-    *out = NULL;
-    if (f == NULL)
+    if (fd < 0)
         return ep_error_set(err, EP_EIO, "cannot open %s: %s", path,
                             strerror(errno));
-    for (;;) {
-        size_t got;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
 
-        if (n == size) {
-            size_t grow = size == 0 ? 65536 : size * 2;
-            unsigned char *nb;
+        close(fd);
+        return ep_error_set(err, EP_EIO, "cannot stat %s: %s", path,
+                            strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return ep_error_set(err, EP_EIO, "%s is %s, expected a regular "
+                            "file", path, S_ISDIR(st.st_mode)
+                                ? "a directory"
+                                : "a device, FIFO or socket");
+    }
+    if ((uint64_t)st.st_size > (uint64_t)cap) {
+        close(fd);
+        return ep_error_set(err, EP_ERANGE, "%s has %lld bytes, more than "
+                            "the %zu accepted", path,
+                            (long long)st.st_size, cap);
+    }
+    *fd_out = fd;
+    *size_out = (size_t)st.st_size;
+    return 0;
+}
 
-            if (size >= cap) {
-                fclose(f);
-                free(buf);
-                return ep_error_set(err, EP_ERANGE,
-                                    "%s is larger than %zu bytes", path,
-                                    cap);
-            }
-            nb = realloc(buf, grow + 1);
-            if (nb == NULL) {
-                fclose(f);
-                free(buf);
-                return ep_error_set(err, EP_ENOMEM, "%s: out of memory",
-                                    path);
-            }
-            buf = nb;
-            size = grow;
-        }
-        got = fread(buf + n, 1, size - n, f);
-        n += got;
-        if (got == 0)
+int ep_wfdb_read_file(const char *path, size_t cap, unsigned char **out,
+                      size_t *len, ep_error *err)
+{
+    unsigned char *buf;
+    size_t size = 0, n = 0;
+    int fd = -1, rc;
+
+    *out = NULL;
+    if ((rc = open_regular(path, cap, &fd, &size, err)) != 0)
+        return rc;
+
+    /* One allocation of the size fstat gave, plus a terminating NUL; a
+     * file that changes size while being read is reported, not chased. */
+    buf = malloc(size + 1);
+    if (buf == NULL) {
+        close(fd);
+        return ep_error_set(err, EP_ENOMEM, "%s: out of memory for %zu "
+                            "bytes", path, size);
+    }
+    while (n < size) {
+        ssize_t got = read(fd, buf + n, size - n);
+
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
             break;
+        n += (size_t)got;
     }
-    if (ferror(f)) {
-        fclose(f);
+    close(fd);
+    if (n != size) {
         free(buf);
-        return ep_error_set(err, EP_EIO, "cannot read %s", path);
+        return ep_error_set(err, EP_EIO, "cannot read %s: got %zu of its "
+                            "%zu bytes", path, n, size);
     }
-    fclose(f);
     buf[n] = '\0';
     *out = buf;
     *len = n;

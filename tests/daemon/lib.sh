@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2120
 # lib.sh - what the daemon's integration tests share: a scratch directory,
 # starting and stopping the real ecgpruned on a loopback port chosen at
 # run time (port 0, read back from --port-file), and HTTP helpers.
@@ -38,20 +39,20 @@ note() {
 
 # start_daemon [extra options]: start and wait until /v2/health/ready.
 start_daemon() {
-    local i
+    local _
     rm -f "$WORK/port"
     "$ECGPRUNED" --listen 127.0.0.1:0 --port-file "$WORK/port" \
         --data-dir "$WORK/data" --log-file "$WORK/daemon.log" \
         --log-level debug "$@" &
     DAEMON_PID=$!
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         [ -s "$WORK/port" ] && break
         kill -0 "$DAEMON_PID" 2>/dev/null || fail "daemon exited at start"
         sleep 0.1
     done
     [ -s "$WORK/port" ] || fail "daemon wrote no port file"
     URL="http://127.0.0.1:$(cat "$WORK/port")"
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         if [ "$(curl -s -o /dev/null -w '%{http_code}' \
                 "$URL/v2/health/ready")" = 200 ]; then
             return 0
@@ -63,9 +64,8 @@ start_daemon() {
 
 # stop_daemon: SIGTERM and wait (it must exit within 30 s).
 stop_daemon() {
-    local i
     kill -TERM "$DAEMON_PID"
-    for i in $(seq 1 300); do
+    for _ in $(seq 1 300); do
         if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
             wait "$DAEMON_PID" || fail "daemon exited with an error"
             DAEMON_PID=""
@@ -99,17 +99,21 @@ body() {
 expect() {
     local want=$1 what=$2
     [ "$STATUS" = "$want" ] ||
-        fail "$what: status $STATUS, expected $want: $(head -c 400 "$WORK/body")"
+        fail "$what: status $STATUS, expected $want:" \
+            "$(head -c 400 "$WORK/body")"
 }
 
-# The model the tests run: the trained default if present, else a small
-# untrained network written by the helper.
+# test_model [full]: the model the tests run: the trained default if
+# present, else an untrained network written by the helper (small, or of
+# the default architecture with "full", for jobs that must run a while).
 test_model() {
+    local size=${1:-small}
     if [ -n "${DEFAULT_MODEL:-}" ] && [ -f "$DEFAULT_MODEL" ]; then
         echo "$DEFAULT_MODEL"
     else
-        "$ED_TESTTOOL" model "$WORK/small.safetensors" 7 >/dev/null
-        echo "$WORK/small.safetensors"
+        "$ED_TESTTOOL" model "$WORK/$size.safetensors" 7 \
+            "$size" >/dev/null
+        echo "$WORK/$size.safetensors"
     fi
 }
 
@@ -125,8 +129,8 @@ upload_record() {
 
 # wait_job ID SECONDS: poll until the job leaves queued/running.
 wait_job() {
-    local id=$1 limit=$2 i state
-    for i in $(seq 1 $((limit * 2))); do
+    local id=$1 limit=$2 state
+    for _ in $(seq 1 $((limit * 2))); do
         req GET "/v1/jobs/$id"
         state=$(body .state)
         case $state in

@@ -2,7 +2,27 @@
 # test_bad_input.sh - malformed, mistyped, oversized, truncated and lying
 # inputs: each must get a 4xx application/problem+json answer whose detail
 # names the fault, and the daemon must keep serving after every one.
+# shellcheck source=tests/daemon/lib.sh
 . "$(dirname "$0")/lib.sh"
+
+# --check-config: a valid file passes, a wrong one names the key at fault.
+"$ECGPRUNED" --config "$(dirname "$0")/../../config/ecgpruned.json" \
+    --check-config > "$WORK/check.txt" || fail "shipped config refused"
+grep -q 'configuration ok: listen 127.0.0.1:8642' "$WORK/check.txt" ||
+    fail "check-config: $(cat "$WORK/check.txt")"
+echo '{"limits": {"max_body_bytes": "big"}}' > "$WORK/wrong.json"
+if "$ECGPRUNED" --config "$WORK/wrong.json" --check-config \
+    2> "$WORK/check.txt"; then
+    fail "check-config accepted a string for max_body_bytes"
+fi
+grep -q 'limits.max_body_bytes: expected an integer' "$WORK/check.txt" ||
+    fail "check-config message: $(cat "$WORK/check.txt")"
+if "$ECGPRUNED" --listen 999.1.1.1:80 --check-config 2> "$WORK/check.txt"
+then
+    fail "check-config accepted listen 999.1.1.1:80"
+fi
+grep -q -- '--listen "999.1.1.1:80"' "$WORK/check.txt" ||
+    fail "check-config message: $(cat "$WORK/check.txt")"
 
 # A small body limit so that "huge" is quick to send.
 cat > "$WORK/config.json" <<'JSON'
@@ -180,5 +200,26 @@ bad 400 'query parameter state="done"' GET '/v1/jobs?state=done'
 # Still fully working: a correct inference after all of the above.
 req POST "/v1/models/$MID/infer" "${J[@]}" --data-binary "@$WORK/seg.json"
 expect 200 "inference after the bad inputs"
+
+# SIGHUP: the log is reopened (logrotate moved it) and tokens are re-read.
+TOKEN=reload-token-0123456789
+jq --arg t "$TOKEN" '. + {tokens: [$t]}' "$WORK/config.json" \
+    > "$WORK/config.new"
+mv "$WORK/config.new" "$WORK/config.json"
+mv "$WORK/daemon.log" "$WORK/daemon.log.1"
+kill -HUP "$DAEMON_PID"
+for _ in $(seq 1 50); do
+    grep -q 'event=reloaded tokens=1' "$WORK/daemon.log" 2>/dev/null && break
+    sleep 0.1
+done
+grep -q 'event=reloaded tokens=1' "$WORK/daemon.log" ||
+    fail "no reload logged in a new log file after SIGHUP"
+bad 401 'missing or unknown bearer token' GET /v1/models
+bad 401 'missing or unknown bearer token' GET /v1/models \
+    -H "Authorization: Bearer $TOKEN-wrong"
+req GET /v1/models -H "Authorization: Bearer $TOKEN"
+expect 200 "request with the token"
+req GET /v2/health/ready
+expect 200 "health stays open with tokens"
 stop_daemon
 echo "ok: bad input ($CASES cases)"

@@ -3,6 +3,7 @@
 # different 10 s segments of record 208 while a pruning job runs: every
 # answer is 200 and identical to the answer the same segment got alone,
 # all within a time bound, and the job still completes.
+# shellcheck source=tests/daemon/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 LIMIT_S=${CONCURRENCY_LIMIT_S:-300}
@@ -11,21 +12,34 @@ MODEL=$(test_model)
 req POST "/v1/models?name=conc" --data-binary "@$MODEL"
 expect 201 "model upload"
 MID=$(body .id)
+# The job prunes a larger network, so that it runs during the requests.
+req POST "/v1/models?name=conc-job" --data-binary "@$(test_model full)"
+expect 201 "job model upload"
+JOB_MID=$(body .id)
 BATCH=$(upload_record 100 subj-c)
 
 # Reference answers, one request at a time, before the job starts.
 for s in 0 1 2 3; do
-    "$ED_TESTTOOL" ecg-json "$EXCERPT/208" $((s * 3600)) 3600 > "$WORK/seg$s.json"
+    "$ED_TESTTOOL" ecg-json "$EXCERPT/208" $((s * 3600)) 3600 \
+        > "$WORK/seg$s.json"
     req POST "/v1/models/$MID/infer" -H 'Content-Type: application/json' \
         --data-binary "@$WORK/seg$s.json"
     expect 200 "reference inference $s"
     jq -c .beats "$WORK/body" > "$WORK/ref$s"
 done
 
-req POST /v1/jobs -H 'Content-Type: application/json' -d "{\"model_id\": $MID,
-    \"batch_ids\": [$BATCH], \"method\": \"ising-kernel\", \"keep\": 0.5}"
+req POST /v1/jobs -H 'Content-Type: application/json' -d "$(jq -cn \
+    --argjson m "$JOB_MID" --argjson b "$BATCH" \
+    '{model_id: $m, batch_ids: [$b], method: "ising-kernel", keep: 0.5}')"
 expect 202 "job submit"
 JOB=$(body .id)
+
+# While the job is queued or running its model and batch cannot go.
+req DELETE "/v1/models/$JOB_MID"
+expect 409 "delete of a model in use"
+body .detail | grep -q "used by job $JOB" || fail "409 detail: $(body .detail)"
+req DELETE "/v1/batches/$BATCH"
+expect 409 "delete of a batch in use"
 
 # 32 requests, 8 in parallel; each writes "STATUS SEGMENT" and its body.
 one() {
@@ -44,7 +58,8 @@ note "32 requests, 8 in parallel, while job $JOB ran: $ELAPSED s"
 [ "$ELAPSED" -le "$LIMIT_S" ] || fail "took $ELAPSED s (limit $LIMIT_S s)"
 [ "$(wc -l < "$WORK/results")" = 32 ] || fail "missing answers"
 while read -r code s n; do
-    [ "$code" = 200 ] || fail "request $n: status $code $(head -c 300 "$WORK/out$n")"
+    [ "$code" = 200 ] ||
+        fail "request $n: status $code $(head -c 300 "$WORK/out$n")"
     jq -c .beats "$WORK/out$n" | cmp -s - "$WORK/ref$s" ||
         fail "request $n: beats differ from the lone answer for segment $s"
 done < "$WORK/results"
@@ -52,5 +67,33 @@ done < "$WORK/results"
 # The job was not starved and finished.
 STATE=$(wait_job "$JOB" 900)
 [ "$STATE" = succeeded ] || fail "job: $STATE $(body .error)"
+
+# Cancelling: a running job stops at its next round, a queued one at once,
+# a finished one cannot be cancelled.
+JOB_BODY=$(jq -cn --argjson m "$JOB_MID" --argjson b "$BATCH" \
+    '{model_id: $m, batch_ids: [$b], method: "ising-kernel", keep: 0.5}')
+req POST /v1/jobs -H 'Content-Type: application/json' -d "$JOB_BODY"
+RUNNING=$(body .id)
+req POST /v1/jobs -H 'Content-Type: application/json' -d "$JOB_BODY"
+QUEUED=$(body .id)
+for _ in $(seq 1 300); do
+    req GET "/v1/jobs/$RUNNING"
+    [ "$(body .state)" = running ] && break
+    sleep 0.1
+done
+req DELETE "/v1/jobs/$QUEUED"
+expect 200 "cancel of a queued job"
+[ "$(body .state)" = cancelled ] || fail "queued job not cancelled at once"
+req DELETE "/v1/jobs/$RUNNING"
+expect 202 "cancel of a running job"
+STATE=$(wait_job "$RUNNING" 120)
+[ "$STATE" = cancelled ] || fail "running job ended $STATE after cancel"
+req GET "/v1/jobs/$RUNNING/masks"
+expect 409 "masks of a cancelled job"
+req DELETE "/v1/jobs/$JOB"
+expect 409 "cancel of a finished job"
+req GET "/v1/jobs?state=cancelled"
+[ "$(body '[.jobs[].id] | sort | tostring')" = "[$RUNNING,$QUEUED]" ] ||
+    fail "jobs?state=cancelled: $(body '[.jobs[].id]')"
 stop_daemon
 echo "ok: concurrency"

@@ -3,6 +3,7 @@
 # data: model upload, WFDB batch uploads, a pruning job to completion with
 # held-out scoring, masks, inference with the pruned model, labels checked
 # against the record's reference annotations, metrics.
+# shellcheck source=tests/daemon/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 start_daemon
@@ -32,7 +33,8 @@ B100=$(upload_record 100 subj-100)
 B208=$(upload_record 208 subj-208)
 req GET "/v1/batches/$B100"
 expect 200 "batch show"
-[ "$(body .n_samples)" = 64800 ] || fail "batch 100: n_samples $(body .n_samples)"
+[ "$(body .n_samples)" = 64800 ] ||
+    fail "batch 100: n_samples $(body .n_samples)"
 [ "$(body .sampling_rate)" = 360 ] || fail "batch 100: rate"
 [ "$(body .lead)" = MLII ] || fail "batch 100: lead $(body .lead)"
 note "record 100 excerpt: $(body .n_beats) beats stored"
@@ -108,33 +110,64 @@ body '[.beats[] | select(.sample < 0 or .sample >= 3600 or
     .class == "V" or .class == "F")] | length > 0)')" = true ] ||
     fail "abnormal flag inconsistent"
 
-# Labels against the reference annotations (150 ms, classes).
+# Labels against the reference annotations (150 ms, classes), for the
+# pruned and the original model.
 SCORE=$("$ED_TESTTOOL" score "$WORK/infer.json" "$EXCERPT/100" 3600 3600)
 note "pruned model on 100 [10 s..20 s]: $SCORE"
+req POST "/v1/models/$MODEL_ID/infer" -H 'Content-Type: application/json' \
+    --data-binary "@$WORK/seg.json"
+expect 200 "inference with the original model"
+cp "$WORK/body" "$WORK/infer_full.json"
+SCORE_FULL=$("$ED_TESTTOOL" score "$WORK/infer_full.json" "$EXCERPT/100" \
+    3600 3600)
+note "original model on 100 [10 s..20 s]: $SCORE_FULL"
 if [ -n "${DEFAULT_MODEL:-}" ] && [ -f "$DEFAULT_MODEL" ]; then
-    # The trained model finds the beats of a clean normal record.
-    echo "$SCORE" | jq -e '.se >= 0.9 and .ppv >= 0.9' >/dev/null ||
-        fail "trained model missed beats: $SCORE"
+    # The trained model finds the beats of a clean normal record, and
+    # pruning to half the channels keeps most of them.
+    echo "$SCORE_FULL" | jq -e '.se >= 0.9 and .ppv >= 0.9' >/dev/null ||
+        fail "trained model missed beats: $SCORE_FULL"
+    echo "$SCORE" | jq -e '.se >= 0.8 and .ppv >= 0.8' >/dev/null ||
+        fail "pruned trained model missed beats: $SCORE"
 fi
-echo "$SCORE" | jq -e '.reference >= 8 and .tp + .fn == .reference and
-    .tp + .fp == .detected' >/dev/null || fail "score counts: $SCORE"
+for s in "$SCORE" "$SCORE_FULL"; do
+    echo "$s" | jq -e '.reference >= 8 and .tp + .fn == .reference and
+        .tp + .fp == .detected' >/dev/null || fail "score counts: $s"
+done
 
 # Metrics mention what happened.
 req GET /metrics
 expect 200 "metrics"
 INFER_ROUTE='route="/v1/models/{id}/infer",method="POST",status="200"'
-grep -qF "ecgpruned_http_requests_total{$INFER_ROUTE} 1" "$WORK/body" ||
+grep -qF "ecgpruned_http_requests_total{$INFER_ROUTE} 2" "$WORK/body" ||
     fail "metrics: no infer request counted"
 grep -q '^ecgpruned_job_duration_seconds_count{state="succeeded"} 1$' \
     "$WORK/body" || fail "metrics: job duration"
-grep -q "^ecgpruned_beats_inferred_total $N\$" "$WORK/body" ||
+N_FULL=$(jq '.beats | length' "$WORK/infer_full.json")
+grep -q "^ecgpruned_beats_inferred_total $((N + N_FULL))\$" "$WORK/body" ||
     fail "metrics: beats inferred"
 
-# Deleting: the batch disappears, the original model can go now.
-req DELETE "/v1/batches/$B208"
-expect 204 "batch delete"
-req GET "/v1/batches/$B208"
-expect 404 "deleted batch"
+# Deleting: the batch disappears, from the database file too.  Its
+# samples are 4 s of a constant 1.25 mV: float32 bytes 00 00 a0 3f, which
+# a run of 256 of cannot occur elsewhere in the file by chance.
+jq -cn '{subject: "erase-me", sampling_rate: 360,
+    samples: [range(1440) | 1.25]}' > "$WORK/const.json"
+req POST /v1/batches -H 'Content-Type: application/json' \
+    --data-binary "@$WORK/const.json"
+expect 201 "constant batch"
+BCONST=$(body .id)
+DB="$WORK/data/ecgpruned.sqlite3"
+has_samples() {
+    cat "$DB" "$DB-wal" 2>/dev/null |
+        LC_ALL=C grep -caP '(\x00\x00\xa0\x3f){256}' >/dev/null
+}
+has_samples || fail "the constant batch's samples are not in the store"
+for b in "$BCONST" "$B208"; do
+    req DELETE "/v1/batches/$b"
+    expect 204 "batch delete"
+    req GET "/v1/batches/$b"
+    expect 404 "deleted batch"
+done
+! has_samples || fail "deleted samples are still in the database file"
 req DELETE "/v1/models/$MODEL_ID"
 expect 204 "model delete"
 

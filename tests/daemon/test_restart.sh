@@ -4,11 +4,12 @@
 # every upload acknowledged with 2xx is still there after the restart, and
 # the interrupted job runs again to completion.  Then SIGTERM while a job
 # runs: the daemon exits in time and the job is queued again, not lost.
+# shellcheck source=tests/daemon/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 DB="$WORK/data/ecgpruned.sqlite3"
 start_daemon
-MODEL=$(test_model)
+MODEL=$(test_model full)
 req POST "/v1/models?name=restart" --data-binary "@$MODEL"
 expect 201 "model upload"
 MID=$(body .id)
@@ -18,8 +19,8 @@ JOB_BODY=$(jq -cn --argjson m "$MID" --argjson b "$BATCH" \
 
 # wait_running ID: until the job is on a worker.
 wait_running() {
-    local i
-    for i in $(seq 1 600); do
+    local _
+    for _ in $(seq 1 600); do
         req GET "/v1/jobs/$1"
         [ "$(body .state)" = running ] && return 0
         sleep 0.1
@@ -51,7 +52,7 @@ req POST /v1/jobs -H 'Content-Type: application/json' -d "$JOB_BODY"
 expect 202 "job submit"
 JOB=$(body .id)
 wait_running "$JOB"
-sleep 1
+sleep 0.5
 kill9_daemon
 sleep 0.3
 kill "$UPLOADER" 2>/dev/null || true
@@ -65,10 +66,14 @@ note "killed with $(wc -l < "$WORK/acked") acknowledged uploads"
 [ "$("$SQLITE3" "$DB" "SELECT state FROM jobs WHERE id = $JOB")" = running ] ||
     fail "job state after kill -9 is not running"
 
-# Restart: every acknowledged upload is there, the job completes.
-start_daemon
+# Restart: every acknowledged upload is there, the job completes.  The
+# model given with --preload is recognised by its checksum, not stored
+# twice.
+start_daemon --preload "$MODEL"
 grep -q 'event=jobs_requeued count=1' "$WORK/daemon.log" ||
     fail "the running job was not re-queued at start"
+grep -q "event=preload_present model_id=$MID " "$WORK/daemon.log" ||
+    fail "--preload did not find the stored model"
 while read -r id; do
     req GET "/v1/batches/$id"
     expect 200 "acknowledged batch $id after the restart"
@@ -82,7 +87,7 @@ req POST /v1/jobs -H 'Content-Type: application/json' -d "$JOB_BODY"
 expect 202 "second job"
 JOB2=$(body .id)
 wait_running "$JOB2"
-sleep 0.5
+sleep 0.2
 T0=$(date +%s)
 stop_daemon
 note "stopped $(($(date +%s) - T0)) s after SIGTERM"

@@ -42,7 +42,9 @@ void ep_infer_default_opts(ep_infer_opts *opts);
 typedef struct ep_inferer ep_inferer;
 
 /* An inferer owns a plan for the network; it is not thread-safe, make one
- * per thread.  It keeps a pointer to net, which must outlive it. */
+ * per thread.  It keeps a pointer to net, which must outlive it.  The
+ * batch is lowered when the plan would exceed 1 GiB (results do not
+ * depend on it); a model whose one window needs more is EP_ERANGE. */
 int ep_inferer_create(const ep_net *net, const ep_infer_opts *opts,
                       ep_inferer **out, ep_error *err);
 void ep_inferer_free(ep_inferer *inf);

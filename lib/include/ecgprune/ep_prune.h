@@ -66,10 +66,12 @@ typedef struct ep_calib_segment {
 
 typedef struct ep_prune_progress {
     int group, n_groups;    /* 1-based group being processed */
-    int round, n_rounds;
-    double fraction;        /* overall, 0..1 */
+    int round, n_rounds;    /* 1-based step of the stage about to start:
+                               a coreset round, or a consumer refit */
+    double fraction;        /* overall work done, 0..1 */
     double elapsed_s;
-    const char *stage;      /* "sampling", "reconstruct", ... */
+    const char *stage;      /* "calibrate", "select", "sampling",
+                               "reconstruct" */
 } ep_prune_progress;
 
 /* Called between rounds; returning non-zero cancels the run, which then
@@ -118,8 +120,11 @@ int ep_prune_run_windows(const ep_net *net, const float *windows,
                          ep_prune_result **out, ep_error *err);
 void ep_prune_result_free(ep_prune_result *res);
 
-/* Masks as JSON text: {"method":..., "keep":..., "groups":[{"producer":
- * NAME, "kept":[...], "channels_before":N}...]} (malloc'd). */
+/* Masks as JSON text (malloc'd): {"method":..., "keep":..., "seed":
+ * "N" (a string: 64-bit), "reconstruct": bool, "groups":[{"producer":
+ * NAME, "channels_before":N, "channels_after":M, "kept":[...]}...]},
+ * kept being the producer's original channel indices, increasing.  No
+ * timings, so the same inputs and seed give the same text. */
 int ep_prune_masks_json(const ep_prune_result *res,
                         const ep_prune_opts *opts, char **json,
                         ep_error *err);

@@ -1,0 +1,260 @@
+#!/bin/sh
+# pruning_results.sh - measure channel pruning and write
+# docs/pruning-results.md.  Rerunnable; every part of the grid is an
+# option, so that a quick run and the full run use the same script.
+#
+#   bench/pruning_results.sh [--build DIR] [--model FILE] [--mitdb DIR]
+#       [--settings general,personal] [--keeps 0.75,0.5,0.3]
+#       [--methods all|M1,M2] [--recon on,off] [--seeds 1,2,3,4,5]
+#       [--records ds2|100,103] [--finetune] [--jobs N]
+#       [--out docs/pruning-results.md] [--raw DIR] [--from-raw]
+#
+# Run from the repository root.  Each setting runs bench_pruning (see
+# bench/bench_pruning.c) in --jobs parallel processes, split by method,
+# each single-threaded; their tab-separated lines are kept in --raw
+# (default bench/results) and aggregated here over seeds (mean and
+# standard deviation).  --from-raw rebuilds the Markdown from the kept
+# lines without measuring again.  The pruning-time goal is measured
+# separately with `ecgprune prune` on 5 minutes of ECG and two BLAS
+# threads.
+set -eu
+
+build=build
+model=models/default.safetensors
+mitdb=../shared/data/mitdb
+settings=general
+keeps=0.75,0.5,0.3
+methods=ising-kernel,ising-filter,l1,random,coreset,contrib
+recon=on,off
+seeds=1,2,3,4,5
+records=ds2
+finetune=
+jobs=2
+out=docs/pruning-results.md
+raw=bench/results
+from_raw=
+command_line="bench/pruning_results.sh $*"
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    --build) build=$2; shift ;;
+    --model) model=$2; shift ;;
+    --mitdb) mitdb=$2; shift ;;
+    --settings) settings=$2; shift ;;
+    --keeps) keeps=$2; shift ;;
+    --methods) methods=$2; shift ;;
+    --recon) recon=$2; shift ;;
+    --seeds) seeds=$2; shift ;;
+    --records) records=$2; shift ;;
+    --finetune) finetune=--finetune ;;
+    --jobs) jobs=$2; shift ;;
+    --out) out=$2; shift ;;
+    --raw) raw=$2; shift ;;
+    --from-raw) from_raw=1 ;;
+    *) echo "pruning_results.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+if [ "$methods" = all ]; then
+    methods=ising-kernel,ising-filter,l1,random,coreset,contrib
+fi
+bench=$build/bench/bench_pruning
+ecgprune=$build/clients/ecgprune
+mkdir -p "$raw"
+
+# ---- measuring -------------------------------------------------------------
+
+# One setting: deal the methods out to the jobs, run them in parallel.
+measure_setting() {
+    setting=$1
+    pids=
+    slot=0
+    while [ $slot -lt "$jobs" ]; do
+        mine=$(echo "$methods" | tr ',' '\n' |
+            awk -v j=$slot -v n="$jobs" '(NR - 1) % n == j' | paste -sd, -)
+        if [ -n "$mine" ]; then
+            # shellcheck disable=SC2086
+            OPENBLAS_NUM_THREADS=1 "$bench" --model "$model" \
+                --mitdb "$mitdb" --setting "$setting" --keeps "$keeps" \
+                --methods "$mine" --recon "$recon" --seeds "$seeds" \
+                --records "$records" $finetune \
+                > "$raw/$setting.$slot.tsv" 2> "$raw/$setting.$slot.log" &
+            pids="$pids $!"
+        fi
+        slot=$((slot + 1))
+    done
+    for pid in $pids; do
+        wait "$pid" || { echo "bench_pruning failed, see $raw" >&2; exit 1; }
+    done
+}
+
+# The pruning-time goal: the model on 5 minutes of ECG, two BLAS threads.
+measure_prune_time() {
+    start=$(date +%s.%N)
+    OPENBLAS_NUM_THREADS=2 "$ecgprune" prune "$model" \
+        --calib "$mitdb/101:0-300" --method ising-kernel --keep 0.5 \
+        --out "$raw/timing.safetensors" > "$raw/timing.txt" 2>/dev/null
+    end=$(date +%s.%N)
+    echo "$start $end" | awk '{ printf "%.2f\n", $2 - $1 }' \
+        > "$raw/prune_seconds"
+    rm -f "$raw/timing.safetensors"
+}
+
+if [ -z "$from_raw" ]; then
+    test -x "$bench" || { echo "build $bench first" >&2; exit 1; }
+    test -f "$model" || { echo "no model $model" >&2; exit 1; }
+    for setting in $(echo "$settings" | tr ',' ' '); do
+        rm -f "$raw/$setting".*.tsv
+        measure_setting "$setting"
+    done
+    measure_prune_time
+    {
+        echo "command: $command_line"
+        echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+        echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo \
+            | sed 's/.*: //')"
+    } > "$raw/run.txt"
+fi
+
+# ---- the Markdown ----------------------------------------------------------
+
+# Aggregate the lines of one setting over seeds into a table.
+table() {
+    awk -F '\t' -v want="$1" -v stage="$2" '
+    FNR == 1 { next }
+    $1 != want || $2 != stage { next }
+    $4 == "none" {
+        base_f1 = $11; base_params = $7; base_macs = $8; next
+    }
+    {
+        key = $3 "\t" $4 "\t" $5
+        if (!(key in n)) order[++keys] = key
+        n[key]++
+        params[key] = $7; macs[key] = $8; prune[key] += $18
+        speed = $10 / $9
+        add(key, 1, speed); add(key, 2, $11); add(key, 3, $16)
+        add(key, 4, $17); add(key, 5, $12); add(key, 6, $13)
+        add(key, 7, $14); add(key, 8, $15)
+    }
+    function add(k, i, v) { s[k, i] += v; q[k, i] += v * v }
+    function mean(k, i) { return s[k, i] / n[k] }
+    function sd(k, i,   m, v) {
+        m = mean(k, i); v = q[k, i] / n[k] - m * m
+        return v > 0 && n[k] > 1 ? sqrt(v * n[k] / (n[k] - 1)) : 0
+    }
+    END {
+        if (keys == 0) { print "(not run)"; exit }
+        printf "Unpruned model: macro-F1 %.4f, %d parameters, %.4g MACs " \
+               "per second of ECG.\n\n", base_f1, base_params, base_macs
+        print "| keep | method | refit | seeds | params | MACs | speed-up |" \
+              " speed-up / MAC reduction | macro-F1 | vs unpruned (pts) |" \
+              " F1 N | F1 S | F1 V | F1 F | agreement % | score error |" \
+              " prune s |"
+        print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" \
+              "---|---|---|"
+        for (i = 1; i <= keys; i++) {
+            k = order[i]; split(k, f, "\t")
+            red = base_macs / macs[k]
+            printf "| %s | %s | %s | %d | %.3f | %.3f | %.2f +- %.2f |" \
+                   " %.2f | %.4f +- %.4f | %+.2f | %.3f | %.3f | %.3f |" \
+                   " %.3f | %.2f +- %.2f | %.4f +- %.4f | %.1f |\n",
+                f[1], f[2], f[3], n[k], params[k] / base_params,
+                macs[k] / base_macs, mean(k, 1), sd(k, 1),
+                mean(k, 1) / red, mean(k, 2), sd(k, 2),
+                100 * (mean(k, 2) - base_f1), mean(k, 5), mean(k, 6),
+                mean(k, 7), mean(k, 8), 100 * mean(k, 3), 100 * sd(k, 3),
+                mean(k, 4), sd(k, 4), prune[k] / n[k]
+        }
+    }' "$raw/$1".*.tsv
+}
+
+# Goals without fine-tuning, per method with refit, general setting.
+goals() {
+    awk -F '\t' -v want="$1" '
+    FNR == 1 || $1 != want || $2 != "pruned" { next }
+    $4 == "none" { base = $11; next }
+    $5 == "on" && ($3 == "0.75" || $3 == "0.50") {
+        k = $3 "\t" $4; n[k]++; f1[k] += $11; ag[k] += $16
+        if (!(k in seen)) { seen[k] = 1; order[++m] = k }
+    }
+    END {
+        if (m == 0) { print "(not run)"; exit }
+        print "| keep | method | macro-F1 vs unpruned (pts) | agreement % |" \
+              " goal | met |"
+        print "|---|---|---|---|---|---|"
+        for (i = 1; i <= m; i++) {
+            k = order[i]; split(k, f, "\t")
+            d = 100 * (f1[k] / n[k] - base); a = 100 * ag[k] / n[k]
+            if (f[1] == "0.75") {
+                goal = "within 1 pt, >= 98 %"; ok = d >= -1 && a >= 98
+            } else {
+                goal = "within 3 pts, >= 95 %"; ok = d >= -3 && a >= 95
+            }
+            printf "| %s | %s | %+.2f | %.2f | %s | %s |\n", f[1], f[2],
+                d, a, goal, ok ? "yes" : "**no**"
+        }
+    }' "$raw/$1".*.tsv
+}
+
+{
+    cat <<'EOF'
+# Pruning results
+
+Produced by `bench/pruning_results.sh` (measurements by
+`bench/bench_pruning.c`); rerun it to reproduce.  The method is described
+in [pruning.md](pruning.md).  Numbers are as measured, misses included.
+
+## What was run
+
+EOF
+    if [ -f "$raw/run.txt" ]; then
+        sed 's/^/    /' "$raw/run.txt"
+    fi
+    cat <<'EOF'
+
+- Test data: the DS2 records of the MIT-BIH Arrhythmia Database (de Chazal
+  et al. 2004), MLII lead, scored beat by beat as ANSI/AAMI EC57 does
+  (150 ms match window); macro-F1 is the mean F1 of N, S, V and F.
+- *general*: one pruned model per configuration, calibrated on 30 s (from
+  minute 5) of each DS1 record, 64 windows of which half centred on non-N
+  beats; tested on the whole of each DS2 record.
+- *personal*: per DS2 record, calibrated on its first 5 minutes, tested on
+  the remaining 25; *finetuned* rows fine-tune both the pruned and the
+  unpruned model on the same 5 minutes first.
+- params, MACs: the pruned model's over the unpruned one's (the unpruned
+  count includes the BN statistics that pruning folds away).  Speed-up:
+  the unpruned model's network time over the pruned one's on the test
+  data, in the same process, one thread; the next column divides it by the
+  MAC reduction (goal: >= 0.8).
+- agreement: beats of the unpruned model that the pruned one finds within
+  150 ms with the same label.  score error: relative error of the
+  per-sample class probabilities against the unpruned model's.
+- Mean +- standard deviation over seeds; `l1` and `contrib` are
+  deterministic and run once.
+
+EOF
+    printf '## Pruning time\n\n'
+    if [ -f "$raw/prune_seconds" ]; then
+        printf 'ising-kernel, keep 0.5, 5 minutes of record 101, two BLAS '
+        printf 'threads: %s s wall-clock (goal: under 10 s).\n\n' \
+            "$(cat "$raw/prune_seconds")"
+    else
+        printf '(not run)\n\n'
+    fi
+    for setting in general personal; do
+        for stage in pruned finetuned; do
+            ls "$raw/$setting".*.tsv > /dev/null 2>&1 || continue
+            grep -q "^$setting	$stage	" "$raw/$setting".*.tsv || continue
+            printf '## %s calibration, %s\n\n' "$setting" "$stage"
+            table "$setting" "$stage"
+            printf '\n'
+        done
+        if ls "$raw/$setting".*.tsv > /dev/null 2>&1; then
+            printf '### Goals without fine-tuning (%s)\n\n' "$setting"
+            goals "$setting"
+            printf '\n'
+        fi
+    done
+} > "$out.tmp"
+mv "$out.tmp" "$out"
+echo "wrote $out"

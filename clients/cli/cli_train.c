@@ -1,0 +1,125 @@
+/*
+ * cli_train.c - what `ecgprune train` and `ecgprune finetune` share:
+ * labelled MLII segments of WFDB records, the progress display (one
+ * updating line on a terminal, plain log lines otherwise) and the Ctrl-C
+ * handling that stops a run after its current step with a checkpoint.
+ */
+#include "cli.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ecgprune/ep_score.h"
+#include "ecgprune/ep_wfdb.h"
+
+/* Set by SIGINT/SIGTERM; the progress callback turns it into a stop. */
+static volatile sig_atomic_t cli_train_stop_flag;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    cli_train_stop_flag = 1;
+}
+
+void cli_train_catch_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int cli_train_read(const char *record, double from_s, double to_s,
+                   cli_train_data *out, ep_error *err)
+{
+    ep_annotations *ann = NULL;
+    ep_ref_beat *all = NULL;
+    size_t n_all = 0, i;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    rc = cli_read_signal(record, NULL, from_s, to_s, &out->signal, err);
+    if (rc == 0)
+        rc = ep_wfdb_read_annotations(record, "atr", &ann, err);
+    if (rc == 0)
+        rc = ep_score_reference(ann, out->signal.offset, &all, &n_all, err);
+    ep_wfdb_free_annotations(ann);
+    if (rc != 0) {
+        cli_signal_free(&out->signal);
+        return rc;
+    }
+
+    /* Keep the beats inside the span, counted from its first sample. */
+    out->beats = all;
+    for (i = 0; i < n_all; i++)
+        if (all[i].sample - out->signal.offset < out->signal.n) {
+            all[out->n_beats] = all[i];
+            all[out->n_beats].sample -= out->signal.offset;
+            out->n_beats++;
+        }
+    out->seg.mv = out->signal.mv;
+    out->seg.n = out->signal.n;
+    out->seg.fs = out->signal.fs;
+    out->seg.beats = out->beats;
+    out->seg.n_beats = out->n_beats;
+    return 0;
+}
+
+void cli_train_data_free(cli_train_data *d)
+{
+    cli_signal_free(&d->signal);
+    free(d->beats);
+    memset(d, 0, sizeof *d);
+}
+
+static void format_duration(double s, char *buf, size_t size)
+{
+    long t = s > 0.0 && s < 1e8 ? (long)(s + 0.5) : 0;
+
+    if (t >= 3600)
+        snprintf(buf, size, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60,
+                 t % 60);
+    else
+        snprintf(buf, size, "%ld:%02ld", t / 60, t % 60);
+}
+
+int cli_train_progress(const ep_train_progress *p, void *ud)
+{
+    cli_train_display *d = ud;
+    struct timespec ts;
+    double now;
+    char eta[32];
+    int last = p->step == p->steps;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+
+    /* A terminal redraws at most 4 times a second; a log gets a line
+     * every `log_every_s` seconds and at the end of every epoch. */
+    if (d->tty ? now - d->last_shown >= 0.25 || last
+               : now - d->last_shown >= d->log_every_s || last ||
+                     p->step % (p->steps / p->epochs) == 0) {
+        d->last_shown = now;
+        format_duration(p->eta_s, eta, sizeof eta);
+        fprintf(stderr, "%sepoch %d/%d  step %lld/%lld  loss %.4f  "
+                "%.1f windows/s  ETA %s%s", d->tty ? "\r\033[K" : "",
+                p->epoch, p->epochs, (long long)p->step,
+                (long long)p->steps, p->loss, p->rate_windows_s, eta,
+                d->tty && !last ? "" : "\n");
+        fflush(stderr);
+    }
+    if (cli_train_stop_flag) {
+        if (d->tty)
+            fputc('\n', stderr);
+        fprintf(stderr, "stopping after step %lld\n", (long long)p->step);
+        return 1;
+    }
+    return 0;
+}

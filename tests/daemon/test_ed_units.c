@@ -1,0 +1,187 @@
+/*
+ * test_ed_units.c - unit tests of the daemon's self-contained modules:
+ * listen-address parsing and the configuration file (ed_config), value
+ * quoting in log lines (ed_log), schema migration and statement helpers
+ * of the store (ed_store).  Expected values are worked out by hand.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../check.h"
+#include "ed_config.h"
+#include "ed_log.h"
+#include "ed_schema.h"
+#include "ed_store.h"
+
+static void test_listen(void)
+{
+    char addr[64] = "unchanged";
+    int port = -1;
+
+    CHECK_EQ_INT(ed_config_parse_listen("127.0.0.1:8080", addr, sizeof addr,
+                                        &port), 0);
+    CHECK(strcmp(addr, "127.0.0.1") == 0);
+    CHECK_EQ_INT(port, 8080);
+    CHECK_EQ_INT(ed_config_parse_listen("[::1]:0", addr, sizeof addr,
+                                        &port), 0);
+    CHECK(strcmp(addr, "::1") == 0);
+    CHECK_EQ_INT(port, 0);
+
+    /* A bare port keeps the address. */
+    CHECK_EQ_INT(ed_config_parse_listen("9000", addr, sizeof addr, &port),
+                 0);
+    CHECK(strcmp(addr, "::1") == 0);
+    CHECK_EQ_INT(port, 9000);
+
+    /* Names, out-of-range ports, junk. */
+    CHECK(ed_config_parse_listen("localhost:80", addr, sizeof addr,
+                                 &port) < 0);
+    CHECK(ed_config_parse_listen("127.0.0.1:65536", addr, sizeof addr,
+                                 &port) < 0);
+    CHECK(ed_config_parse_listen("127.0.0.1:", addr, sizeof addr, &port) <
+          0);
+    CHECK(ed_config_parse_listen("127.0.0.1:80x", addr, sizeof addr,
+                                 &port) < 0);
+    CHECK(ed_config_parse_listen("[::1:80", addr, sizeof addr, &port) < 0);
+    CHECK(ed_config_parse_listen("256.0.0.1:80", addr, sizeof addr,
+                                 &port) < 0);
+}
+
+static int write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    if (!f)
+        return -1;
+    fputs(text, f);
+    return fclose(f);
+}
+
+static void test_config(const char *dir)
+{
+    char path[512], err[512];
+    char *argv[8];
+    ed_config cfg;
+
+    /* No file, no options: loopback and ./ecgprune-data. */
+    argv[0] = "ecgpruned";
+    CHECK_EQ_INT(ed_config_from_args(&cfg, 1, argv, err, sizeof err), 0);
+    CHECK(strcmp(cfg.listen_addr, "127.0.0.1") == 0);
+    CHECK_EQ_INT(cfg.port, 8642);
+    CHECK(strcmp(cfg.data_dir, "./ecgprune-data") == 0);
+
+    /* File values, then options override them. */
+    snprintf(path, sizeof path, "%s/c.json", dir);
+    REQUIRE(write_text(path, "{\"listen\": \"[::1]:7000\", \"workers\": 4,"
+                       " \"limits\": {\"max_running_jobs\": 9},"
+                       " \"data_dir\": \"/srv/x\"}") == 0);
+    argv[1] = "--config";
+    argv[2] = path;
+    argv[3] = "--workers";
+    argv[4] = "3";
+    CHECK_EQ_INT(ed_config_from_args(&cfg, 5, argv, err, sizeof err), 0);
+    CHECK(strcmp(cfg.listen_addr, "::1") == 0);
+    CHECK_EQ_INT(cfg.port, 7000);
+    CHECK_EQ_INT(cfg.workers, 3);
+    /* 9 running jobs on 3 workers leave none to inference: capped at 2. */
+    CHECK_EQ_INT(cfg.max_running_jobs, 2);
+    CHECK(strcmp(cfg.data_dir, "/srv/x") == 0);
+
+    /* Errors name the key or option. */
+    REQUIRE(write_text(path, "{\"workers\": 0}") == 0);
+    CHECK(ed_config_from_args(&cfg, 3, argv, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, ".workers: expected an integer in 1..128") != NULL,
+              "%s", err);
+    REQUIRE(write_text(path, "{\"lisen\": \"x\"}") == 0);
+    CHECK(ed_config_from_args(&cfg, 3, argv, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "unknown key \"lisen\"") != NULL, "%s", err);
+    REQUIRE(write_text(path, "{\"tls\": {\"cert\": \"a.pem\"}}") == 0);
+    CHECK(ed_config_from_args(&cfg, 3, argv, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "cert and key must be given together") != NULL,
+              "%s", err);
+    argv[1] = "--bogus";
+    argv[2] = "1";
+    CHECK(ed_config_from_args(&cfg, 3, argv, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "unknown option --bogus") != NULL, "%s", err);
+}
+
+static void test_quote(void)
+{
+    char buf[32];
+
+    CHECK(strcmp(ed_log_quote(buf, sizeof buf, "a b"), "\"a b\"") == 0);
+    CHECK(strcmp(ed_log_quote(buf, sizeof buf, "say \"x\"\n"),
+                 "\"say \\\"x\\\" \"") == 0);
+    /* Truncated to fit, still closed. */
+    CHECK(strcmp(ed_log_quote(buf, 8, "abcdefghij"), "\"abcd\"") == 0);
+}
+
+static void test_store(const char *dir)
+{
+    char err[256], sub[512];
+    ed_store *s = NULL;
+    unsigned char *blob = NULL;
+    size_t len = 0;
+    int found = 0;
+    json_t *rows;
+
+    snprintf(sub, sizeof sub, "%s/data", dir);
+    REQUIRE(ed_store_open(sub, &s, err, sizeof err) == 0);
+    CHECK_EQ_INT(ed_store_schema_version(s), ed_schema_count);
+    rows = ed_store_row(s, &found, "PRAGMA journal_mode", NULL);
+    CHECK(rows && strcmp(json_string_value(json_object_get(
+                             rows, "journal_mode")), "wal") == 0);
+    json_decref(rows);
+    CHECK_EQ_INT(ed_store_exec(s, "INSERT INTO batches (subject, "
+                               "sampling_rate, lead, n_samples, created_at, "
+                               "samples) VALUES (?, ?, ?, ?, ?, ?)", "tdtitb",
+                               "p1", 360.0, "MLII", (int64_t)2, "now",
+                               (const void *)"\1\2\3", (size_t)3), 1);
+    rows = ed_store_rows(s, "SELECT id, subject, sampling_rate FROM batches",
+                         NULL);
+    REQUIRE(rows != NULL);
+    CHECK_EQ_INT(json_array_size(rows), 1);
+    CHECK(strcmp(json_string_value(json_object_get(json_array_get(rows, 0),
+                                                   "subject")), "p1") == 0);
+    json_decref(rows);
+    CHECK_EQ_INT(ed_store_blob(s, &blob, &len, "SELECT samples FROM batches "
+                               "WHERE id = ?", "i", (int64_t)1), 1);
+    CHECK_EQ_INT(len, 3);
+    CHECK(blob && blob[0] == 1 && blob[2] == 3);
+    free(blob);
+    ed_store_close(s);
+
+    /* Reopening applies nothing and keeps the row. */
+    REQUIRE(ed_store_open(sub, &s, err, sizeof err) == 0);
+    CHECK_EQ_INT(ed_store_schema_version(s), ed_schema_count);
+    CHECK_EQ_INT(ed_store_int(s, &found, "SELECT count(*) FROM batches",
+                              NULL), 1);
+    CHECK_EQ_INT(ed_store_exec(s, "DELETE FROM batches", NULL), 1);
+    /* AUTOINCREMENT: a new row does not reuse id 1. */
+    CHECK_EQ_INT(ed_store_exec(s, "INSERT INTO batches (subject, "
+                               "sampling_rate, lead, n_samples, created_at, "
+                               "samples) VALUES ('p2', 360, 'x', 0, 'now', "
+                               "x'00')", NULL), 1);
+    CHECK_EQ_INT(ed_store_last_id(s), 2);
+    ed_store_close(s);
+}
+
+int main(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    char dir[400], cmd[600];
+
+    snprintf(dir, sizeof dir, "%s/test_ed_units.XXXXXX", tmp ? tmp : "/tmp");
+    REQUIRE(mkdtemp(dir) != NULL);
+    ed_log_open(NULL, ED_LOG_ERROR);
+    test_listen();
+    test_config(dir);
+    test_quote();
+    test_store(dir);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "test_ed_units: could not remove %s\n", dir);
+    return check_exit();
+}
