@@ -56,7 +56,7 @@ PY
 }
 
 case "${1:-}" in
-    demo) install_packages; build; exec ./demo/run.sh ;;
+    demo) install_packages; build; exec ./clients/demo.sh ;;
     test) install_packages; build; run_tests ;;
     build) install_packages; build ;;
     *) echo "usage: $0 demo|test|build" >&2; exit 2 ;;
