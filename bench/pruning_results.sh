@@ -6,17 +6,21 @@
 #   bench/pruning_results.sh [--build DIR] [--model FILE] [--mitdb DIR]
 #       [--settings general,personal] [--keeps 0.75,0.5,0.3]
 #       [--methods all|M1,M2] [--recon on,off] [--seeds 1,2,3,4,5]
-#       [--records ds2|100,103] [--finetune] [--jobs N]
+#       [--records ds2|100,103] [--finetune] [--jobs N] [--tag NAME]
 #       [--out docs/pruning-results.md] [--raw DIR] [--from-raw]
 #
 # Run from the repository root.  Each setting runs bench_pruning (see
 # bench/bench_pruning.c) in --jobs parallel processes, split by method,
 # each single-threaded; their tab-separated lines are kept in --raw
-# (default bench/results) and aggregated here over seeds (mean and
-# standard deviation).  --from-raw rebuilds the Markdown from the kept
+# (default bench/results) as SETTING.TAG.JOB.tsv and every line there is
+# aggregated over seeds (mean and standard deviation).  A run replaces
+# only the files of its own --tag (default run), so runs with other tags
+# (more seeds, another setting) add to the table; delete the --raw
+# directory to start over.  --from-raw rebuilds the Markdown from the kept
 # lines without measuring again.  The pruning-time goal is measured
 # separately with `ecgprune prune` on 5 minutes of ECG and two BLAS
-# threads.
+# threads.  A file notes.md in --raw, if present, is copied in as the
+# "Observations" section (written by whoever ran the measurements).
 set -eu
 
 build=build
@@ -32,6 +36,7 @@ finetune=
 jobs=2
 out=docs/pruning-results.md
 raw=bench/results
+tag=run
 from_raw=
 command_line="bench/pruning_results.sh $*"
 
@@ -50,6 +55,7 @@ while [ $# -gt 0 ]; do
     --jobs) jobs=$2; shift ;;
     --out) out=$2; shift ;;
     --raw) raw=$2; shift ;;
+    --tag) tag=$2; shift ;;
     --from-raw) from_raw=1 ;;
     *) echo "pruning_results.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -78,7 +84,8 @@ measure_setting() {
                 --mitdb "$mitdb" --setting "$setting" --keeps "$keeps" \
                 --methods "$mine" --recon "$recon" --seeds "$seeds" \
                 --records "$records" $finetune \
-                > "$raw/$setting.$slot.tsv" 2> "$raw/$setting.$slot.log" &
+                > "$raw/$setting.$tag.$slot.tsv" \
+                2> "$raw/$setting.$tag.$slot.log" &
             pids="$pids $!"
         fi
         slot=$((slot + 1))
@@ -103,17 +110,17 @@ measure_prune_time() {
 if [ -z "$from_raw" ]; then
     test -x "$bench" || { echo "build $bench first" >&2; exit 1; }
     test -f "$model" || { echo "no model $model" >&2; exit 1; }
+    started=$(date -u '+%Y-%m-%d %H:%M UTC')
     for setting in $(echo "$settings" | tr ',' ' '); do
-        rm -f "$raw/$setting".*.tsv
+        rm -f "$raw/$setting.$tag".*.tsv
         measure_setting "$setting"
     done
     measure_prune_time
     {
-        echo "command: $command_line"
-        echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-        echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo \
-            | sed 's/.*: //')"
-    } > "$raw/run.txt"
+        echo "run $tag: $command_line"
+        echo "  from $started to $(date -u '+%H:%M UTC'), $(nproc) cores," \
+            "$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
+    } >> "$raw/runs.txt"
 fi
 
 # ---- the Markdown ----------------------------------------------------------
@@ -207,8 +214,8 @@ in [pruning.md](pruning.md).  Numbers are as measured, misses included.
 ## What was run
 
 EOF
-    if [ -f "$raw/run.txt" ]; then
-        sed 's/^/    /' "$raw/run.txt"
+    if [ -f "$raw/runs.txt" ]; then
+        sed 's/^/    /' "$raw/runs.txt"
     fi
     cat <<'EOF'
 
@@ -255,6 +262,10 @@ EOF
             printf '\n'
         fi
     done
+    if [ -f "$raw/notes.md" ]; then
+        printf '## Observations\n\n'
+        cat "$raw/notes.md"
+    fi
 } > "$out.tmp"
 mv "$out.tmp" "$out"
 echo "wrote $out"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# demo/run.sh - the main job: start ecgpruned on its embedded defaults
+# clients/demo.sh - the main job: start ecgpruned on its embedded defaults
 # (loopback, SQLite under a local data directory, the bundled default model
 # preloaded), then drive it with clients/ecgprunectl: upload three minutes
 # of real ECG (MIT-BIH record 208), prune the model on it, infer with the
