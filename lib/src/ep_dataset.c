@@ -243,16 +243,25 @@ static void draw_uniform(const ep_dataset *ds, ep_rng *rng, int *seg,
 static int draw_rare(const ep_dataset *ds, ep_rng *rng, int *seg,
                      int64_t *start)
 {
-    int present[DS_RARE], n_present = 0, r;
+    double share[DS_RARE], total = 0.0, u;
     int64_t margin = ds->window / 8, lo, hi, n;
     const ds_beat *b;
+    int r;
 
-    for (r = 0; r < DS_RARE; r++)
-        if (ds->n_rare[r] > 0)
-            present[n_present++] = r;
-    if (n_present == 0)
+    /* The class with probability proportional to the square root of its
+     * beat count: rare classes come up more often than they occur, but a
+     * class of a few hundred beats (F) is not drawn as often as V. */
+    for (r = 0; r < DS_RARE; r++) {
+        share[r] = sqrt((double)ds->n_rare[r]);
+        total += share[r];
+    }
+    if (total == 0.0)
         return 0;
-    r = present[ep_rng_below(rng, (uint64_t)n_present)];
+    u = ep_rng_uniform(rng) * total;
+    for (r = 0; r < DS_RARE - 1 && (u >= share[r] || share[r] == 0.0); r++)
+        u -= share[r];
+    while (ds->n_rare[r] == 0)
+        r--;
     b = &ds->rare[r][ep_rng_below(rng, ds->n_rare[r])];
     n = ds->segs[b->seg].n;
 

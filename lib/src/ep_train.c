@@ -60,7 +60,7 @@ void ep_train_default_opts(ep_train_opts *opts)
     opts->weight_decay = 1e-4;
     opts->seed = 1;
     opts->augment = 1;
-    opts->rare_fraction = 0.5;
+    opts->rare_fraction = 0.3;
     opts->warmup_fraction = 0.05;
 }
 
@@ -70,7 +70,7 @@ void ep_finetune_default_opts(ep_train_opts *opts)
     opts->epochs = 16;
     opts->batch = 8;
     opts->lr = 5e-4;
-    opts->rare_fraction = 0.3;
+    opts->rare_fraction = 0.2;
     opts->warmup_fraction = 0.0;
 }
 
@@ -404,16 +404,17 @@ int ep_trainer_gradients(ep_trainer *tr, const float *x,
                             "weights sum to %g", total_w);
 
     /* Clear the gradients, seed the output's with the loss's. */
+    if (!tr->needs_grad[out])
+        return ep_error_set(err, EP_EINVAL, "train: nothing to train");
     memset(tr->pgrad, 0, tr->n_floats * sizeof *tr->pgrad);
     for (i = 0; i < net->n_layers; i++)
         if (tr->grad[i] != NULL && i != out) {
-            ep_plan_output(tr->plan, i, &classes, &len);
-            memset(tr->grad[i], 0, (size_t)tr->batch * classes * len *
+            int channels, length;
+
+            ep_plan_output(tr->plan, i, &channels, &length);
+            memset(tr->grad[i], 0, (size_t)tr->batch * channels * length *
                                        sizeof(float));
         }
-    ep_plan_output(tr->plan, out, &classes, &len);
-    if (!tr->needs_grad[out])
-        return ep_error_set(err, EP_EINVAL, "train: nothing to train");
     for (n = 0; n < tr->batch; n++)
         sum += ep_grad_softmax_xent(classes, len, logits + n * per_item,
                                     target + (size_t)n * len, class_weights,

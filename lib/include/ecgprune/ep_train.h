@@ -146,7 +146,7 @@ void ep_dataset_class_counts(const ep_dataset *ds, int64_t *counts);
 
 /* Loss weight per class: sqrt(largest beat-class count / count), at
  * least 1 and at most EP_TRAIN_MAX_CLASS_WEIGHT; background weighs 1. */
-#define EP_TRAIN_MAX_CLASS_WEIGHT 10.0
+#define EP_TRAIN_MAX_CLASS_WEIGHT 5.0
 void ep_dataset_class_weights(const ep_dataset *ds, float *weights);
 
 /* Per-sample targets of beats (at rate fs_beats) on n samples at the
@@ -157,8 +157,9 @@ void ep_dataset_targets(const ep_ref_beat *beats, size_t n_beats,
 
 /*
  * Draw `batch` windows: with probability rare_fraction a window holding a
- * randomly chosen S, V or F beat (class first, uniformly among the classes
- * present, then the beat), otherwise a uniformly placed window.  With
+ * randomly chosen S, V or F beat (class first, with probability
+ * proportional to the square root of its beat count, then the beat),
+ * otherwise a uniformly placed window.  With
  * augment, each window is scaled, gets a slow baseline wander and white
  * noise.  x is batch x window, target batch x window.
  */
