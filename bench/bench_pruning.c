@@ -16,6 +16,9 @@
  *             rest; optionally also after fine-tuning both the pruned and
  *             the unpruned model on those 5 minutes.
  *
+ * A third setting, speed, times the unpruned and l1-pruned models in
+ * turns on one record for each keep ratio, for the speed-up column.
+ *
  * Output: one tab-separated line per measured model on stdout (header
  * first), progress on stderr.  bench/pruning_results.sh turns the lines
  * into the Markdown table.
@@ -110,7 +113,7 @@ static void usage(void)
 {
     fprintf(stderr,
         "usage: bench_pruning --model M --mitdb DIR [--setting general|"
-        "personal]\n"
+        "personal|speed]\n"
         "  [--keeps 0.75,0.5,0.3] [--methods all|M1,M2] [--recon on,off]\n"
         "  [--seeds 1,2,3] [--records 100,103|ds2] [--finetune]\n"
         "  [--calib-from S] [--calib-seconds S] [--personal-seconds S]\n"
@@ -198,7 +201,8 @@ static void parse_args(int argc, char **argv, bench_args *a)
     }
     if (a->model == NULL || a->mitdb == NULL ||
         (strcmp(a->setting, "general") != 0 &&
-         strcmp(a->setting, "personal") != 0))
+         strcmp(a->setting, "personal") != 0 &&
+         strcmp(a->setting, "speed") != 0))
         usage();
     if (a->n_keeps == 0)
         parse_list(a, "--keeps", defaults[0]);
@@ -605,6 +609,73 @@ static void run_personal(const bench_args *a, const ep_net *net,
     }
 }
 
+/* Network time of one model on x, the fastest of `reps` runs. */
+static double fastest_run(const ep_net *net, const float *x, int64_t n,
+                          float *probs, int reps)
+{
+    ep_infer_opts io;
+    ep_inferer *inf;
+    ep_error err;
+    double best = INFINITY;
+    int r;
+
+    ep_infer_default_opts(&io);
+    if (ep_inferer_create(net, &io, &inf, &err) != EP_OK)
+        die("inferer", &err);
+    for (r = 0; r < reps; r++) {
+        double t0 = now_s();
+
+        if (ep_infer_probabilities(inf, x, n, probs, &err) != EP_OK)
+            die("speed", &err);
+        t0 = now_s() - t0;
+        best = t0 < best ? t0 : best;
+    }
+    ep_inferer_free(inf);
+    return best;
+}
+
+/* Speed only: for each keep, the unpruned and an l1-pruned model take
+ * turns on the first test record, the fastest of three runs each, so that
+ * load from other processes affects both alike. */
+static void run_speed(const bench_args *a, const ep_net *net,
+                      const rec_data *r)
+{
+    ep_calib_segment seg;
+    ep_ref_beat *store;
+    ep_error err;
+    metrics m, mb;
+    float *x, *probs;
+    int64_t nx;
+    int k;
+
+    if (ep_infer_prepare(net, r->mv, r->n, r->fs, &x, &nx, &err) != EP_OK)
+        die(r->name, &err);
+    probs = malloc((size_t)nx * net->meta.n_classes * sizeof *probs);
+    if (probs == NULL)
+        die("speed", &err);
+    seg = stretch(r, 0, r->n < 300 * r->fs ? r->n : (int64_t)(300 * r->fs),
+                  &store);
+    memset(&mb, 0, sizeof mb);
+    mb.infer_s = fastest_run(net, x, nx, probs, 3);
+    print_line("speed", "pruned", 1.0, "none", 0, 0, net, &mb, &mb, 0.0);
+    for (k = 0; k < a->n_keeps; k++) {
+        config c = {a->keeps[k], EP_PRUNE_L1, 0, 1};
+        double ps;
+        ep_net *pruned = prune_with(a, net, &c, &seg, 1, &ps);
+
+        memset(&m, 0, sizeof m);
+        memset(&mb, 0, sizeof mb);
+        mb.infer_s = fastest_run(net, x, nx, probs, 3);
+        m.infer_s = fastest_run(pruned, x, nx, probs, 3);
+        print_line("speed", "pruned", c.keep, "l1", 0, 1, pruned, &m, &mb,
+                   ps);
+        ep_net_free(pruned);
+    }
+    free(store);
+    free(probs);
+    free(x);
+}
+
 int main(int argc, char **argv)
 {
     bench_args a;
@@ -621,6 +692,8 @@ int main(int argc, char **argv)
     print_header();
     if (strcmp(a.setting, "general") == 0)
         run_general(&a, net, test, a.n_records);
+    else if (strcmp(a.setting, "speed") == 0)
+        run_speed(&a, net, &test[0]);
     else
         run_personal(&a, net, test, a.n_records);
     for (i = 0; i < a.n_records; i++)

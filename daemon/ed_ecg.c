@@ -436,7 +436,13 @@ static unsigned wfdb_record(wfdb_parts *w, const ed_config *cfg,
     if (ep_wfdb_parse_header((const char *)w->header.data, w->header.len,
                              "header", &rec, &e))
         return refuse(422, msg, ms, "%s", e.msg);
-    if (w->lead.len) {
+    /* The lead asked for; else MLII, the lead detectors are trained on
+     * (as the CLI does); else the first signal. */
+    if (!w->lead.len) {
+        sig = ep_wfdb_find_signal(rec, "MLII");
+        if (sig < 0)
+            sig = 0;
+    } else {
         sig = ep_wfdb_find_signal(rec, (const char *)w->lead.data);
         if (sig < 0) {
             st = refuse(422, msg, ms, "lead \"%s\" is not a signal of the "

@@ -44,7 +44,7 @@ static void usage(FILE *out)
             "  --records LIST  comma-separated record names (in --data)\n"
             "  --list FILE     record names, one per line\n"
             "  --data DIR      directory of the records (default .)\n"
-            "  --epochs N      passes (default 12)\n"
+            "  --epochs N      passes (default 6)\n"
             "  --steps N       steps per epoch (default: one pass over the "
             "data)\n"
             "  --seed N        initialisation, sampling and augmentation "

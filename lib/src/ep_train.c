@@ -54,7 +54,7 @@ struct ep_trainer {
 void ep_train_default_opts(ep_train_opts *opts)
 {
     memset(opts, 0, sizeof *opts);
-    opts->epochs = 12;
+    opts->epochs = 6;
     opts->batch = 16;
     opts->lr = 3e-3;
     opts->weight_decay = 1e-4;
@@ -531,6 +531,9 @@ static int save_state(const ep_trainer *tr, const char *path, uint64_t seed,
     return EP_OK;
 }
 
+/* Limitation: the model and the state are renamed into place one after
+ * the other; a crash between the two leaves a model one checkpoint newer
+ * than its optimiser state. */
 int ep_trainer_save(const ep_trainer *tr, const char *path, uint64_t seed,
                     ep_error *err)
 {

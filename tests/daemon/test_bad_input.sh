@@ -24,9 +24,10 @@ fi
 grep -q -- '--listen "999.1.1.1:80"' "$WORK/check.txt" ||
     fail "check-config message: $(cat "$WORK/check.txt")"
 
-# A small body limit so that "huge" is quick to send.
+# A small body limit (above the default model's size) so that "huge" is
+# quick to send.
 cat > "$WORK/config.json" <<'JSON'
-{ "limits": { "max_body_bytes": 1048576, "max_samples": 50000 } }
+{ "limits": { "max_body_bytes": 4194304, "max_samples": 50000 } }
 JSON
 start_daemon --config "$WORK/config.json"
 MODEL=$(test_model)
@@ -98,10 +99,10 @@ bad 422 'less than two seconds' POST "/v1/models/$MID/infer" "${J[@]}" \
     --data-binary "@$WORK/short.json"
 
 # Huge bodies: announced (Content-Length) and streamed (chunked).
-head -c 2000000 /dev/zero > "$WORK/huge.bin"
-bad 413 'exceeds the limit of 1048576 bytes' POST "/v1/models?name=h" \
+head -c 6000000 /dev/zero > "$WORK/huge.bin"
+bad 413 'exceeds the limit of 4194304 bytes' POST "/v1/models?name=h" \
     --data-binary "@$WORK/huge.bin"
-bad 413 'exceeds the limit of 1048576 bytes' POST "/v1/models?name=h" \
+bad 413 'exceeds the limit of 4194304 bytes' POST "/v1/models?name=h" \
     -H 'Transfer-Encoding: chunked' --data-binary "@$WORK/huge.bin"
 
 # A body shorter than its Content-Length, then the client hangs up.
