@@ -107,6 +107,8 @@ check_status "--from past the end" 1
 check "--from past the end: message" grep -q 'holds no sample' "$work/err3"
 run "$ecgprune" infer "$model" "$excerpt/100" --signal V9 2> "$work/err4"
 check_status "unknown signal" 1
+check "unknown signal lists the record's signals" \
+    grep -q "the record has 'MLII', 'V5'" "$work/err4"
 run "$ecgprune" eval "$model" 2> /dev/null
 check_status "eval without records" 2
 run "$ecgprune" eval "$model" --list "$work/absent" 2> /dev/null

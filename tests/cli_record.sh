@@ -48,6 +48,10 @@ check "no annotation file gives null counts" \
 run "$ecgprune" record "$work/none" 2> "$work/none.err"
 check_status "missing record" 1
 check "missing record names the header" grep -q "none.hea" "$work/none.err"
+run "$ecgprune" record "$excerpt/100.hea" 2> "$work/ext.err"
+check_status "record named with its extension" 1
+check "extension slip gets a hint" \
+    grep -q "path without the extension" "$work/ext.err"
 run "$ecgprune" record 2>/dev/null
 check_status "no RECORD" 2
 

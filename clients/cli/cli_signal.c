@@ -19,9 +19,18 @@ static int pick_signal(const ep_record *rec, const char *record,
 
     if (name != NULL) {
         s = ep_wfdb_find_signal(rec, name);
-        if (s < 0)
-            return ep_error_set(err, EP_ENOTFOUND,
-                                "%s: no signal named '%s'", record, name);
+        if (s < 0) {
+            char have[256] = "";
+            size_t used = 0;
+
+            for (int i = 0; i < rec->n_signals && used < sizeof have; i++)
+                used += (size_t)snprintf(have + used, sizeof have - used,
+                                         "%s'%s'", i ? ", " : "",
+                                         rec->signals[i].name);
+            return ep_error_set(err, EP_ENOTFOUND, "%s: no signal named "
+                                "'%s'; the record has %s", record, name,
+                                have);
+        }
         return s;
     }
     s = ep_wfdb_find_signal(rec, "MLII");

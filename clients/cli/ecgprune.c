@@ -32,7 +32,8 @@ static void usage(FILE *out)
     fprintf(out, "usage: ecgprune COMMAND [ARGS]\n\ncommands:\n");
     for (c = commands; c->name != NULL; c++)
         fprintf(out, "  %-10s %s\n", c->name, c->summary);
-    fprintf(out, "\n'ecgprune COMMAND --help' describes one command.\n");
+    fprintf(out, "\n'ecgprune COMMAND --help' describes one command;"
+            " 'ecgprune --version' prints the version.\n");
 }
 
 int main(int argc, char **argv)
@@ -42,6 +43,10 @@ int main(int argc, char **argv)
     if (argc < 2) {
         usage(stderr);
         return 2;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("ecgprune %s\n", ECGPRUNE_VERSION);
+        return 0;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(stdout);

@@ -930,6 +930,17 @@ static int read_signal_files(const char *record, ep_record *rec, int verify,
     return 0;
 }
 
+/* 1 if name ends in an extension of a record's files, the usual slip of
+ * naming "100.hea" where the record "100" is meant. */
+static int has_wfdb_extension(const char *name)
+{
+    size_t n = strlen(name);
+
+    return n > 4 && (strcmp(name + n - 4, ".hea") == 0 ||
+                     strcmp(name + n - 4, ".dat") == 0 ||
+                     strcmp(name + n - 4, ".atr") == 0);
+}
+
 static int read_record(const char *record, int verify, ep_record **out,
                        ep_error *err)
 {
@@ -948,6 +959,13 @@ static int read_record(const char *record, int verify, ep_record **out,
     strcpy(path, record);
     strcat(path, ".hea");
     rc = ep_wfdb_read_file(path, MAX_HEADER_BYTES, &text, &len, err);
+    if (rc != 0 && err != NULL && has_wfdb_extension(record)) {
+        char why[EP_ERROR_MSG_MAX];
+
+        memcpy(why, err->msg, sizeof why);
+        ep_error_set(err, rc, "%.400s (a record is named by its path "
+                     "without the extension, as WFDB tools name it)", why);
+    }
     if (rc == 0) {
         rc = ep_wfdb_parse_header((const char *)text, len, path, &rec, err);
         free(text);
