@@ -67,8 +67,9 @@ int ep_train_run(ep_net *net, const ep_train_segment *segs, int n_segs,
                  const ep_train_opts *opts, ep_train_progress_fn progress,
                  void *ud, ep_error *err);
 
-/* Fine-tune (personalise) net in place: ep_train_run with the fine-tuning
- * defaults and the freezing the options ask for. */
+/* Fine-tune (personalise) net in place: ep_train_run with opts (fill them
+ * with ep_finetune_default_opts; NULL means those defaults), freezing the
+ * encoder when opts->freeze_encoder says so. */
 int ep_finetune_run(ep_net *net, const ep_train_segment *segs, int n_segs,
                     const ep_train_opts *opts, ep_train_progress_fn progress,
                     void *ud, ep_error *err);
