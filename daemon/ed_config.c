@@ -101,9 +101,9 @@ static int get_string(json_t *obj, const char *key, const char *where,
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_string(v))
-        return fail(err, err_size, "%s.%s: expected a string", where, key);
+        return fail(err, err_size, "%s: key \"%s\": expected a string", where, key);
     if (strlen(json_string_value(v)) >= size)
-        return fail(err, err_size, "%s.%s: longer than %zu bytes", where,
+        return fail(err, err_size, "%s: key \"%s\": longer than %zu bytes", where,
                     key, size - 1);
     strcpy(dst, json_string_value(v));
     return 0;
@@ -119,7 +119,8 @@ static int get_int(json_t *obj, const char *key, const char *where,
         return 0;
     if (!json_is_integer(v) || json_integer_value(v) < lo ||
         json_integer_value(v) > hi)
-        return fail(err, err_size, "%s.%s: expected an integer in %lld..%lld",
+        return fail(err, err_size, "%s: key \"%s\": expected an integer in "
+                    "%lld..%lld",
                     where, key, (long long)lo, (long long)hi);
     *dst = json_integer_value(v);
     return 0;
@@ -277,12 +278,24 @@ out:
 
 void ed_config_usage(FILE *out)
 {
-    fputs("usage: ecgpruned [--config FILE] [--listen ADDR:PORT] "
-          "[--data-dir DIR]\n"
-          "                 [--workers N] [--log-level LEVEL] "
-          "[--log-file FILE]\n"
-          "                 [--preload MODEL_FILE] [--port-file FILE] "
-          "[--check-config]\n", out);
+    fputs("usage: ecgpruned [OPTION]...\n"
+          "Compression-as-a-service daemon: stores ECG models and batches,\n"
+          "runs pruning jobs, serves per-beat inference over HTTP/JSON.\n"
+          "\n"
+          "  --config FILE        JSON settings (see config/ecgpruned.json)\n"
+          "  --listen ADDR:PORT   numeric address and port "
+          "(default 127.0.0.1:8642;\n"
+          "                       port 0 picks a free one)\n"
+          "  --data-dir DIR       SQLite store and files "
+          "(default ./ecgprune-data)\n"
+          "  --workers N          worker-pool threads, 1..128 (default 2)\n"
+          "  --log-level LEVEL    debug, info, warn or error (default info)\n"
+          "  --log-file FILE      log there instead of stderr\n"
+          "  --preload MODEL      store this model file at start if absent\n"
+          "  --port-file FILE     write the bound port there\n"
+          "  --check-config       validate the settings and exit\n"
+          "  --version            print the version and exit\n"
+          "  --help               print this help and exit\n", out);
 }
 
 /* The value of option argv[*i], advancing *i; NULL if missing. */
@@ -291,6 +304,21 @@ static const char *option_value(int argc, char **argv, int *i)
     if (*i + 1 >= argc)
         return NULL;
     return argv[++*i];
+}
+
+/* Whether opt is one of the options that take a value. */
+static int takes_value(const char *opt)
+{
+    static const char *const names[] = {
+        "--listen", "--data-dir", "--workers", "--log-level", "--log-file",
+        "--preload", "--port-file"
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(opt, names[i]) == 0)
+            return 1;
+    return 0;
 }
 
 static int copy_opt(char *dst, size_t size, const char *v, const char *opt,
@@ -372,6 +400,10 @@ int ed_config_from_args(ed_config *cfg, int argc, char **argv, char *err,
         } else if (strcmp(argv[i], "--help") == 0 ||
                    strcmp(argv[i], "-h") == 0) {
             cfg->show_help = 1;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            cfg->show_version = 1;
+        } else if (!takes_value(argv[i])) {
+            return fail(err, es, "unknown option %s", argv[i]);
         } else {
             const char *opt = argv[i];
             v = option_value(argc, argv, &i);

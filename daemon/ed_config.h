@@ -33,6 +33,7 @@ typedef struct ed_config {
     int keep_inferences;        /* store one record per inference */
     int check_only;             /* --check-config */
     int show_help;
+    int show_version;
 } ed_config;
 
 void ed_config_defaults(ed_config *cfg);

@@ -604,7 +604,13 @@ static void after_job(uv_work_t *w, int status)
                       run->rc ? run->err.msg : "the result could not be "
                       "stored", run->id);
     }
-    if (strcmp(state, "queued") != 0 && strcmp(state, "abandoned") != 0)
+    if (strcmp(state, "queued") == 0) {
+        ed_log(ED_LOG_INFO, "job_requeued", "job=%lld reason=shutdown "
+               "seconds=%.1f", (long long)run->id, seconds);
+        free_run(run);
+        return;
+    }
+    if (strcmp(state, "abandoned") != 0)
         ed_metrics_job(state, seconds);
     ed_log(run->rc && run->rc != EP_ECANCELED ? ED_LOG_WARN : ED_LOG_INFO,
            "job_finished", "job=%lld state=%s seconds=%.1f%s%s",

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 #include <uv.h>
@@ -18,6 +19,7 @@
 #include "ed_log.h"
 #include "ed_metrics.h"
 #include "ed_models.h"
+#include "ecgprune/ep_model.h"
 
 /* Seconds SIGTERM may take before running jobs are abandoned (and marked
  * queued); below the unit's TimeoutStopSec (30 s). */
@@ -219,21 +221,78 @@ static int write_port_file(const char *path, int port)
     return rename(tmp, path);
 }
 
+/* Whether the data directory exists as a writable directory, or could be
+ * created because its parent is one. */
+static int data_dir_usable(const char *dir, char *why, size_t size)
+{
+    char parent[ED_PATH_MAX];
+    struct stat st;
+    char *slash;
+
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) {
+            snprintf(why, size, "%s exists and is not a directory", dir);
+            return 0;
+        }
+        if (access(dir, W_OK | X_OK) != 0) {
+            snprintf(why, size, "%s is not writable", dir);
+            return 0;
+        }
+        return 1;
+    }
+    snprintf(parent, sizeof parent, "%s", dir);
+    slash = strrchr(parent, '/');
+    if (slash == parent)
+        slash[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(parent, sizeof parent, ".");
+    if (access(parent, W_OK | X_OK) != 0) {
+        snprintf(why, size, "%s does not exist and %s is not a writable "
+                 "directory to create it in", dir, parent);
+        return 0;
+    }
+    return 1;
+}
+
+/* --check-config: every file the settings name must be usable, the
+ * preloaded model must load. */
 static int check_config(const ed_config *cfg)
 {
-    printf("ecgpruned: configuration ok: listen %s:%d, data_dir %s, "
-           "workers %d, max_running_jobs %d, tokens %d, tls %s, log %s%s%s\n",
-           cfg->listen_addr, cfg->port, cfg->data_dir, cfg->workers,
-           cfg->max_running_jobs, cfg->n_tokens,
-           cfg->tls_cert[0] ? "on" : "off",
-           ed_log_level_name(cfg->log_level), cfg->log_file[0] ? " to " : "",
-           cfg->log_file);
+    char why[ED_PATH_MAX * 2 + 64];
+    int bad = 0;
+
+    if (!data_dir_usable(cfg->data_dir, why, sizeof why)) {
+        fprintf(stderr, "ecgpruned: data_dir: %s\n", why);
+        bad = 1;
+    }
     if (cfg->tls_cert[0] && (access(cfg->tls_cert, R_OK) != 0 ||
                              access(cfg->tls_key, R_OK) != 0)) {
         fprintf(stderr, "ecgpruned: tls: cannot read %s or %s\n",
                 cfg->tls_cert, cfg->tls_key);
-        return 1;
+        bad = 1;
     }
+    if (cfg->preload[0]) {
+        ep_error err;
+        ep_net *net = NULL;
+
+        if (ep_model_load(cfg->preload, &net, &err)) {
+            fprintf(stderr, "ecgpruned: preload: %s\n", err.msg);
+            bad = 1;
+        }
+        ep_net_free(net);
+    }
+    if (bad)
+        return 1;
+    printf("ecgpruned: configuration ok: listen %s:%d, data_dir %s, "
+           "workers %d, max_running_jobs %d, tokens %d, tls %s, log %s%s%s"
+           "%s%s\n",
+           cfg->listen_addr, cfg->port, cfg->data_dir, cfg->workers,
+           cfg->max_running_jobs, cfg->n_tokens,
+           cfg->tls_cert[0] ? "on" : "off",
+           ed_log_level_name(cfg->log_level), cfg->log_file[0] ? " to " : "",
+           cfg->log_file, cfg->preload[0] ? ", preload " : "", cfg->preload);
     return 0;
 }
 
@@ -269,12 +328,15 @@ int main(int argc, char **argv)
     m.argc = argc;
     m.argv = argv;
     if (ed_config_from_args(&app->cfg, argc, argv, err, sizeof err)) {
-        fprintf(stderr, "ecgpruned: %s\n", err);
-        ed_config_usage(stderr);
+        fprintf(stderr, "ecgpruned: %s (see ecgpruned --help)\n", err);
         return 2;
     }
     if (app->cfg.show_help) {
         ed_config_usage(stdout);
+        return 0;
+    }
+    if (app->cfg.show_version) {
+        printf("ecgpruned %s\n", ECGPRUNE_VERSION);
         return 0;
     }
     if (app->cfg.check_only)

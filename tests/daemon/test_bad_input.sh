@@ -15,7 +15,7 @@ if "$ECGPRUNED" --config "$WORK/wrong.json" --check-config \
     2> "$WORK/check.txt"; then
     fail "check-config accepted a string for max_body_bytes"
 fi
-grep -q 'limits.max_body_bytes: expected an integer' "$WORK/check.txt" ||
+grep -q '"max_body_bytes": expected an integer' "$WORK/check.txt" ||
     fail "check-config message: $(cat "$WORK/check.txt")"
 if "$ECGPRUNED" --listen 999.1.1.1:80 --check-config 2> "$WORK/check.txt"
 then
@@ -23,6 +23,26 @@ then
 fi
 grep -q -- '--listen "999.1.1.1:80"' "$WORK/check.txt" ||
     fail "check-config message: $(cat "$WORK/check.txt")"
+if "$ECGPRUNED" --no-such-option 2> "$WORK/check.txt"; then
+    fail "an unknown option was accepted"
+fi
+grep -q 'unknown option --no-such-option' "$WORK/check.txt" ||
+    fail "unknown option message: $(cat "$WORK/check.txt")"
+printf 'not a model' > "$WORK/not-a-model.safetensors"
+if "$ECGPRUNED" --preload "$WORK/not-a-model.safetensors" --check-config \
+    2> "$WORK/check.txt"; then
+    fail "check-config accepted a preload file that is not a model"
+fi
+grep -q "preload: .*not-a-model.safetensors" "$WORK/check.txt" ||
+    fail "check-config preload message: $(cat "$WORK/check.txt")"
+if "$ECGPRUNED" --data-dir "$WORK/not-a-model.safetensors" --check-config \
+    2> "$WORK/check.txt"; then
+    fail "check-config accepted a file as data directory"
+fi
+grep -q "is not a directory" "$WORK/check.txt" ||
+    fail "check-config data_dir message: $(cat "$WORK/check.txt")"
+"$ECGPRUNED" --version | grep -q '^ecgpruned [0-9]' ||
+    fail "--version does not print the version"
 
 # A small body limit (above the default model's size) so that "huge" is
 # quick to send.

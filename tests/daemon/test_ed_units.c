@@ -92,7 +92,7 @@ static void test_config(const char *dir)
     /* Errors name the key or option. */
     REQUIRE(write_text(path, "{\"workers\": 0}") == 0);
     CHECK(ed_config_from_args(&cfg, 3, argv, err, sizeof err) < 0);
-    CHECK_MSG(strstr(err, ".workers: expected an integer in 1..128") != NULL,
+    CHECK_MSG(strstr(err, "key \"workers\": expected an integer in 1..128") != NULL,
               "%s", err);
     REQUIRE(write_text(path, "{\"lisen\": \"x\"}") == 0);
     CHECK(ed_config_from_args(&cfg, 3, argv, err, sizeof err) < 0);
