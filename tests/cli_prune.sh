@@ -4,24 +4,12 @@
 # smaller model that `info`, `infer`, `eval` and `finetune` accept, masks JSON
 # consistent with the model, the same seed gives the same bytes, and
 # hostile parameters get a clear error.  Needs jq.
-set -eu
 ecgprune=$1
 make_model=$2
 excerpt=$3
-work=$(mktemp -d "${TMPDIR:-/tmp}/cli_prune.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-failures=0
-checks=0
-
-check() {   # check DESCRIPTION COMMAND...
-    desc=$1
-    shift
-    checks=$((checks + 1))
-    if ! "$@" > /dev/null; then
-        echo "FAILED: $desc" >&2
-        failures=$((failures + 1))
-    fi
-}
+# shellcheck source-path=SCRIPTDIR source=cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
+cli_begin cli_prune
 
 "$make_model" "$work/tiny.safetensors" 3
 model=$work/tiny.safetensors
@@ -116,5 +104,4 @@ expect 1 "absent.safetensors" "$work/absent.safetensors" $calib $out
 }
 check "no model left by failed runs" test ! -e "$work/x.safetensors"
 
-echo "$checks checks, $failures failed"
-test "$failures" -eq 0
+cli_end
