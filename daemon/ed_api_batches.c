@@ -52,8 +52,9 @@ void ed_api_batches_create(ed_app *app, ed_request *req, int64_t unused)
         return;
     }
 
-    /* Samples as little-endian float32 (the hosts we build for are
-     * little-endian; stated in docs/daemon.md). */
+    /* Samples as little-endian float32.  Limitation: stored in the host's
+     * byte order, which is little-endian on every host we build for; one
+     * lead per batch. */
     if (ecg.n_ann) {
         json_t *a = ed_ecg_annotations_json(&ecg);
         ann = json_dumps(a, JSON_COMPACT);
@@ -95,6 +96,7 @@ void ed_api_batches_list(ed_app *app, ed_request *req, int64_t unused)
     size_t i;
 
     (void)unused;
+    /* Limitation: no pagination; every batch is listed (without samples). */
     rows = ed_store_rows(app->store, "SELECT " BATCH_COLUMNS " FROM batches "
                          "ORDER BY id", NULL);
     if (!rows) {

@@ -50,6 +50,8 @@ static void infer_run(uv_work_t *w)
     ep_inferer *inf = NULL;
     uint64_t t0 = ed_http_now_ns();
 
+    /* Limitation: every request builds its own plan and buffers (a few
+     * milliseconds for the default model); plans are not pooled. */
     ep_infer_default_opts(&opts);
     iw->rc = ep_inferer_create(iw->net, &opts, &inf, &iw->err);
     if (!iw->rc)

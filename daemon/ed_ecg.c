@@ -228,6 +228,9 @@ static unsigned parse_json(ed_request *req, const ed_config *cfg,
     double gain = 1.0, baseline = 0.0;
     unsigned st;
 
+    /* Limitation: this parse runs on the event-loop thread, so a JSON body
+     * of millions of samples holds every other request for its parse
+     * time; long recordings are better sent as WFDB multipart. */
     root = json_loadb((const char *)req->body, req->body_len,
                       JSON_REJECT_DUPLICATES, &jerr);
     if (!root)

@@ -667,7 +667,9 @@ static void start_job(ed_app *app, json_t *row)
     }
     json_decref(params);
 
-    /* Mark it running, then hand it to the pool. */
+    /* Mark it running, then hand it to the pool.  Limitation: a job
+     * interrupted by a stop or a crash starts again from the beginning;
+     * pruning keeps no intermediate state. */
     ed_store_now(now);
     ed_store_exec(app->store, "UPDATE jobs SET state = 'running', "
                   "started_at = ?, attempts = attempts + 1, progress = 0 "

@@ -10,6 +10,10 @@
  * group (a producer convolution and every convolution its channels reach)
  * at a time in layer order, and returns a physically smaller network.
  * Every random choice comes from one generator seeded with opts->seed.
+ * Limitation: the same inputs and seed give byte-identical output on one
+ * machine with one OpenBLAS build and thread count; OpenBLAS picks its
+ * kernels by CPU and splits sums by thread, so another machine may differ
+ * in the last bits.
  */
 #ifndef ECGPRUNE_EP_PRUNE_H
 #define ECGPRUNE_EP_PRUNE_H
