@@ -76,6 +76,8 @@ jq -r '.summary | "beats \(.n_beats), heart rate \(if .heart_rate then
 
 # EC57 scores on the record before and after pruning.
 echo "== EC57 scores on record 208 (reference annotations, 150 ms window)"
+echo "   (208 is one of the default model's training records, so these scores"
+echo "   are optimistic; models/README.md has the scores on unseen patients)"
 curl -s "$ECGPRUNE_URL/v1/jobs/$job" | jq -r '.result.scores |
     ["", "det Se", "det PPV", "V Se", "V PPV", "macro F1"],
     (["before", "after"][] as $k | .[$k] | [$k, .det_se, .det_ppv,

@@ -550,7 +550,8 @@ static int record_success(ed_app *app, job_run *run, double seconds)
                        run->scores_before : json_null(), "after",
                        run->scores_after ? run->scores_after : json_null());
     json_decref(row);
-    text = json_dumps(result, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    /* Nine significant digits, as in every answer: MAC counts stay exact. */
+    text = json_dumps(result, JSON_COMPACT | JSON_REAL_PRECISION(9));
     json_decref(result);
     ed_store_now(now);
     if (text && ed_store_exec(app->store, "UPDATE jobs SET state = "
