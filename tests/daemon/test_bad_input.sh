@@ -10,37 +10,26 @@
     --check-config > "$WORK/check.txt" || fail "shipped config refused"
 grep -q 'configuration ok: listen 127.0.0.1:8642' "$WORK/check.txt" ||
     fail "check-config: $(cat "$WORK/check.txt")"
+# refused PATTERN ARGS...: ecgpruned ARGS must fail with PATTERN on stderr.
+refused() {
+    local pattern=$1
+    shift
+    if "$ECGPRUNED" "$@" 2> "$WORK/check.txt"; then
+        fail "ecgpruned $* was accepted"
+    fi
+    grep -q -- "$pattern" "$WORK/check.txt" ||
+        fail "ecgpruned $*: message $(cat "$WORK/check.txt")"
+}
 echo '{"limits": {"max_body_bytes": "big"}}' > "$WORK/wrong.json"
-if "$ECGPRUNED" --config "$WORK/wrong.json" --check-config \
-    2> "$WORK/check.txt"; then
-    fail "check-config accepted a string for max_body_bytes"
-fi
-grep -q '"max_body_bytes": expected an integer' "$WORK/check.txt" ||
-    fail "check-config message: $(cat "$WORK/check.txt")"
-if "$ECGPRUNED" --listen 999.1.1.1:80 --check-config 2> "$WORK/check.txt"
-then
-    fail "check-config accepted listen 999.1.1.1:80"
-fi
-grep -q -- '--listen "999.1.1.1:80"' "$WORK/check.txt" ||
-    fail "check-config message: $(cat "$WORK/check.txt")"
-if "$ECGPRUNED" --no-such-option 2> "$WORK/check.txt"; then
-    fail "an unknown option was accepted"
-fi
-grep -q 'unknown option --no-such-option' "$WORK/check.txt" ||
-    fail "unknown option message: $(cat "$WORK/check.txt")"
+refused '"max_body_bytes": expected an integer' --config "$WORK/wrong.json" \
+    --check-config
+refused '--listen "999.1.1.1:80"' --listen 999.1.1.1:80 --check-config
+refused 'unknown option --no-such-option' --no-such-option
 printf 'not a model' > "$WORK/not-a-model.safetensors"
-if "$ECGPRUNED" --preload "$WORK/not-a-model.safetensors" --check-config \
-    2> "$WORK/check.txt"; then
-    fail "check-config accepted a preload file that is not a model"
-fi
-grep -q "preload: .*not-a-model.safetensors" "$WORK/check.txt" ||
-    fail "check-config preload message: $(cat "$WORK/check.txt")"
-if "$ECGPRUNED" --data-dir "$WORK/not-a-model.safetensors" --check-config \
-    2> "$WORK/check.txt"; then
-    fail "check-config accepted a file as data directory"
-fi
-grep -q "is not a directory" "$WORK/check.txt" ||
-    fail "check-config data_dir message: $(cat "$WORK/check.txt")"
+refused "preload: .*not-a-model.safetensors" \
+    --preload "$WORK/not-a-model.safetensors" --check-config
+refused "is not a directory" --data-dir "$WORK/not-a-model.safetensors" \
+    --check-config
 "$ECGPRUNED" --version | grep -q '^ecgpruned [0-9]' ||
     fail "--version does not print the version"
 
