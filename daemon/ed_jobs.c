@@ -23,6 +23,7 @@
 #include "ed_log.h"
 #include "ed_metrics.h"
 #include "ed_models.h"
+#include "ed_warnings.h"
 
 /* Why a running job was asked to stop. */
 enum { STOP_NONE = 0, STOP_CANCEL = 1, STOP_SHUTDOWN = 2 };
@@ -499,6 +500,30 @@ static void unlink_run(ed_jobs *jobs, job_run *run)
 
 /* Store the pruned model, its masks and the job result in one
  * transaction. */
+/* The warnings of a finished job (see ed_warnings.h), each also logged. */
+static json_t *job_warnings(const job_run *run)
+{
+    size_t counts[EP_AAMI_COUNT] = {0}, k;
+    json_t *warnings = json_array(), *w;
+    int i, annotated = 0;
+
+    for (i = 0; i < run->n_calib; i++) {
+        for (k = 0; k < run->calib[i].n_beats; k++)
+            counts[run->calib[i].beats[k].cls]++;
+        annotated |= run->calib[i].n_beats > 0;
+    }
+    ed_warn_calibration(warnings, counts, annotated);
+    ed_warn_holdout(warnings, run->scores_before, run->scores_after,
+                    run->n_holdout);
+    json_array_foreach(warnings, k, w) {
+        char quoted[600];
+        ed_log(ED_LOG_WARN, "job_warning", "job=%lld warning=%s",
+               (long long)run->id,
+               ed_log_quote(quoted, sizeof quoted, json_string_value(w)));
+    }
+    return warnings;
+}
+
 static int record_success(ed_app *app, job_run *run, double seconds)
 {
     char name[128], msg[600], now[32];
@@ -541,14 +566,15 @@ static int record_success(ed_app *app, job_run *run, double seconds)
     row = ed_store_row(app->store, NULL, "SELECT parameters, "
                        "macs_per_second, size_bytes FROM models WHERE id = ?",
                        "i", model_id);
-    result = json_pack("{s:I, s:O, s:O, s:O, s:f, s:{s:O, s:O}}",
+    result = json_pack("{s:I, s:O, s:O, s:O, s:f, s:{s:O, s:O}, s:o}",
                        "model_id", (json_int_t)model_id, "parameters",
                        json_object_get(row, "parameters"), "macs_per_second",
                        json_object_get(row, "macs_per_second"), "size_bytes",
                        json_object_get(row, "size_bytes"), "seconds", seconds,
                        "scores", "before", run->scores_before ?
                        run->scores_before : json_null(), "after",
-                       run->scores_after ? run->scores_after : json_null());
+                       run->scores_after ? run->scores_after : json_null(),
+                       "warnings", job_warnings(run));
     json_decref(row);
     /* Nine significant digits, as in every answer: MAC counts stay exact. */
     text = json_dumps(result, JSON_COMPACT | JSON_REAL_PRECISION(9));

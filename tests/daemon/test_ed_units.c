@@ -2,7 +2,8 @@
  * test_ed_units.c - unit tests of the daemon's self-contained modules:
  * listen-address parsing and the configuration file (ed_config), value
  * quoting in log lines (ed_log), schema migration and statement helpers
- * of the store (ed_store).  Expected values are worked out by hand.
+ * of the store (ed_store), the warnings of a finished job
+ * (ed_warnings).  Expected values are worked out by hand.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "ed_log.h"
 #include "ed_schema.h"
 #include "ed_store.h"
+#include "ed_warnings.h"
 
 static void test_listen(void)
 {
@@ -168,6 +170,58 @@ static void test_store(const char *dir)
     ed_store_close(s);
 }
 
+/* The single warning text in w, or "" when there is none. */
+static const char *only_warning(json_t *w)
+{
+    return json_array_size(w) == 1 ? json_string_value(json_array_get(w, 0))
+                                   : "";
+}
+
+static void test_warnings(void)
+{
+    size_t counts[EP_AAMI_COUNT] = {0};
+    json_t *w = json_array(), *before, *after;
+
+    /* Calibration: no annotations; enough rare beats; too few S and F. */
+    ed_warn_calibration(w, counts, 0);
+    CHECK(strstr(only_warning(w), "no annotations") != NULL);
+    json_array_clear(w);
+    counts[EP_AAMI_N] = 300;
+    counts[EP_AAMI_S] = 5;
+    counts[EP_AAMI_V] = 40;
+    counts[EP_AAMI_F] = 5;
+    ed_warn_calibration(w, counts, 1);
+    CHECK_EQ_INT((int)json_array_size(w), 0);
+    counts[EP_AAMI_S] = 4;
+    counts[EP_AAMI_F] = 0;
+    ed_warn_calibration(w, counts, 1);
+    CHECK_MSG(strstr(only_warning(w), "only 4 S, 0 F beat(s)") != NULL, "%s",
+              only_warning(w));
+    json_array_clear(w);
+
+    /* Held out: nothing; a 0.03 fall of detection Se and V F1 1 -> 0.85
+     * (support 10) are reported, F1 of F with support 4 is not. */
+    ed_warn_holdout(w, NULL, NULL, 0);
+    CHECK(strstr(only_warning(w), "unchecked") != NULL);
+    json_array_clear(w);
+    before = json_pack("{s:f, s:f, s:{s:{s:f, s:i}, s:{s:f, s:i}}}",
+                       "det_se", 1.0, "macro_f1", 0.70, "classes", "V", "f1",
+                       1.0, "support", 10, "F", "f1", 1.0, "support", 4);
+    after = json_pack("{s:f, s:f, s:{s:{s:f, s:i}, s:{s:f, s:i}}}",
+                      "det_se", 0.97, "macro_f1", 0.69, "classes", "V", "f1",
+                      0.85, "support", 10, "F", "f1", 0.0, "support", 4);
+    ed_warn_holdout(w, before, after, 1);
+    CHECK_MSG(strcmp(only_warning(w), "held-out scores fell: detection Se "
+                     "1.000 -> 0.970, V F1 1.000 -> 0.850") == 0, "%s",
+              only_warning(w));
+    json_array_clear(w);
+    ed_warn_holdout(w, before, before, 1);
+    CHECK_EQ_INT((int)json_array_size(w), 0);
+    json_decref(before);
+    json_decref(after);
+    json_decref(w);
+}
+
 int main(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -180,6 +234,7 @@ int main(void)
     test_config(dir);
     test_quote();
     test_store(dir);
+    test_warnings();
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "test_ed_units: could not remove %s\n", dir);

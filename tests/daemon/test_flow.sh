@@ -69,6 +69,16 @@ PRUNED=$(body .result.model_id)
     fail "job result has no scores after"
 note "held-out record 208, detection Se before/after pruning:" \
     "$(body .result.scores.before.det_se) / $(body .result.scores.after.det_se)"
+# Warnings: record 100's excerpt holds no F beat, so the calibration is
+# flagged; a macro-F1 fall of more than 0.02 on 208 must be flagged too.
+body '.result.warnings[]' | grep -q "calibration batches hold only .* F" ||
+    fail "no calibration warning: $(body .result.warnings)"
+FELL=$(body '(.result.scores.before.macro_f1 - .result.scores.after.macro_f1)
+    > 0.02')
+WARNED=$(body '[.result.warnings[] | select(test("held-out scores fell:.*macro-F1"))]
+    | length > 0')
+[ "$FELL" = "$WARNED" ] ||
+    fail "macro-F1 fell: $FELL, warned: $WARNED ($(body .result.warnings))"
 
 # Lineage and size of the pruned model.
 req GET "/v1/models/$PRUNED"

@@ -1,0 +1,100 @@
+/*
+ * ed_warnings.c - the warnings of a finished pruning job (see
+ * ed_warnings.h).  The thresholds are deliberately coarse: they flag a
+ * result a person should look at, they do not grade it.
+ */
+#include "ed_warnings.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* A fall in detection sensitivity or macro-F1 larger than this, or in one
+ * class's F1 larger than ED_WARN_CLASS_DROP (with enough support to
+ * matter), is reported. */
+#define ED_WARN_SCORE_DROP 0.02
+#define ED_WARN_CLASS_DROP 0.10
+#define ED_WARN_MIN_SUPPORT 5
+
+static void add(json_t *warnings, const char *text)
+{
+    json_array_append_new(warnings, json_string(text));
+}
+
+void ed_warn_calibration(json_t *warnings,
+                         const size_t counts[EP_AAMI_COUNT], int annotated)
+{
+    static const ep_aami rare[] = {EP_AAMI_S, EP_AAMI_V, EP_AAMI_F};
+    char text[256], few[96] = "";
+    size_t i, used = 0;
+
+    if (!annotated) {
+        add(warnings, "the calibration batches carry no annotations, so "
+            "the calibration windows were not centred on rare beats; check "
+            "the pruned model on held-out ECG with S, V and F beats before "
+            "using it");
+        return;
+    }
+    for (i = 0; i < sizeof rare / sizeof rare[0]; i++) {
+        if (counts[rare[i]] >= ED_WARN_MIN_RARE_BEATS)
+            continue;
+        used += (size_t)snprintf(few + used, sizeof few - used, "%s%zu %s",
+                                 used ? ", " : "", counts[rare[i]],
+                                 ep_aami_name(rare[i]));
+    }
+    if (used == 0)
+        return;
+    snprintf(text, sizeof text, "the calibration batches hold only %s "
+             "beat(s); the pruned model may lose those classes, so use it "
+             "only for this subject and check it on held-out ECG", few);
+    add(warnings, text);
+}
+
+static double number(const json_t *obj, const char *key)
+{
+    return json_number_value(json_object_get(obj, key));
+}
+
+/* "name a -> b" for one score that fell, appended to out. */
+static void append_drop(char *out, size_t size, const char *name, double a,
+                        double b)
+{
+    size_t used = strlen(out);
+
+    snprintf(out + used, size - used, "%s%s %.3f -> %.3f", used ? ", " : "",
+             name, a, b);
+}
+
+void ed_warn_holdout(json_t *warnings, const json_t *before,
+                     const json_t *after, int n_holdout)
+{
+    const char *cls;
+    json_t *b, *a;
+    char drops[400] = "", text[480], name[16];
+
+    if (n_holdout == 0 || !before || !after) {
+        add(warnings, "no held-out ECG was scored (see the job's "
+            "\"holdout\" parameter), so the pruned model is unchecked");
+        return;
+    }
+    if (number(before, "det_se") - number(after, "det_se") >
+        ED_WARN_SCORE_DROP)
+        append_drop(drops, sizeof drops, "detection Se",
+                    number(before, "det_se"), number(after, "det_se"));
+    if (number(before, "macro_f1") - number(after, "macro_f1") >
+        ED_WARN_SCORE_DROP)
+        append_drop(drops, sizeof drops, "macro-F1",
+                    number(before, "macro_f1"), number(after, "macro_f1"));
+    json_object_foreach(json_object_get(before, "classes"), cls, b) {
+        a = json_object_get(json_object_get(after, "classes"), cls);
+        if (number(b, "support") < ED_WARN_MIN_SUPPORT ||
+            number(b, "f1") - number(a, "f1") <= ED_WARN_CLASS_DROP)
+            continue;
+        snprintf(name, sizeof name, "%s F1", cls);
+        append_drop(drops, sizeof drops, name, number(b, "f1"),
+                    number(a, "f1"));
+    }
+    if (drops[0] == '\0')
+        return;
+    snprintf(text, sizeof text, "held-out scores fell: %s", drops);
+    add(warnings, text);
+}
