@@ -553,6 +553,7 @@ void ed_api_jobs_masks(ed_app *app, ed_request *req, int64_t id)
                                "FROM jobs WHERE id = ?", "i", id);
     json_t *rows, *groups, *g, *params;
     json_error_t jerr;
+    char seed[32];
     size_t i;
 
     if (!row) {
@@ -586,16 +587,25 @@ void ed_api_jobs_masks(ed_app *app, ed_request *req, int64_t id)
     json_array_foreach(rows, i, g) {
         json_t *kept = json_loads(json_string_value(json_object_get(
                                       g, "kept")), 0, &jerr);
+        kept = kept ? kept : json_array();
         json_array_append_new(groups, json_pack(
-            "{s:O, s:O, s:O, s:o}", "group", json_object_get(g, "group_index"),
-            "producer", json_object_get(g, "producer"), "channels_before",
-            json_object_get(g, "channels_before"), "kept",
-            kept ? kept : json_array()));
+            "{s:O, s:O, s:O, s:I, s:o}", "group",
+            json_object_get(g, "group_index"), "producer",
+            json_object_get(g, "producer"), "channels_before",
+            json_object_get(g, "channels_before"), "channels_after",
+            (json_int_t)json_array_size(kept), "kept", kept));
     }
     json_decref(rows);
+
+    /* The fields of the masks file `ecgprune prune --masks` writes, the
+     * seed as a decimal string there too (a uint64 does not survive every
+     * JSON reader as a number). */
+    snprintf(seed, sizeof seed, "%" JSON_INTEGER_FORMAT,
+             json_integer_value(json_object_get(params, "seed")));
     ed_http_json(req, 200, json_pack(
-        "{s:I, s:O, s:O, s:o}", "job_id", (json_int_t)id, "method",
-        json_object_get(params, "method"), "keep",
-        json_object_get(params, "keep"), "groups", groups));
+        "{s:I, s:O, s:O, s:s, s:O, s:o}", "job_id", (json_int_t)id,
+        "method", json_object_get(params, "method"), "keep",
+        json_object_get(params, "keep"), "seed", seed, "reconstruct",
+        json_object_get(params, "reconstruct"), "groups", groups));
     json_decref(params);
 }

@@ -4,6 +4,7 @@
  * stop.
  */
 #include <cblas.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,13 +222,12 @@ static int write_port_file(const char *path, int port)
     return rename(tmp, path);
 }
 
-/* Whether the data directory exists as a writable directory, or could be
- * created because its parent is one. */
+/* Whether the data directory exists as a writable directory, or can be
+ * created: tried for real (and removed again), since access() says yes to
+ * root everywhere, /proc included. */
 static int data_dir_usable(const char *dir, char *why, size_t size)
 {
-    char parent[ED_PATH_MAX];
     struct stat st;
-    char *slash;
 
     if (stat(dir, &st) == 0) {
         if (!S_ISDIR(st.st_mode)) {
@@ -240,19 +240,12 @@ static int data_dir_usable(const char *dir, char *why, size_t size)
         }
         return 1;
     }
-    snprintf(parent, sizeof parent, "%s", dir);
-    slash = strrchr(parent, '/');
-    if (slash == parent)
-        slash[1] = '\0';
-    else if (slash)
-        *slash = '\0';
-    else
-        snprintf(parent, sizeof parent, ".");
-    if (access(parent, W_OK | X_OK) != 0) {
-        snprintf(why, size, "%s does not exist and %s is not a writable "
-                 "directory to create it in", dir, parent);
+    if (mkdir(dir, 0700) != 0) {
+        snprintf(why, size, "%s does not exist and cannot be created: %s",
+                 dir, strerror(errno));
         return 0;
     }
+    rmdir(dir);
     return 1;
 }
 
@@ -286,10 +279,11 @@ static int check_config(const ed_config *cfg)
     if (bad)
         return 1;
     printf("ecgpruned: configuration ok: listen %s:%d, data_dir %s, "
-           "workers %d, max_running_jobs %d, tokens %d, tls %s, log %s%s%s"
-           "%s%s\n",
+           "workers %d, max_running_jobs %d, max_body_bytes %lld, "
+           "max_samples %lld, tokens %d, tls %s, log %s%s%s%s%s\n",
            cfg->listen_addr, cfg->port, cfg->data_dir, cfg->workers,
-           cfg->max_running_jobs, cfg->n_tokens,
+           cfg->max_running_jobs, (long long)cfg->max_body_bytes,
+           (long long)cfg->max_samples, cfg->n_tokens,
            cfg->tls_cert[0] ? "on" : "off",
            ed_log_level_name(cfg->log_level), cfg->log_file[0] ? " to " : "",
            cfg->log_file, cfg->preload[0] ? ", preload " : "", cfg->preload);
