@@ -3,6 +3,10 @@
  * loop thread, the connection is suspended, the network runs on a pool
  * worker with its own inferer, and the answer (beats and a summary) is
  * sent from the after-work callback.
+ *
+ * Limitation: a pruned model is not tied to the subject it was calibrated
+ * on; any ECG may be sent to any model, and choosing the model of the
+ * right subject is the gateway's job.
  */
 #include <math.h>
 #include <stdio.h>

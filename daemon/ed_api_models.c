@@ -226,6 +226,8 @@ void ed_api_models_delete(ed_app *app, ed_request *req, int64_t id)
                         (long long)job);
         return;
     }
+    /* Limitation: the models pruned from this one stay, but their lineage
+     * link to it is cleared (ON DELETE SET NULL), not kept as a record. */
     if (ed_store_exec(app->store, "DELETE FROM models WHERE id = ?", "i",
                       id) < 0) {
         ed_api_store_error(app, req);
