@@ -30,6 +30,7 @@ refused "preload: .*not-a-model.safetensors" \
     --preload "$WORK/not-a-model.safetensors" --check-config
 refused "is not a directory" --data-dir "$WORK/not-a-model.safetensors" \
     --check-config
+refused "cannot be created" --data-dir /proc/ecgpruned-test --check-config
 "$ECGPRUNED" --version | grep -q '^ecgpruned [0-9]' ||
     fail "--version does not print the version"
 
