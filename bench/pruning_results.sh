@@ -135,10 +135,16 @@ fi
 
 # ---- the Markdown ----------------------------------------------------------
 
+# The measured lines of one setting without their headers, by keep
+# (largest first), method, refit (on first) and seed.
+rows() {
+    tail -q -n +2 "$raw/$1".*.tsv |
+        sort -t "$(printf '\t')" -k3,3r -k4,4 -k5,5r -k6,6n
+}
+
 # Aggregate the lines of one setting over seeds into a table.
 table() {
-    awk -F '\t' -v want="$1" -v stage="$2" '
-    FNR == 1 { next }
+    rows "$1" | awk -F '\t' -v want="$1" -v stage="$2" '
     $1 != want || $2 != stage { next }
     $4 == "none" {
         base_f1 = $11; base_params = $7; base_macs = $8; next
@@ -177,7 +183,7 @@ table() {
                 mean(k, 7), mean(k, 8), 100 * mean(k, 3), 100 * sd(k, 3),
                 mean(k, 4), sd(k, 4), prune[k] / n[k]
         }
-    }' "$raw/$1".*.tsv
+    }'
 }
 
 # Speed-up against the MAC reduction.
@@ -186,14 +192,14 @@ speed_table() {
         red = 1 / ($8 / base_macs)
         printf "| %s | %.3f | %.2f | %.3f | %.3f | %.2f | %.2f | %s |\n",
             $3, $8 / base_macs, red, $10, $9, $10 / $9,
-            ($10 / $9) / red, ($10 / $9) / red >= 0.8 ? "yes" : "**no**"
+            ($10 / $9) / red, (($10 / $9) / red >= 0.8 ? "yes" : "**no**")
     }' "$raw/speed.tsv"
 }
 
 # Goals without fine-tuning, per method with refit, general setting.
 goals() {
-    awk -F '\t' -v want="$1" '
-    FNR == 1 || $1 != want || $2 != "pruned" { next }
+    rows "$1" | awk -F '\t' -v want="$1" '
+    $1 != want || $2 != "pruned" { next }
     $4 == "none" { base = $11; next }
     $5 == "on" && ($3 == "0.75" || $3 == "0.50") {
         k = $3 "\t" $4; n[k]++; f1[k] += $11; ag[k] += $16
@@ -215,7 +221,47 @@ goals() {
             printf "| %s | %s | %+.2f | %.2f | %s | %s |\n", f[1], f[2],
                 d, a, goal, ok ? "yes" : "**no**"
         }
-    }' "$raw/$1".*.tsv
+    }'
+}
+
+# Ising against the baselines on the fidelity measures, per keep ratio
+# (refit on, no fine-tuning): the best of each side by mean agreement and
+# by mean score error.
+versus() {
+    rows "$1" | awk -F '\t' -v want="$1" '
+    $1 != want || $2 != "pruned" || $4 == "none" || $5 != "on" { next }
+    {
+        k = $3 "\t" $4; n[k]++; ag[k] += $16; er[k] += $17
+        if (!(k in seen)) { seen[k] = 1; order[++m] = k }
+        if (!($3 in kseen)) { kseen[$3] = 1; keeps[++nk] = $3 }
+    }
+    END {
+        if (m == 0) { print "(not run)"; exit }
+        print "| keep | best ising (agreement) | best baseline (agreement) |" \
+              " best ising (score error) | best baseline (score error) |" \
+              " fidelity winner |"
+        print "|---|---|---|---|---|---|"
+        for (j = 1; j <= nk; j++) {
+            ia = ba = -1; ie = be = 1e9
+            for (i = 1; i <= m; i++) {
+                split(order[i], f, "\t")
+                if (f[1] != keeps[j]) continue
+                a = ag[order[i]] / n[order[i]]; e = er[order[i]] / n[order[i]]
+                if (f[2] ~ /^ising/) {
+                    if (a > ia) { ia = a; ian = f[2] }
+                    if (e < ie) { ie = e; ien = f[2] }
+                } else {
+                    if (a > ba) { ba = a; ban = f[2] }
+                    if (e < be) { be = e; ben = f[2] }
+                }
+            }
+            if (ia < 0 || ba < 0) continue
+            w = (ia >= ba && ie <= be) ? "ising" : \
+                (ia < ba && ie > be) ? "**baseline (" ban ")**" : "split"
+            printf "| %s | %s %.2f %% | %s %.2f %% | %s %.4f | %s %.4f | %s |\n",
+                keeps[j], ian, 100 * ia, ban, 100 * ba, ien, ie, ben, be, w
+        }
+    }'
 }
 
 {
@@ -288,6 +334,8 @@ EOF
         if ls "$raw/$setting".*.tsv > /dev/null 2>&1; then
             printf '### Goals without fine-tuning (%s)\n\n' "$setting"
             goals "$setting"
+            printf '\n### Ising against the baselines (%s)\n\n' "$setting"
+            versus "$setting"
             printf '\n'
         fi
     done
