@@ -230,6 +230,8 @@ static void read_options(job_run *run, json_t *p)
         run->prune.seed = (uint64_t)json_integer_value(v);
     if ((v = json_object_get(p, "reconstruct")))
         run->prune.reconstruct = json_is_true(v);
+    if ((v = json_object_get(p, "prune_head_input")))
+        run->prune.prune_head_input = json_is_true(v);
     if ((v = json_object_get(p, "lambda")))
         run->prune.lambda = json_number_value(v);
     if ((v = json_object_get(p, "batch_windows")))

@@ -142,6 +142,7 @@ static ep_prune_result *prune(const ep_net *net, ep_prune_method method,
     opts.reconstruct = reconstruct;
     opts.seed = seed;
     opts.batch_windows = 6;
+    opts.prune_head_input = 1;      /* every group, as the spec has it */
     rc = ep_prune_run_windows(net, windows, N_WIN, &opts, NULL, NULL, &res,
                               &err);
     CHECK_MSG(rc == EP_OK, "%s", err.msg);
@@ -331,6 +332,7 @@ static void test_exact_combination(void)
     opts.method = EP_PRUNE_L1;
     opts.keep = 2.0 / 3.0;
     opts.lambda = 0.0;
+    opts.prune_head_input = 1;      /* a feeds the output layer b */
     REQUIRE(ep_prune_run_windows(net, windows, N_WIN, &opts, NULL, NULL,
                                  &res, &err) == EP_OK);
     CHECK_EQ_INT(res->groups[0].channels_after, 2);
@@ -683,6 +685,37 @@ static void test_segments(void)
     ep_net_free(net);
 }
 
+/* By default the group whose consumer is the classifier keeps every
+ * channel and is not refitted; every other group is pruned as asked. */
+static void test_head_input_kept(void)
+{
+    ep_net *net = small_unet(1);
+    ep_prune_opts opts;
+    ep_prune_result *res = NULL;
+    ep_error err;
+    int g, whole = 0;
+
+    ep_prune_default_opts(&opts);
+    opts.batch_windows = 6;
+    CHECK_EQ_INT(opts.prune_head_input, 0);
+    REQUIRE(ep_prune_run_windows(net, windows, N_WIN, &opts, NULL, NULL,
+                                 &res, &err) == EP_OK);
+    for (g = 0; g < res->n_groups; g++) {
+        const ep_prune_group_report *rep = &res->groups[g];
+
+        if (rep->channels_after < rep->channels_before)
+            continue;
+        whole++;
+        CHECK_MSG(strcmp(rep->producer, "dec0.conv0") == 0, "%s kept whole",
+                  rep->producer);
+        CHECK(rep->err_before == 0.0 && rep->err_after == 0.0);
+    }
+    CHECK_EQ_INT(whole, 1);
+    CHECK(ep_net_macs_per_second(res->net) < ep_net_macs_per_second(net));
+    ep_prune_result_free(res);
+    ep_net_free(net);
+}
+
 int main(void)
 {
     load_windows();
@@ -696,5 +729,6 @@ int main(void)
     test_hostile();
     test_general_graph();
     test_segments();
+    test_head_input_kept();
     return check_exit();
 }

@@ -44,6 +44,8 @@ static void usage(FILE *out)
         "  --coreset-scale S  coreset size m = ceil(S * kept) (default 1.25)\n"
         "  --seed N           seed of every random choice (default 1)\n"
         "  --no-reconstruct   drop channels without refitting\n"
+        "  --prune-head-input also prune the channels the classifier reads\n"
+        "                     (kept whole by default)\n"
         "  --lambda X         ridge of the refit (default: 1e-5 trace/size)\n"
         "  --batch-windows B  calibration windows per batch (default 8)\n"
         "  --max-windows W    calibration windows used at most (default 64)\n"
@@ -139,6 +141,8 @@ static int parse_args(int argc, char **argv, prune_args *a)
 
         if (strcmp(arg, "--no-reconstruct") == 0) {
             a->opts.reconstruct = 0;
+        } else if (strcmp(arg, "--prune-head-input") == 0) {
+            a->opts.prune_head_input = 1;
         } else if (strcmp(arg, "--no-stratify") == 0) {
             a->stratify = 0;
         } else if (strcmp(arg, "--json") == 0) {

@@ -93,12 +93,17 @@ expect 200 "pruned model"
 req GET "/v1/jobs/$JOB/masks"
 expect 200 "masks"
 [ "$(body '.groups | length')" -gt 0 ] || fail "no mask groups"
-body '.groups[] | select((.kept | length) == 0 or (.kept | length) >=
+body '.groups[] | select((.kept | length) == 0 or (.kept | length) >
     .channels_before or .kept != (.kept | unique) or (.kept | max) >=
     .channels_before or .channels_after != (.kept | length)) | .producer' \
     > "$WORK/badmasks"
 [ ! -s "$WORK/badmasks" ] || fail "bad masks for $(cat "$WORK/badmasks")"
 [ "$(body '.seed | tojson')" = '"3"' ] || fail "masks seed: $(body .seed)"
+# Only the group the classifier reads keeps every channel (by default).
+[ "$(body '[.groups[] | select((.kept | length) == .channels_before)
+    | .producer] | join(",")')" = dec0.conv1 ] ||
+    fail "groups kept whole: $(body '[.groups[] | select((.kept | length) ==
+    .channels_before) | .producer]')"
 
 # Inference with the pruned model on 10 s of record 100 (JSON body).
 "$ED_TESTTOOL" ecg-json "$EXCERPT/100" 3600 3600 > "$WORK/seg.json"

@@ -53,6 +53,9 @@ typedef struct ep_prune_opts {
     int batch_windows;      /* calibration windows per batch (default 8) */
     int max_windows;        /* calibration windows used at most (default
                                64); more are drawn at random */
+    int prune_head_input;   /* 1: also prune the group whose channels feed
+                               the output layer (default 0: that group
+                               keeps every channel, see docs/pruning.md) */
 } ep_prune_opts;
 
 void ep_prune_default_opts(ep_prune_opts *opts);
