@@ -289,6 +289,10 @@ EOF
 - *personal*: per DS2 record, calibrated on its first 5 minutes, tested on
   the remaining 25; *finetuned* rows fine-tune both the pruned and the
   unpruned model on the same 5 minutes first.
+- *literal*: as *general*, but with `--prune-head-input`, the spec's
+  grouping in which the channels the classifier reads are pruned too (the
+  default keeps them; see pruning.md).  Measured with an earlier run of
+  this script whose lines were relabelled.
 - params, MACs: the pruned model's over the unpruned one's (the unpruned
   count includes the BN statistics that pruning folds away).  Speed is
   measured separately (next section): the grid's runs share the cores, so
@@ -323,7 +327,7 @@ EOF
     else
         printf '(not run)\n\n'
     fi
-    for setting in general personal; do
+    for setting in general personal literal; do
         for stage in pruned finetuned; do
             ls "$raw/$setting".*.tsv > /dev/null 2>&1 || continue
             grep -q "^$setting	$stage	" "$raw/$setting".*.tsv || continue
