@@ -8,9 +8,11 @@
  * (macro-F1 and F1 of N, S, V, F), agreement of beat labels with the
  * unpruned model and the relative error of its class probabilities.
  *
- * Two calibration settings:
+ * Calibration settings:
  *   general   one pruned model per configuration, calibrated on a stretch
  *             of every DS1 record, tested on the whole of every DS2 record;
+ *   literal   as general, with the classifier's input channels pruned too
+ *             (prune_head_input, the spec's literal grouping);
  *   personal  one pruned model per configuration and DS2 record,
  *             calibrated on the record's first 5 minutes and tested on the
  *             rest; optionally also after fine-tuning both the pruned and
@@ -113,7 +115,7 @@ static void usage(void)
 {
     fprintf(stderr,
         "usage: bench_pruning --model M --mitdb DIR [--setting general|"
-        "personal|speed]\n"
+        "literal|personal|speed]\n"
         "  [--keeps 0.75,0.5,0.3] [--methods all|M1,M2] [--recon on,off]\n"
         "  [--seeds 1,2,3] [--records 100,103|ds2] [--finetune]\n"
         "  [--calib-from S] [--calib-seconds S] [--personal-seconds S]\n"
@@ -201,6 +203,7 @@ static void parse_args(int argc, char **argv, bench_args *a)
     }
     if (a->model == NULL || a->mitdb == NULL ||
         (strcmp(a->setting, "general") != 0 &&
+         strcmp(a->setting, "literal") != 0 &&
          strcmp(a->setting, "personal") != 0 &&
          strcmp(a->setting, "speed") != 0))
         usage();
@@ -450,6 +453,7 @@ static ep_net *prune_with(const bench_args *a, const ep_net *net,
     o.keep = c->keep;
     o.reconstruct = c->recon;
     o.seed = c->seed;
+    o.prune_head_input = strcmp(a->setting, "literal") == 0;
     if (a->max_windows > 0)
         o.max_windows = a->max_windows;
     if (ep_prune_run(net, segs, n_segs, &o, NULL, NULL, &res, &err))
@@ -477,7 +481,7 @@ static void run_general(const bench_args *a, const ep_net *net,
     for (i = 0; i < n_test; i++)
         eval_stretch(net, &test[i], 0, test[i].n, NULL,
                      &base[i], &mb);
-    print_line("general", "pruned", 1.0, "none", 0, 0, net, &mb, &mb, 0.0);
+    print_line(a->setting, "pruned", 1.0, "none", 0, 0, net, &mb, &mb, 0.0);
 
     for (i = 0; i < N_DS1; i++) {
         int64_t from, to;
@@ -493,14 +497,14 @@ static void run_general(const bench_args *a, const ep_net *net,
         double ps;
         ep_net *pruned = prune_with(a, net, &cfg[c], segs, N_DS1, &ps);
 
-        fprintf(stderr, "general %d/%d: %s keep %.2f recon %d seed %llu\n",
-                c + 1, n_cfg, ep_prune_method_name(cfg[c].method),
+        fprintf(stderr, "%s %d/%d: %s keep %.2f recon %d seed %llu\n",
+                a->setting, c + 1, n_cfg, ep_prune_method_name(cfg[c].method),
                 cfg[c].keep, cfg[c].recon, (unsigned long long)cfg[c].seed);
         memset(&m, 0, sizeof m);
         for (i = 0; i < n_test; i++)
             eval_stretch(pruned, &test[i], 0, test[i].n,
                          &base[i], NULL, &m);
-        print_line("general", "pruned", cfg[c].keep,
+        print_line(a->setting, "pruned", cfg[c].keep,
                    ep_prune_method_name(cfg[c].method), cfg[c].recon,
                    cfg[c].seed, pruned, &m, &mb, ps);
         ep_net_free(pruned);
@@ -690,7 +694,8 @@ int main(int argc, char **argv)
     for (i = 0; i < a.n_records; i++)
         load_record(a.mitdb, a.records[i], &test[i]);
     print_header();
-    if (strcmp(a.setting, "general") == 0)
+    if (strcmp(a.setting, "general") == 0 ||
+        strcmp(a.setting, "literal") == 0)
         run_general(&a, net, test, a.n_records);
     else if (strcmp(a.setting, "speed") == 0)
         run_speed(&a, net, &test[0]);

@@ -4,7 +4,7 @@
 # option, so that a quick run and the full run use the same script.
 #
 #   bench/pruning_results.sh [--build DIR] [--model FILE] [--mitdb DIR]
-#       [--settings general,personal] [--keeps 0.75,0.5,0.3]
+#       [--settings general,personal,literal] [--keeps 0.75,0.5,0.3]
 #       [--methods all|M1,M2] [--recon on,off] [--seeds 1,2,3,4,5]
 #       [--records ds2|100,103] [--finetune] [--jobs N] [--tag NAME]
 #       [--out docs/pruning-results.md] [--raw DIR] [--from-raw]
@@ -292,7 +292,8 @@ EOF
 - *literal*: as *general*, but with `--prune-head-input`, the spec's
   grouping in which the channels the classifier reads are pruned too (the
   default keeps them; see pruning.md).  Measured with an earlier run of
-  this script whose lines were relabelled.
+  this script whose lines were relabelled (`--settings literal` measures
+  it anew).
 - params, MACs: the pruned model's over the unpruned one's (the unpruned
   count includes the BN statistics that pruning folds away).  Speed is
   measured separately (next section): the grid's runs share the cores, so
