@@ -170,6 +170,25 @@ static unsigned check_finetune(json_t *ft, json_t *out, char *msg,
     return 0;
 }
 
+/* Held-out batches must not be calibration batches, or their scores
+ * would not be held out. */
+static unsigned disjoint(const json_t *held, const json_t *calib, char *msg,
+                         size_t ms)
+{
+    size_t i, j;
+
+    for (i = 0; i < json_array_size(held); i++)
+        for (j = 0; j < json_array_size(calib); j++)
+            if (json_integer_value(json_array_get(held, i)) ==
+                json_integer_value(json_array_get(calib, j)))
+                return bad(msg, ms, 422, "holdout.batch_ids: batch %lld is "
+                           "also a calibration batch (batch_ids); hold out "
+                           "other batches or use \"fraction\"",
+                           (long long)json_integer_value(
+                               json_array_get(held, i)));
+    return 0;
+}
+
 static unsigned check_holdout(ed_app *app, json_t *h, json_t *out,
                               json_t *batch_ids, char *msg, size_t ms)
 {
@@ -190,6 +209,8 @@ static unsigned check_holdout(ed_app *app, json_t *h, json_t *out,
     json_object_set_new(out, "holdout", o);
     if (ids) {
         if ((st = batch_list(app, ids, "holdout.batch_ids", 1, msg, ms)))
+            return st;
+        if ((st = disjoint(ids, batch_ids, msg, ms)))
             return st;
         json_object_set(o, "batch_ids", ids);
         return 0;

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int fail(char *err, size_t size, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -224,10 +225,16 @@ static int load_file(ed_config *cfg, const char *path, char *err,
         "keep_inference_records", "preload", NULL};
     json_error_t jerr;
     json_t *root, *v;
+    struct stat st;
     char listen[96] = "";
     int64_t n;
     int rc = -1;
 
+    if (stat(path, &st) != 0)
+        return fail(err, es, "%s: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return fail(err, es, "%s: is a directory, expected a JSON file",
+                    path);
     root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
         return fail(err, es, "%s:%d:%d: %s", path, jerr.line, jerr.column,
@@ -418,6 +425,7 @@ int ed_config_from_args(ed_config *cfg, int argc, char **argv, char *err,
     if ((cfg->tls_cert[0] != '\0') != (cfg->tls_key[0] != '\0'))
         return fail(err, es, "tls: cert and key must be given together");
     /* Leave one pool thread to inference whenever there are two. */
+    cfg->max_running_jobs_asked = cfg->max_running_jobs;
     if (cfg->workers > 1 && cfg->max_running_jobs >= cfg->workers)
         cfg->max_running_jobs = cfg->workers - 1;
     if (cfg->workers == 1)

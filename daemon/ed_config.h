@@ -21,6 +21,7 @@ typedef struct ed_config {
     char data_dir[ED_PATH_MAX];
     int workers;                /* libuv pool threads */
     int max_running_jobs;       /* jobs on the pool at once */
+    int max_running_jobs_asked; /* before lowering to workers - 1 */
     int64_t max_body_bytes;
     int64_t max_samples;        /* per ECG signal */
     char tokens[ED_MAX_TOKENS][128];

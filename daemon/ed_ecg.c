@@ -324,7 +324,7 @@ typedef struct part {
 typedef struct wfdb_parts {
     part header, signal, annotations, subject, lead;
     char unknown[64], twice[64];
-    int failed;
+    int failed, nameless;
 } wfdb_parts;
 
 static int part_append(part *p, const char *data, size_t n)
@@ -365,7 +365,16 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind,
     (void)ctype;
     (void)encoding;
 
-    /* A part is known by its field name, or by its file's extension. */
+    /* A part is known by its field name, or by its file's extension.
+     * libmicrohttpd passes a NULL key for a part without a name. */
+    if (key == NULL || key[0] == '\0') {
+        if (!has_ext(filename, ".hea") && !has_ext(filename, ".dat") &&
+            !has_ext(filename, ".atr")) {
+            w->nameless = 1;
+            return MHD_YES;
+        }
+        key = filename;
+    }
     if (!strcmp(key, "header") || has_ext(filename, ".hea"))
         p = &w->header;
     else if (!strcmp(key, "signal") || has_ext(filename, ".dat"))
@@ -439,6 +448,11 @@ static unsigned wfdb_record(wfdb_parts *w, const ed_config *cfg,
     if (ep_wfdb_parse_header((const char *)w->header.data, w->header.len,
                              "header", &rec, &e))
         return refuse(422, msg, ms, "%s", e.msg);
+    if (rec->n_signals < 1) {
+        st = refuse(422, msg, ms, "header: the record line declares no "
+                    "signals; expected at least one signal line");
+        goto out;
+    }
     /* The lead asked for; else MLII, the lead detectors are trained on
      * (as the CLI does); else the first signal. */
     if (!w->lead.len) {
@@ -448,8 +462,8 @@ static unsigned wfdb_record(wfdb_parts *w, const ed_config *cfg,
     } else {
         sig = ep_wfdb_find_signal(rec, (const char *)w->lead.data);
         if (sig < 0) {
-            st = refuse(422, msg, ms, "lead \"%s\" is not a signal of the "
-                        "header", (const char *)w->lead.data);
+            st = refuse(422, msg, ms, "lead \"%.32s\" is not a signal of "
+                        "the header", (const char *)w->lead.data);
             goto out;
         }
     }
@@ -511,6 +525,9 @@ static unsigned parse_wfdb(ed_request *req, const ed_config *cfg,
         st = refuse(400, msg, ms, "truncated multipart body");
 
     /* Which parts came. */
+    if (!st && w.nameless)
+        st = refuse(400, msg, ms, "a multipart part has no field name "
+                    "(expected Content-Disposition: form-data; name=...)");
     if (!st && w.unknown[0])
         st = refuse(400, msg, ms, "unknown multipart field \"%s\" (expected "
                     "header, signal, annotations%s)", w.unknown,
@@ -541,6 +558,13 @@ static unsigned parse_wfdb(ed_request *req, const ed_config *cfg,
     return st;
 }
 
+/* "application/json", alone or with parameters ("; charset=utf-8"). */
+static int is_json_type(const char *ct)
+{
+    return strncmp(ct, "application/json", 16) == 0 &&
+           (ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ');
+}
+
 unsigned ed_ecg_parse(ed_request *req, const ed_config *cfg,
                       ed_ecg_kind kind, ed_ecg *out, char *msg, size_t ms)
 {
@@ -553,7 +577,7 @@ unsigned ed_ecg_parse(ed_request *req, const ed_config *cfg,
                       "multipart WFDB upload");
     if (ct && strncmp(ct, "multipart/form-data", 19) == 0)
         st = parse_wfdb(req, cfg, kind, out, msg, ms);
-    else if (!ct || strncmp(ct, "application/json", 16) == 0)
+    else if (!ct || is_json_type(ct))
         st = parse_json(req, cfg, kind, out, msg, ms);
     else
         st = refuse(415, msg, ms, "Content-Type \"%s\": expected "

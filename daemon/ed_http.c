@@ -409,6 +409,42 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
            ed_log_quote(quoted, sizeof quoted, msg));
 }
 
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decoding of paths and query values, in place.  Unlike
+ * libmicrohttpd's own, "%00" stays as it is: decoded, it would end the C
+ * string early, and "/v1/batches/4%00junk" would address batch 4. */
+static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    char *out = s;
+    const char *in = s;
+
+    (void)cls;
+    (void)conn;
+    while (*in) {
+        int hi = in[0] == '%' ? hex_value(in[1]) : -1;
+        int lo = hi >= 0 ? hex_value(in[2]) : -1;
+
+        if (lo >= 0 && (hi | lo) != 0) {
+            *out++ = (char)(hi * 16 + lo);
+            in += 3;
+        } else {
+            *out++ = *in++;
+        }
+    }
+    *out = '\0';
+    return (size_t)(out - s);
+}
+
 int ed_http_start(uv_loop_t *loop, const ed_config *cfg,
                   ed_dispatch_fn dispatch, void *app, ed_server **out,
                   int *bound_port, char *err, size_t es)
@@ -465,6 +501,7 @@ int ed_http_start(uv_loop_t *loop, const ed_config *cfg,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)512,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)256,
+        MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, srv,
         srv->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
         srv->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key,
         MHD_OPTION_END);

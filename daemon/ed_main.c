@@ -278,6 +278,11 @@ static int check_config(const ed_config *cfg)
     }
     if (bad)
         return 1;
+    if (cfg->max_running_jobs_asked != cfg->max_running_jobs)
+        printf("ecgpruned: max_running_jobs %d lowered to %d: one of the %d "
+               "workers is kept for inference\n",
+               cfg->max_running_jobs_asked, cfg->max_running_jobs,
+               cfg->workers);
     printf("ecgpruned: configuration ok: listen %s:%d, data_dir %s, "
            "workers %d, max_running_jobs %d, max_body_bytes %lld, "
            "max_samples %lld, tokens %d, tls %s, log %s%s%s%s%s\n",

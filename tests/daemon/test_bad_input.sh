@@ -173,6 +173,30 @@ bad 413 'declares 64800 samples, more than the limit of 50000' POST \
     /v1/batches -F "header=@$EXCERPT/100.hea" -F "signal=@$EXCERPT/100.dat" \
     -F subject=p1
 
+# A part without a field name (once a crash), a header without signals,
+# a near-miss Content-Type.
+printf -- '--XX\r\nContent-Disposition: form-data\r\n\r\nab\r\n--XX--\r\n' \
+    > "$WORK/nameless.txt"
+bad 400 'multipart part has no field name' POST /v1/batches \
+    -H 'Content-Type: multipart/form-data; boundary=XX' \
+    --data-binary "@$WORK/nameless.txt"
+bad 400 'multipart part has no field name' POST "/v1/models/$MID/infer" \
+    -H 'Content-Type: multipart/form-data; boundary=XX' \
+    --data-binary "@$WORK/nameless.txt"
+printf '100 0 360 64800\n' > "$WORK/nosignals.hea"
+bad 422 'declares no signals' POST /v1/batches \
+    -F "header=@$WORK/nosignals.hea" -F "signal=@$EXCERPT/100.dat" \
+    -F subject=p1
+bad 415 'Content-Type "application/jsonx"' POST "/v1/models/$MID/infer" \
+    -H 'Content-Type: application/jsonx' --data-binary "@$WORK/seg.json"
+
+# A NUL escaped into a path or a query does not cut it short.
+bad 404 'is not an id' DELETE "/v1/batches/$BID%00junk"
+req GET "/v1/batches/$BID"
+expect 200 "batch $BID still there after DELETE .../$BID%00junk"
+bad 422 'name' POST "/v1/models?name=a%00b" \
+    --data-binary "@$MODEL" -H 'Content-Type: application/octet-stream'
+
 # Unknown ids and wrong methods.
 bad 404 'no model with id 999' GET /v1/models/999
 bad 404 'no model with id 999' POST /v1/models/999/infer "${J[@]}" \
@@ -206,6 +230,14 @@ bad 400 '"mask_list": expected an integer' POST /v1/jobs "${J[@]}" \
     -d "$(job '.mask_list = "32"')"
 bad 422 'holdout.batch_ids\[0\]: batch [0-9]+ has no beat annotations' \
     POST /v1/jobs "${J[@]}" -d "$(job '.holdout = {batch_ids: [$b]}')"
+jq -c '. + {annotations: [{sample: 300, symbol: "N"}]}' "$WORK/batch.json" \
+    > "$WORK/annotated.json"
+req POST /v1/batches "${J[@]}" --data-binary "@$WORK/annotated.json"
+expect 201 "annotated batch"
+AID=$(body .id)
+bad 422 "holdout.batch_ids: batch $AID is also a calibration batch" \
+    POST /v1/jobs "${J[@]}" -d "$(job ".batch_ids = [$AID] |
+    .holdout = {batch_ids: [$AID]}")"
 bad 400 'query parameter state="done"' GET '/v1/jobs?state=done'
 
 # Still fully working: a correct inference after all of the above.
