@@ -493,6 +493,10 @@ int ed_http_start(uv_loop_t *loop, const ed_config *cfg,
         }
         flags |= MHD_USE_TLS;
     }
+    /* Limitation: errors libmicrohttpd answers by itself, before a
+     * request reaches on_access (a malformed Content-Length, an oversized
+     * header, an unsupported HTTP version), come back as its short HTML
+     * pages, not as application/problem+json. */
     srv->mhd = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_access, srv,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
