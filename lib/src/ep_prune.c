@@ -827,8 +827,9 @@ static int visit_error(void *ud, int window, const ep_plan *plan, int item,
 /* Solve for the consumer's new weights and store them as floats.
  * Limitation: the fit matches the layer's outputs on average over the
  * calibration rows, so weak features that few rows carry (the timing cues
- * that tell S beats from N beats) are the first to go; at keep 0.5 the
- * default model loses its S class this way. */
+ * that tell S beats from N beats) are the first to go; with the
+ * classifier's input pruned too, the default model loses its S class at
+ * keep 0.5 this way. */
 static int refit_weights(prune_ctx *ctx, fit_visit *v, ep_lsq_fit *fit)
 {
     ep_layer *l = &ctx->work->layers[v->layer];
