@@ -160,7 +160,7 @@ static unsigned json_annotations(json_t *arr, ed_ecg *ecg, char *msg,
                           (long long)ecg->n - 1);
         code = ep_wfdb_symbol_code(json_string_value(sym));
         if (code < 0)
-            return refuse(422, msg, ms, "annotations[%zu].symbol \"%s\" is "
+            return refuse(422, msg, ms, "annotations[%zu].symbol \"%.16s\" is "
                           "not an MIT annotation symbol", i,
                           json_string_value(sym));
         ecg->ann[i].sample = json_integer_value(s);
@@ -269,9 +269,11 @@ static unsigned parse_json(ed_request *req, const ed_config *cfg,
         st = check_rate(ecg->fs, "\"sampling_rate\"", msg, ms);
     if (!st)
         st = number_field(root, "gain", 0, &gain, msg, ms);
-    if (!st && gain <= 0.0)
+    /* WFDB gains of real ECG are 1 to a few thousand ADC units per mV;
+     * beyond 1e6 every sample would round to 0 mV. */
+    if (!st && (gain <= 0.0 || gain > 1e6))
         st = refuse(422, msg, ms, "\"gain\" = %g: expected ADC units per mV "
-                    "> 0", gain);
+                    "in (0, 1e6]", gain);
     if (!st)
         st = number_field(root, "baseline", 0, &baseline, msg, ms);
     if (!st && json_object_get(root, "baseline") &&

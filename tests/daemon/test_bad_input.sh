@@ -104,6 +104,11 @@ done
 jq -c '.samples[7] = 5000' "$WORK/seg.json" > "$WORK/adc.json"
 bad 422 'samples\[7\] = 5000 mV' POST "/v1/models/$MID/infer" "${J[@]}" \
     --data-binary "@$WORK/adc.json"
+for gain in 0 -200 1e308; do
+    jq -c ".gain = $gain" "$WORK/seg.json" > "$WORK/gain.json"
+    bad 422 '"gain" = .*: expected ADC units per mV in' POST \
+        "/v1/models/$MID/infer" "${J[@]}" --data-binary "@$WORK/gain.json"
+done
 jq -c '.samples = .samples[0:100]' "$WORK/seg.json" > "$WORK/short.json"
 bad 422 'less than two seconds' POST "/v1/models/$MID/infer" "${J[@]}" \
     --data-binary "@$WORK/short.json"
