@@ -37,6 +37,21 @@ int cli_print_json(json_t *obj);
 int cli_parse_int(const char *s, long lo, long hi, long *out);
 int cli_parse_double(const char *s, double lo, double hi, double *out);
 
+/* A time span in seconds into a record, as --from S and --to S give it
+ * (to_s < 0: the record's end). */
+typedef struct cli_span {
+    double from_s, to_s;
+} cli_span;
+
+/* If argv[*i] is --from or --to with a value, parse it into span and
+ * advance *i: 1 when taken, 0 when argv[*i] is something else, 2 after a
+ * usage error. */
+int cli_span_option(const char *cmd, int argc, char **argv, int *i,
+                    cli_span *span);
+
+/* 2 after a usage error unless the span ends after it starts, else 0. */
+int cli_span_check(const char *cmd, const cli_span *span);
+
 /* 2 after a usage error if one of the NULL-terminated options appears
  * more than once in argv (a repeated option would silently override the
  * first), else 0. */

@@ -30,6 +30,33 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     return 2;
 }
 
+int cli_span_option(const char *cmd, int argc, char **argv, int *i,
+                    cli_span *span)
+{
+    const char *opt = argv[*i];
+    double *dst;
+
+    if (strcmp(opt, "--from") == 0)
+        dst = &span->from_s;
+    else if (strcmp(opt, "--to") == 0)
+        dst = &span->to_s;
+    else
+        return 0;
+    if (*i + 1 >= argc)
+        return cli_usage_error(cmd, "%s needs a value in seconds", opt);
+    ++*i;
+    if (cli_parse_double(argv[*i], 0.0, 1e9, dst) != 0)
+        return cli_usage_error(cmd, "bad %s '%s'", opt, argv[*i]);
+    return 1;
+}
+
+int cli_span_check(const char *cmd, const cli_span *span)
+{
+    if (span->to_s >= 0.0 && span->to_s <= span->from_s)
+        return cli_usage_error(cmd, "--to must be after --from");
+    return 0;
+}
+
 int cli_print_json(json_t *obj)
 {
     int rc = json_dumpf(obj, stdout, JSON_COMPACT | JSON_REAL_PRECISION(10));

@@ -22,7 +22,7 @@
 
 typedef struct eval_args {
     const char *model, *signal, *list;
-    double from_s, to_s;
+    cli_span span;
     int json, per_record;
     char **records;          /* names from the command line and --list,
                                 each a copy owned here */
@@ -153,8 +153,10 @@ static const char *const eval_options[] = {
 /* 0 on success, else the exit status for a usage error. */
 static int parse_args(int argc, char **argv, eval_args *a)
 {
+    int rc;
+
     memset(a, 0, sizeof *a);
-    a->to_s = -1.0;
+    a->span.to_s = -1.0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         int has_value = i + 1 < argc;
@@ -167,12 +169,10 @@ static int parse_args(int argc, char **argv, eval_args *a)
             a->signal = argv[++i];
         } else if (strcmp(arg, "--list") == 0 && has_value) {
             a->list = argv[++i];
-        } else if (strcmp(arg, "--from") == 0 && has_value) {
-            if (cli_parse_double(argv[++i], 0.0, 1e9, &a->from_s) != 0)
-                return cli_usage_error("eval", "bad --from '%s'", argv[i]);
-        } else if (strcmp(arg, "--to") == 0 && has_value) {
-            if (cli_parse_double(argv[++i], 0.0, 1e9, &a->to_s) != 0)
-                return cli_usage_error("eval", "bad --to '%s'", argv[i]);
+        } else if ((rc = cli_span_option("eval", argc, argv, &i,
+                                          &a->span)) != 0) {
+            if (rc != 1)
+                return rc;
         } else if (arg[0] == '-') {
             return cli_usage_error("eval", "unknown option or missing "
                                    "value '%s'", arg);
@@ -187,9 +187,7 @@ static int parse_args(int argc, char **argv, eval_args *a)
     if (a->model == NULL || a->n_records == 0)
         return cli_usage_error("eval", "expected MODEL and at least one "
                                "RECORD");
-    if (a->to_s >= 0.0 && a->to_s <= a->from_s)
-        return cli_usage_error("eval", "--to must be after --from");
-    return 0;
+    return cli_span_check("eval", &a->span);
 }
 
 /* Infer one record and compare with its reference annotations. */
@@ -204,7 +202,8 @@ static int eval_record(ep_inferer *inf, const eval_args *a,
     size_t n_ref = 0, n_beats = 0;
     int rc;
 
-    rc = cli_read_signal(record, a->signal, a->from_s, a->to_s, &sig, err);
+    rc = cli_read_signal(record, a->signal, a->span.from_s, a->span.to_s,
+                         &sig, err);
     if (rc != 0)
         return rc;
 
@@ -287,9 +286,10 @@ static json_t *eval_json(const eval_args *a, const ep_score_counts *per,
         json_array_append_new(names, json_string(a->records[r]));
     o = stats_json(&s);
     json_object_set_new(o, "records", names);
-    json_object_set_new(o, "from", json_real(a->from_s));
-    json_object_set_new(o, "to", a->to_s < 0.0 ? json_null()
-                                               : json_real(a->to_s));
+    json_object_set_new(o, "from", json_real(a->span.from_s));
+    json_object_set_new(o, "to", a->span.to_s < 0.0
+                                     ? json_null()
+                                     : json_real(a->span.to_s));
     json_object_set_new(o, "window_s", json_real(EC57_WINDOW_S));
     json_object_set_new(o, "confusion", confusion_json(gross));
     avg = stats_json(&mean);
@@ -386,9 +386,9 @@ static void print_table(const eval_args *a, const ep_score_counts *per,
     ep_score_average(per, a->n_records, &mean);
     printf("Beat-by-beat comparison (ANSI/AAMI EC57, %g ms window), "
            "%zu record(s), from %g s", 1000.0 * EC57_WINDOW_S,
-           a->n_records, a->from_s);
-    if (a->to_s >= 0.0)
-        printf(" to %g s", a->to_s);
+           a->n_records, a->span.from_s);
+    if (a->span.to_s >= 0.0)
+        printf(" to %g s", a->span.to_s);
     printf("\n\nGross confusion matrix (rows reference, columns "
            "detected)\n");
     print_confusion(gross);

@@ -14,7 +14,7 @@
 
 typedef struct infer_args {
     const char *model, *record, *signal;
-    double from_s, to_s;
+    cli_span span;
     int json;
 } infer_args;
 
@@ -43,8 +43,10 @@ static const char *const infer_options[] = {
 /* 0 on success, else the exit status for a usage error. */
 static int parse_args(int argc, char **argv, infer_args *a)
 {
+    int rc;
+
     memset(a, 0, sizeof *a);
-    a->to_s = -1.0;
+    a->span.to_s = -1.0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         int has_value = i + 1 < argc;
@@ -53,12 +55,10 @@ static int parse_args(int argc, char **argv, infer_args *a)
             a->json = 1;
         } else if (strcmp(arg, "--signal") == 0 && has_value) {
             a->signal = argv[++i];
-        } else if (strcmp(arg, "--from") == 0 && has_value) {
-            if (cli_parse_double(argv[++i], 0.0, 1e9, &a->from_s) != 0)
-                return cli_usage_error("infer", "bad --from '%s'", argv[i]);
-        } else if (strcmp(arg, "--to") == 0 && has_value) {
-            if (cli_parse_double(argv[++i], 0.0, 1e9, &a->to_s) != 0)
-                return cli_usage_error("infer", "bad --to '%s'", argv[i]);
+        } else if ((rc = cli_span_option("infer", argc, argv, &i,
+                                          &a->span)) != 0) {
+            if (rc != 1)
+                return rc;
         } else if (arg[0] == '-') {
             return cli_usage_error("infer", "unknown option or missing "
                                    "value '%s'", arg);
@@ -73,9 +73,7 @@ static int parse_args(int argc, char **argv, infer_args *a)
     }
     if (a->model == NULL || a->record == NULL)
         return cli_usage_error("infer", "expected MODEL and RECORD");
-    if (a->to_s >= 0.0 && a->to_s <= a->from_s)
-        return cli_usage_error("infer", "--to must be after --from");
-    return 0;
+    return cli_span_check("infer", &a->span);
 }
 
 /* What the summary reports. */
@@ -179,7 +177,7 @@ int cmd_infer(int argc, char **argv)
     /* Model and signal. */
     if (ep_model_load(a.model, &net, &err) != 0)
         return cli_fail("infer", &err);
-    if (cli_read_signal(a.record, a.signal, a.from_s, a.to_s, &sig,
+    if (cli_read_signal(a.record, a.signal, a.span.from_s, a.span.to_s, &sig,
                         &err) != 0) {
         ep_net_free(net);
         return cli_fail("infer", &err);
