@@ -65,7 +65,7 @@ typedef struct bench_args {
     int n_seeds;
     const char *records[MAX_LIST];
     int n_records;
-    int finetune, max_windows;
+    int finetune, max_windows, refit_drifted;
     double calib_from, calib_seconds, personal_seconds;
 } bench_args;
 
@@ -119,7 +119,7 @@ static void usage(void)
         "  [--keeps 0.75,0.5,0.3] [--methods all|M1,M2] [--recon on,off]\n"
         "  [--seeds 1,2,3] [--records 100,103|ds2] [--finetune]\n"
         "  [--calib-from S] [--calib-seconds S] [--personal-seconds S]\n"
-        "  [--max-windows N]\n");
+        "  [--max-windows N] [--refit-drifted]\n");
     exit(2);
 }
 
@@ -176,6 +176,10 @@ static void parse_args(int argc, char **argv, bench_args *a)
 
         if (strcmp(opt, "--finetune") == 0) {
             a->finetune = 1;
+            continue;
+        }
+        if (strcmp(opt, "--refit-drifted") == 0) {
+            a->refit_drifted = 1;
             continue;
         }
         if (i + 1 >= argc)
@@ -456,6 +460,7 @@ static ep_net *prune_with(const bench_args *a, const ep_net *net,
     o.prune_head_input = strcmp(a->setting, "literal") == 0;
     if (a->max_windows > 0)
         o.max_windows = a->max_windows;
+    o.refit_drifted = a->refit_drifted;
     if (ep_prune_run(net, segs, n_segs, &o, NULL, NULL, &res, &err))
         die("prune", &err);
     *seconds = res->seconds;

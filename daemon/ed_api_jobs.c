@@ -248,6 +248,9 @@ static void fill_defaults(json_t *p)
     if (!json_object_get(p, "prune_head_input"))
         json_object_set_new(p, "prune_head_input",
                             json_boolean(d.prune_head_input));
+    if (!json_object_get(p, "refit_drifted"))
+        json_object_set_new(p, "refit_drifted",
+                            json_boolean(d.refit_drifted));
     if (!json_object_get(p, "max_windows"))
         json_object_set_new(p, "max_windows", json_integer(d.max_windows));
     if (!json_object_get(p, "stratify"))
@@ -261,8 +264,8 @@ static unsigned check_params(ed_app *app, json_t *in, json_t **out,
     static const char *const keys[] = {
         "model_id", "batch_ids", "method", "keep", "mask_list", "candidates",
         "coreset_scale", "seed", "reconstruct", "lambda", "batch_windows",
-        "max_windows", "stratify", "prune_head_input", "finetune", "holdout",
-        NULL};
+        "max_windows", "stratify", "prune_head_input", "refit_drifted",
+        "finetune", "holdout", NULL};
     json_t *p, *v;
     ep_prune_method m;
     int found;
@@ -316,6 +319,7 @@ static unsigned check_params(ed_app *app, json_t *in, json_t **out,
         (st = opt_int(in, p, "", "seed", 0, INT64_MAX, msg, ms)) ||
         (st = opt_bool(in, p, "", "reconstruct", msg, ms)) ||
         (st = opt_bool(in, p, "", "prune_head_input", msg, ms)) ||
+        (st = opt_bool(in, p, "", "refit_drifted", msg, ms)) ||
         (st = opt_num(in, p, "", "lambda", 0, 0, 1e6, msg, ms)) ||
         (st = opt_int(in, p, "", "batch_windows", 1, 4096, msg, ms)) ||
         (st = opt_int(in, p, "", "max_windows", 1, 1000000, msg, ms)) ||
@@ -629,12 +633,15 @@ void ed_api_jobs_masks(ed_app *app, ed_request *req, int64_t id)
     snprintf(seed, sizeof seed, "%" JSON_INTEGER_FORMAT,
              json_integer_value(json_object_get(params, "seed")));
     ed_http_json(req, 200, json_pack(
-        "{s:I, s:O, s:O, s:s, s:b, s:b, s:o}", "job_id", (json_int_t)id,
+        "{s:I, s:O, s:O, s:s, s:b, s:b, s:b, s:o}", "job_id",
+        (json_int_t)id,
         "method", json_object_get(params, "method"), "keep",
         json_object_get(params, "keep"), "seed", seed, "reconstruct",
         json_is_true(json_object_get(params, "reconstruct")),
         "prune_head_input",
-        json_is_true(json_object_get(params, "prune_head_input")), "groups",
+        json_is_true(json_object_get(params, "prune_head_input")),
+        "refit_drifted",
+        json_is_true(json_object_get(params, "refit_drifted")), "groups",
         groups));
     json_decref(params);
 }

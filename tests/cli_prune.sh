@@ -76,6 +76,25 @@ check "report names each group" grep -q '^enc0.conv0 ' "$work/a.txt"
 check "report gives the MAC ratio" grep -q '^MACs per second .*ratio' \
     "$work/a.txt"
 
+# --refit-drifted refits the classifier head, whose input group is kept
+# whole: it then reports an error before and a lower one after, where the
+# default reports none; the masks record the option.
+# shellcheck disable=SC2086
+"$ecgprune" prune "$model" $calib --method l1 --keep 0.5 --refit-drifted \
+    --out "$work/d.safetensors" --masks "$work/d.json" --json \
+    > "$work/d.report" 2> /dev/null
+check "refit-drifted: the whole group is refitted" jq -e \
+    '[.groups[] | select(.channels_after == .channels_before)] | length == 1
+     and .[0].err_before > 0 and .[0].err_after < .[0].err_before' \
+    "$work/d.report"
+check "default: the whole group is not refitted" jq -e \
+    '[.groups[] | select(.channels_after == .channels_before)] | length == 1
+     and .[0].err_before == 0 and .[0].err_after == 0' "$work/l1.report"
+check "refit-drifted: masks say so" jq -e \
+    '.refit_drifted == true' "$work/d.json"
+check "default: masks say not" jq -e '.refit_drifted == false' \
+    "$work/l1.json"
+
 # Hostile parameters: usage errors (2) and run-time errors (1).
 expect() {  # expect STATUS PATTERN ARGS...
     status=$1

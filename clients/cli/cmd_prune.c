@@ -46,6 +46,8 @@ static void usage(FILE *out)
         "  --no-reconstruct   drop channels without refitting\n"
         "  --prune-head-input also prune the channels the classifier reads\n"
         "                     (kept whole by default)\n"
+        "  --refit-drifted    also refit layers that lost no input once a\n"
+        "                     group before them was pruned\n"
         "  --lambda X         ridge of the refit (default: 1e-5 trace/size)\n"
         "  --batch-windows B  calibration windows per batch (default 8)\n"
         "  --max-windows W    calibration windows used at most (default 64)\n"
@@ -143,6 +145,8 @@ static int parse_args(int argc, char **argv, prune_args *a)
             a->opts.reconstruct = 0;
         } else if (strcmp(arg, "--prune-head-input") == 0) {
             a->opts.prune_head_input = 1;
+        } else if (strcmp(arg, "--refit-drifted") == 0) {
+            a->opts.refit_drifted = 1;
         } else if (strcmp(arg, "--no-stratify") == 0) {
             a->stratify = 0;
         } else if (strcmp(arg, "--json") == 0) {

@@ -233,6 +233,8 @@ bad 422 '"keep" = 1.5 is outside \(0, 1\]' POST /v1/jobs "${J[@]}" \
     -d "$(job '.keep = 1.5')"
 bad 400 '"mask_list": expected an integer' POST /v1/jobs "${J[@]}" \
     -d "$(job '.mask_list = "32"')"
+bad 400 '"refit_drifted": expected true or false' POST /v1/jobs "${J[@]}" \
+    -d "$(job '.refit_drifted = "yes"')"
 bad 422 'holdout.batch_ids\[0\]: batch [0-9]+ has no beat annotations' \
     POST /v1/jobs "${J[@]}" -d "$(job '.holdout = {batch_ids: [$b]}')"
 jq -c '. + {annotations: [{sample: 300, symbol: "N"}]}' "$WORK/batch.json" \

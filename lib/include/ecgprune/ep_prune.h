@@ -56,6 +56,10 @@ typedef struct ep_prune_opts {
     int prune_head_input;   /* 1: also prune the group whose channels feed
                                the output layer (default 0: that group
                                keeps every channel, see docs/pruning.md) */
+    int refit_drifted;      /* 1: also refit the consumers of a group that
+                               kept every channel once an earlier group was
+                               pruned, since their inputs moved (default 0,
+                               as the spec has it) */
 } ep_prune_opts;
 
 void ep_prune_default_opts(ep_prune_opts *opts);
