@@ -2,14 +2,16 @@
  * bench_conv.c - how close the convolutions come to the machine's sgemm
  * peak, on one thread.
  *
- *   bench_conv [BATCH] [SECONDS]
+ *   bench_conv [BATCH] [SECONDS] [MODEL]
  *
  * 1. Peak: GFLOP/s of a large square sgemm (best of several runs).
- * 2. Per conv layer of the default U-Net: GFLOP/s of ep_conv_forward over
+ * 2. Per conv layer of the default U-Net (untrained, or MODEL, e.g. a
+ *    pruned one): GFLOP/s of ep_conv_forward over
  *    BATCH windows of the default length (2048 samples), as an INFER plan
  *    runs it, and its share of the peak.
  * 3. The whole INFER plan: conv GFLOP/s counted over the full run time
- *    (all layers), and seconds of ECG processed per CPU-second.
+ *    (all layers), the share of the run spent outside the convolutions,
+ *    and seconds of ECG processed per CPU-second.
  * Each measurement repeats until SECONDS (default 0.5) have passed.
  */
 #include <cblas.h>
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "ecgprune/ep_model.h"
 #include "ecgprune/ep_ops.h"
 #include "ecgprune/ep_plan.h"
 #include "ecgprune/ep_rng.h"
@@ -116,18 +119,19 @@ int main(int argc, char **argv)
     long runs = 0;
     int i, len;
 
-    if (batch < 1 || budget <= 0) {
-        fprintf(stderr, "usage: bench_conv [BATCH] [SECONDS]\n");
+    if (batch < 1 || budget <= 0 || argc > 4) {
+        fprintf(stderr, "usage: bench_conv [BATCH] [SECONDS] [MODEL]\n");
         return 2;
     }
     openblas_set_num_threads(1);
     ep_rng_seed(&rng, 1);
     ep_unet_default_config(&cfg);
-    len = cfg.meta.window;
-    if (ep_unet_build(&cfg, 1, &net, &err) != EP_OK) {
+    if ((argc > 3 ? ep_model_load(argv[3], &net, &err)
+                  : ep_unet_build(&cfg, 1, &net, &err)) != EP_OK) {
         fprintf(stderr, "bench_conv: %s\n", err.msg);
         return 1;
     }
+    len = net->meta.window;
 
     /* 1. The sgemm peak. */
     peak = sgemm_peak(&rng, 1024, 4 * budget);
@@ -168,13 +172,15 @@ int main(int argc, char **argv)
     } while (elapsed < 4 * budget);
     printf("\nall convs, summed per layer: %.2f GFLOP/s (%.1f%% of peak)\n",
            flops / conv_time / 1e9, 100.0 * flops / conv_time / 1e9 / peak);
+    printf("outside the convs: %.1f%% of the plan's run time\n",
+           100.0 * (1.0 - conv_time * runs / elapsed));
     printf("INFER plan, batch %d x %d samples: %.2f ms per run, convs "
            "%.2f GFLOP/s over the whole run (%.1f%% of peak)\n", batch, len,
            1e3 * elapsed / runs, flops * runs / elapsed / 1e9,
            100.0 * flops * runs / elapsed / 1e9 / peak);
     printf("throughput: %.0f seconds of ECG per CPU-second (%.0f MMAC per "
            "second of ECG)\n",
-           batch * (len / cfg.meta.sampling_rate) * runs / elapsed,
+           batch * (len / net->meta.sampling_rate) * runs / elapsed,
            ep_net_macs_per_second(net) / 1e6);
     free(input);
     ep_plan_free(plan);

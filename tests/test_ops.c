@@ -140,6 +140,21 @@ static void test_conv(void)
     check_conv_case(&rng, 33, 47, 9, 1, 1, EP_PAD_SAME, 300, 1);
     check_conv_case(&rng, 40, 5, 9, 3, 2, 4, 1100, 1);
     check_conv_case(&rng, 40, 5, 9, 2, 3, EP_PAD_SAME, 777, 0);
+
+    /* Narrow layers at stride 1 take the direct path where the CPU has
+     * AVX2: blocks of 32 samples, a scalar tail, dilations and paddings,
+     * and 15 and 16 output channels on either side of the switch. */
+    for (a = 0; a < 6; a++) {
+        static const int direct_lens[] = {31, 32, 33, 95, 256, 2048};
+
+        check_conv_case(&rng, 1 + a, 5, 9, 1, 1, EP_PAD_SAME,
+                        direct_lens[a], a % 2);
+        check_conv_case(&rng, 3, 15, 3, 1, 1 + a % 3, a % 3,
+                        direct_lens[a], 1);
+        check_conv_case(&rng, 10, 16, 9, 1, 1, EP_PAD_SAME, direct_lens[a],
+                        0);
+    }
+    check_conv_case(&rng, 7, 1, 2, 1, 2, 4, 100, 1);
 }
 
 /* col2im is the adjoint of im2col: <im2col(x), c> = <x, col2im(c)>, summed
