@@ -20,7 +20,9 @@
 # lines without measuring again.  The pruning-time goal is measured
 # separately with `ecgprune prune` on 5 minutes of ECG and two BLAS
 # threads.  A file notes.md in --raw, if present, is copied in as the
-# "Observations" section (written by whoever ran the measurements).
+# "Observations" section (written by whoever ran the measurements).  Each
+# setting also gets a figure, img/pruning-SETTING.svg beside --out, drawn
+# by bench/pruning_plot.awk.
 set -eu
 
 build=build
@@ -264,6 +266,18 @@ versus() {
     }'
 }
 
+# The figure of one setting, written beside the Markdown in img/ and
+# linked from it (pruned models, refit on).
+figure() {
+    img_dir=$(dirname "$out")/img
+    mkdir -p "$img_dir"
+    rows "$1" | awk -F '\t' -v setting="$1" -v stage=pruned \
+        -f "$(dirname "$0")/pruning_plot.awk" > "$img_dir/pruning-$1.svg.tmp"
+    mv "$img_dir/pruning-$1.svg.tmp" "$img_dir/pruning-$1.svg"
+    printf '![%s calibration: label agreement and macro-F1 against the ' "$1"
+    printf 'MAC ratio, per method](img/pruning-%s.svg)\n\n' "$1"
+}
+
 {
     cat <<'EOF'
 # Pruning results
@@ -333,6 +347,9 @@ EOF
             ls "$raw/$setting".*.tsv > /dev/null 2>&1 || continue
             grep -q "^$setting	$stage	" "$raw/$setting".*.tsv || continue
             printf '## %s calibration, %s\n\n' "$setting" "$stage"
+            if [ "$stage" = pruned ]; then
+                figure "$setting"
+            fi
             table "$setting" "$stage"
             printf '\n'
         done
