@@ -4,9 +4,10 @@
  * worker with its own inferer, and the answer (beats and a summary) is
  * sent from the after-work callback.
  *
- * Limitation: a pruned model is not tied to the subject it was calibrated
- * on; any ECG may be sent to any model, and choosing the model of the
- * right subject is the gateway's job.
+ * A pruned model remembers the subjects it was calibrated on; a request
+ * that names its subject (?subject=) is refused with 409 when the model is
+ * another subject's.  Limitation: without ?subject= nothing is checked,
+ * since the ECG itself carries no identity.
  */
 #include <math.h>
 #include <stdio.h>
@@ -156,6 +157,48 @@ static void infer_done(uv_work_t *w, int status)
     ed_http_resume(req);
 }
 
+/* With ?subject=, the model must be a general one or that subject's:
+ * 0, or an HTTP status with msg filled. */
+static unsigned check_subject(ed_app *app, ed_request *req, int64_t id,
+                              char *msg, size_t ms)
+{
+    const char *subject = ed_http_query(req, "subject");
+    const char *text;
+    json_t *row, *list, *v;
+    unsigned st = 0;
+    size_t i;
+    int found = 0;
+
+    if (subject == NULL)
+        return 0;
+    if (!*subject || strlen(subject) > ED_SUBJECT_MAX) {
+        snprintf(msg, ms, "query parameter \"subject\": expected a "
+                 "pseudonym of 1..%d characters", ED_SUBJECT_MAX);
+        return 422;
+    }
+    row = ed_store_row(app->store, &found, "SELECT subjects FROM models "
+                       "WHERE id = ?", "i", id);
+    if (row == NULL) {
+        snprintf(msg, ms, "store: %s", ed_store_errmsg(app->store));
+        return 500;
+    }
+    text = json_string_value(json_object_get(row, "subjects"));
+    list = text ? json_loads(text, 0, NULL) : NULL;
+    if (list != NULL) {
+        st = 409;
+        json_array_foreach(list, i, v)
+            if (json_is_string(v) && !strcmp(json_string_value(v), subject))
+                st = 0;
+    }
+    if (st)
+        snprintf(msg, ms, "model %lld was calibrated on subject(s) %.200s, "
+                 "not \"%.64s\"; run that subject's own model, or the model "
+                 "it was pruned from", (long long)id, text, subject);
+    json_decref(list);
+    json_decref(row);
+    return st;
+}
+
 void ed_api_infer(ed_app *app, ed_request *req, int64_t id)
 {
     infer_work *iw;
@@ -178,15 +221,18 @@ void ed_api_infer(ed_app *app, ed_request *req, int64_t id)
         return;
     }
 
-    /* The model first (404 before looking at the body), then the ECG. */
+    /* The model first (404 before looking at the body), its subject, then
+     * the ECG. */
     st = ed_models_acquire(app, id, &iw->net, msg, sizeof msg);
     if (st) {
         free(iw);
         ed_http_problem(req, st, "%s", msg);
         return;
     }
-    st = ed_ecg_parse(req, &app->cfg, ED_ECG_INFER, &iw->ecg, msg,
-                      sizeof msg);
+    st = check_subject(app, req, id, msg, sizeof msg);
+    if (!st)
+        st = ed_ecg_parse(req, &app->cfg, ED_ECG_INFER, &iw->ecg, msg,
+                          sizeof msg);
     if (st) {
         ed_models_release(app, iw->net);
         free(iw);

@@ -50,15 +50,21 @@ unsigned ed_api_models_store(ed_app *app, const char *name,
         goto out;
     }
 
+    /* A pruned model records the subjects of its job's calibration
+     * batches, in the same statement so that it never exists without. */
     ed_store_now(now);
     rc = ed_store_exec(
         app->store, "INSERT INTO models (name, sha256, size_bytes, "
         "architecture, parameters, macs_per_second, parent_model_id, "
-        "parent_job_id, created_at, weights) VALUES "
-        "(?, ?, ?, ?, ?, ?, NULLIF(?, 0), NULLIF(?, 0), ?, ?)",
-        "ttitidiitb", name, sha, (int64_t)len, arch,
+        "parent_job_id, created_at, weights, subjects) VALUES "
+        "(?, ?, ?, ?, ?, ?, NULLIF(?, 0), NULLIF(?, 0), ?, ?, "
+        "(SELECT NULLIF(json_group_array(subject), '[]') FROM "
+        "(SELECT DISTINCT b.subject AS subject FROM job_batches j "
+        "JOIN batches b ON b.id = j.batch_id WHERE j.job_id = ? AND "
+        "j.role = 'calib' ORDER BY 1)))",
+        "ttitidiitbi", name, sha, (int64_t)len, arch,
         (int64_t)ep_net_parameters(net), ep_net_macs_per_second(net),
-        parent_model, parent_job, now, (const void *)buf, len);
+        parent_model, parent_job, now, (const void *)buf, len, parent_job);
     if (rc < 0) {
         snprintf(msg, ms, "store: %s", ed_store_errmsg(app->store));
         status = 500;
@@ -71,11 +77,19 @@ out:
     return status;
 }
 
+/* A column holding JSON text, parsed; null when NULL or unreadable. */
+static json_t *column_json(json_t *row, const char *column)
+{
+    const char *text = json_string_value(json_object_get(row, column));
+    json_t *v = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+
+    return v ? v : json_null();
+}
+
 /* The public view of a model row. */
 static json_t *model_json(json_t *row, int with_architecture)
 {
-    json_t *o = json_object(), *arch;
-    json_error_t jerr;
+    json_t *o = json_object();
     int64_t pm = json_integer_value(json_object_get(row, "parent_model_id"));
     int64_t pj = json_integer_value(json_object_get(row, "parent_job_id"));
 
@@ -88,18 +102,18 @@ static json_t *model_json(json_t *row, int with_architecture)
                     json_object_get(row, "macs_per_second"));
     json_object_set(o, "created_at", json_object_get(row, "created_at"));
     json_object_set_new(o, "lineage", json_pack(
-        "{s:o, s:o}", "parent_model_id", pm ? json_integer(pm) : json_null(),
-        "parent_job_id", pj ? json_integer(pj) : json_null()));
-    if (with_architecture) {
-        arch = json_loads(json_string_value(json_object_get(
-                              row, "architecture")), 0, &jerr);
-        json_object_set_new(o, "architecture", arch ? arch : json_null());
-    }
+        "{s:o, s:o, s:o}", "parent_model_id",
+        pm ? json_integer(pm) : json_null(), "parent_job_id",
+        pj ? json_integer(pj) : json_null(), "subjects",
+        column_json(row, "subjects")));
+    if (with_architecture)
+        json_object_set_new(o, "architecture",
+                            column_json(row, "architecture"));
     return o;
 }
 
 #define MODEL_COLUMNS "id, name, sha256, size_bytes, parameters, " \
-    "macs_per_second, parent_model_id, parent_job_id, created_at"
+    "macs_per_second, parent_model_id, parent_job_id, created_at, subjects"
 
 void ed_api_models_create(ed_app *app, ed_request *req, int64_t unused)
 {

@@ -1,10 +1,13 @@
 /*
  * test_ed_units.c - unit tests of the daemon's self-contained modules:
  * listen-address parsing and the configuration file (ed_config), value
- * quoting in log lines (ed_log), schema migration and statement helpers
- * of the store (ed_store), the warnings of a finished job
- * (ed_warnings).  Expected values are worked out by hand.
+ * quoting in log lines (ed_log), schema migration (also of a store an
+ * older daemon left) and statement helpers of the store (ed_store), the
+ * warnings of a finished job (ed_warnings).  Expected values are worked
+ * out by hand.
  */
+#include <sqlite3.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +173,50 @@ static void test_store(const char *dir)
     ed_store_close(s);
 }
 
+/* A store left at schema version 1 by an older daemon, with one model,
+ * is brought up to date on open: the model keeps its row and has no
+ * subjects (it was never tied to one). */
+static void test_migration(const char *dir)
+{
+    char err[256], sub[512], path[600], *sql;
+    const ed_schema_file *first = &ed_schema_files[0];
+    ed_store *s = NULL;
+    sqlite3 *db = NULL;
+    json_t *row;
+    size_t n = 1, i;
+    int found = 0;
+
+    REQUIRE(ed_schema_count >= 2);
+    snprintf(sub, sizeof sub, "%s/old", dir);
+    snprintf(path, sizeof path, "%s/ecgpruned.sqlite3", sub);
+    REQUIRE(mkdir(sub, 0700) == 0);
+    for (i = 0; first->lines[i]; i++)
+        n += strlen(first->lines[i]);
+    sql = calloc(n, 1);
+    REQUIRE(sql != NULL);
+    for (i = 0; first->lines[i]; i++)
+        strcat(sql, first->lines[i]);
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, "PRAGMA user_version = 1; INSERT INTO models "
+                         "(name, sha256, size_bytes, architecture, "
+                         "parameters, macs_per_second, created_at, weights) "
+                         "VALUES ('old', 'x', 1, '{}', 1, 1, 'now', x'00')",
+                         NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    free(sql);
+
+    REQUIRE(ed_store_open(sub, &s, err, sizeof err) == 0);
+    CHECK_EQ_INT(ed_store_schema_version(s), ed_schema_count);
+    row = ed_store_row(s, &found, "SELECT name, subjects FROM models", NULL);
+    CHECK(found && row != NULL);
+    CHECK(strcmp(json_string_value(json_object_get(row, "name")), "old") ==
+          0);
+    CHECK(json_is_null(json_object_get(row, "subjects")));
+    json_decref(row);
+    ed_store_close(s);
+}
+
 /* The single warning text in w, or "" when there is none. */
 static const char *only_warning(json_t *w)
 {
@@ -234,6 +281,7 @@ int main(void)
     test_config(dir);
     test_quote();
     test_store(dir);
+    test_migration(dir);
     test_warnings();
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

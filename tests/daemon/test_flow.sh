@@ -87,6 +87,14 @@ expect 200 "pruned model"
 [ "$(body .lineage.parent_job_id)" = "$JOB" ] || fail "lineage job"
 [ "$(body .parameters)" -lt "$FULL_PARAMS" ] ||
     fail "pruned model not smaller: $(body .parameters) vs $FULL_PARAMS"
+# It belongs to the subject it was calibrated on (record 100's), not to
+# the held-out one; the uploaded model belongs to nobody.
+[ "$(body '.lineage.subjects | tojson')" = '["subj-100"]' ] ||
+    fail "pruned model subjects: $(body '.lineage.subjects | tojson')"
+req GET "/v1/models/$MODEL_ID"
+expect 200 "uploaded model"
+[ "$(body '.lineage.subjects | tojson')" = null ] ||
+    fail "uploaded model subjects: $(body '.lineage.subjects | tojson')"
 
 # Masks: per group, distinct increasing indices below channels_before,
 # fewer kept than before.
@@ -108,8 +116,19 @@ body '.groups[] | select((.kept | length) == 0 or (.kept | length) >
     .channels_before) | .producer]')"
 
 # Inference with the pruned model on 10 s of record 100 (JSON body).
+# Named as another subject's ECG it is refused; the general model takes
+# anyone's.
 "$ED_TESTTOOL" ecg-json "$EXCERPT/100" 3600 3600 > "$WORK/seg.json"
-req POST "/v1/models/$PRUNED/infer" -H 'Content-Type: application/json' \
+req POST "/v1/models/$PRUNED/infer?subject=subj-208" \
+    -H 'Content-Type: application/json' --data-binary "@$WORK/seg.json"
+expect 409 "inference with another subject's model"
+body .detail | grep -q 'calibrated on subject(s) \["subj-100"\], not "subj-208"' ||
+    fail "409 detail: $(body .detail)"
+req POST "/v1/models/$MODEL_ID/infer?subject=subj-208" \
+    -H 'Content-Type: application/json' --data-binary "@$WORK/seg.json"
+expect 200 "inference with the general model, any subject"
+req POST "/v1/models/$PRUNED/infer?subject=subj-100" \
+    -H 'Content-Type: application/json' \
     --data-binary "@$WORK/seg.json"
 expect 200 "inference"
 cp "$WORK/body" "$WORK/infer.json"
@@ -157,12 +176,18 @@ done
 req GET /metrics
 expect 200 "metrics"
 INFER_ROUTE='route="/v1/models/{id}/infer",method="POST",status="200"'
-grep -qF "ecgpruned_http_requests_total{$INFER_ROUTE} 2" "$WORK/body" ||
-    fail "metrics: no infer request counted"
+# Three inferences succeeded: the general model named for subj-208, the
+# pruned one for subj-100, the general one again; the refusal is a 409.
+grep -qF "ecgpruned_http_requests_total{$INFER_ROUTE} 3" "$WORK/body" ||
+    fail "metrics: the infer requests are not counted"
+grep -qF "${INFER_ROUTE/200/409}} 1" "$WORK/body" ||
+    fail "metrics: the refused inference is not counted"
 grep -q '^ecgpruned_job_duration_seconds_count{state="succeeded"} 1$' \
     "$WORK/body" || fail "metrics: job duration"
 N_FULL=$(jq '.beats | length' "$WORK/infer_full.json")
-grep -q "^ecgpruned_beats_inferred_total $((N + N_FULL))\$" "$WORK/body" ||
+# (the general model ran twice on the same segment)
+grep -q "^ecgpruned_beats_inferred_total $((N + 2 * N_FULL))\$" \
+    "$WORK/body" ||
     fail "metrics: beats inferred"
 
 # Deleting: the batch disappears, from the database file too.  Its

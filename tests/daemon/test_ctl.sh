@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# test_ctl.sh - clients/ecgprunectl, the administrators' client, against the
+# real daemon: every command once on the shipped excerpt (record 100), the
+# subject check of inference, its error messages and exit statuses.
+# shellcheck source=tests/daemon/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+ctl() {
+    "$ECGPRUNECTL" "$@"
+}
+
+# ctl_fails STATUS PATTERN ARGS...: the command exits with STATUS and says
+# PATTERN on stderr.
+ctl_fails() {
+    local want=$1 pattern=$2 got=0
+    shift 2
+    ctl "$@" > /dev/null 2> "$WORK/ctl.err" || got=$?
+    [ "$got" = "$want" ] ||
+        fail "ecgprunectl $*: exit $got, expected $want"
+    grep -q -- "$pattern" "$WORK/ctl.err" ||
+        fail "ecgprunectl $*: stderr lacks '$pattern': $(cat "$WORK/ctl.err")"
+}
+
+start_daemon
+export ECGPRUNE_URL=$URL
+MODEL=$(test_model)
+
+ctl health > "$WORK/out" || fail "health: $(cat "$WORK/out")"
+grep -q '^/v2/health/ready 200$' "$WORK/out" || fail "health output"
+
+# Upload, batch, job to completion.
+MID=$(ctl upload-model "$MODEL" ctl-model | jq -r .id)
+[ "$MID" = 1 ] || fail "upload-model printed id $MID"
+BID=$(ctl upload-batch p-7 "$EXCERPT/100" | jq -r .id)
+[ "$(ctl show batch "$BID" | jq -r .subject)" = p-7 ] ||
+    fail "show batch: subject"
+JOB=$(ctl start-job "$MID" "$BID" l1 0.5 seed=4 | jq -r .id)
+ctl watch "$JOB" > "$WORK/watch" || fail "watch: $(tail -n 5 "$WORK/watch")"
+grep -q "^job $JOB succeeded 100%" "$WORK/watch" ||
+    fail "watch output: $(tail -n 5 "$WORK/watch")"
+PRUNED=$(ctl show job "$JOB" | jq -r .result.model_id)
+[ "$PRUNED" = 2 ] || fail "pruned model id $PRUNED"
+[ "$(ctl masks "$JOB" | jq -r .seed)" = 4 ] || fail "masks: seed"
+
+# The model list shows lineage and subjects, tab-separated.
+ctl list models > "$WORK/models"
+grep -q "^2	.*	1	p-7$" "$WORK/models" ||
+    fail "list models: pruned row: $(cat "$WORK/models")"
+grep -q "^1	ctl-model	.*	-	-$" "$WORK/models" ||
+    fail "list models: upload row: $(cat "$WORK/models")"
+
+# Inference: one line per beat, then the summary, whose count matches;
+# named for another subject the pruned model refuses.
+ctl infer "$PRUNED" "$EXCERPT/100" p-7 > "$WORK/beats" ||
+    fail "infer: $(cat "$WORK/beats")"
+N=$(grep -c '^[0-9.]*	[0-9]*	[NSVFQ]	' "$WORK/beats")
+grep -q "^summary: $N beats" "$WORK/beats" ||
+    fail "infer: $N beat lines, summary $(grep summary "$WORK/beats")"
+[ "$N" -gt 150 ] || fail "infer: only $N beats in 3 minutes"
+ctl_fails 1 'error 409 .*calibrated on subject(s) \["p-7"\], not "p-8"' \
+    infer "$PRUNED" "$EXCERPT/100" p-8
+ctl infer "$MID" "$EXCERPT/100" p-8 > /dev/null ||
+    fail "infer with the uploaded model refused a subject"
+
+# Errors: usage (2), missing files and unknown ids (1).
+ctl_fails 2 'ecgprunectl infer' infer
+ctl_fails 1 'no such file' upload-model "$WORK/none.safetensors" x
+ctl_fails 1 'expected FILE.json or a WFDB record' infer 1 "$WORK/none"
+ctl_fails 1 'error 404' show model 99
+ctl delete model "$PRUNED" | grep -q "model $PRUNED deleted" ||
+    fail "delete model"
+ctl_fails 1 'error 404' show model "$PRUNED"
+ECGPRUNE_URL=http://127.0.0.1:1 ctl_fails 1 'cannot reach' list models
+
+stop_daemon
