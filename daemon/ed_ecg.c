@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ecgprune/ep_wfdb.h"
+#include "ed_utf8.h"
 
 static unsigned refuse(unsigned status, char *msg, size_t size,
                        const char *fmt, ...)
@@ -29,6 +30,11 @@ static unsigned refuse(unsigned status, char *msg, size_t size,
     va_start(ap, fmt);
     vsnprintf(msg, size, fmt, ap);
     va_end(ap);
+    /* The message becomes a problem document's "detail"; it quotes client
+     * bytes (a lead or field name, a file name from a header) and the
+     * buffer may cut a character in two. */
+    if (size)
+        ed_utf8_scrub(msg);
     return status;
 }
 
@@ -118,16 +124,16 @@ static unsigned check_rate(double fs, const char *what, char *msg,
 }
 
 /* At least two seconds: shorter stretches hold too few beats to label. */
-static unsigned check_length(int64_t n, double fs, const ed_config *cfg,
+static unsigned check_length(int64_t n, double fs, int64_t max_samples,
                              const char *what, char *msg, size_t ms)
 {
     if ((double)n < 2.0 * fs)
         return refuse(422, msg, ms, "%s holds %lld samples, less than two "
                       "seconds at %g Hz", what, (long long)n, fs);
-    if (n > cfg->max_samples)
+    if (n > max_samples)
         return refuse(413, msg, ms, "%s holds %lld samples, more than the "
                       "limit of %lld (limits.max_samples)", what,
-                      (long long)n, (long long)cfg->max_samples);
+                      (long long)n, (long long)max_samples);
     return 0;
 }
 
@@ -172,7 +178,7 @@ static unsigned json_annotations(json_t *arr, ed_ecg *ecg, char *msg,
 }
 
 static unsigned json_samples(json_t *arr, double gain, double baseline,
-                             const ed_config *cfg, ed_ecg *ecg, char *msg,
+                             int64_t max_samples, ed_ecg *ecg, char *msg,
                              size_t ms)
 {
     size_t i;
@@ -182,7 +188,7 @@ static unsigned json_samples(json_t *arr, double gain, double baseline,
     if (!json_is_array(arr))
         return refuse(400, msg, ms, "\"samples\": expected an array of "
                       "numbers");
-    st = check_length((int64_t)json_array_size(arr), ecg->fs, cfg,
+    st = check_length((int64_t)json_array_size(arr), ecg->fs, max_samples,
                       "\"samples\"", msg, ms);
     if (st)
         return st;
@@ -218,9 +224,9 @@ static unsigned number_field(json_t *root, const char *key, int required,
     return 0;
 }
 
-static unsigned parse_json(ed_request *req, const ed_config *cfg,
-                           ed_ecg_kind kind, ed_ecg *ecg, char *msg,
-                           size_t ms)
+static unsigned parse_json(const unsigned char *body, size_t body_len,
+                           int64_t max_samples, ed_ecg_kind kind, ed_ecg *ecg,
+                           char *msg, size_t ms)
 {
     json_error_t jerr;
     json_t *root, *v;
@@ -231,8 +237,8 @@ static unsigned parse_json(ed_request *req, const ed_config *cfg,
     /* Limitation: this parse runs on the event-loop thread, so a JSON body
      * of millions of samples holds every other request for its parse
      * time; long recordings are better sent as WFDB multipart. */
-    root = json_loadb((const char *)req->body, req->body_len,
-                      JSON_REJECT_DUPLICATES, &jerr);
+    root = json_loadb((const char *)body, body_len, JSON_REJECT_DUPLICATES,
+                      &jerr);
     if (!root)
         return refuse(400, msg, ms, "malformed JSON at line %d column %d "
                       "(byte %d): %s", jerr.line, jerr.column,
@@ -308,11 +314,24 @@ static unsigned parse_json(ed_request *req, const ed_config *cfg,
         st = refuse(422, msg, ms, "\"samples\" is required");
     if (!st)
         st = json_samples(json_object_get(root, "samples"), gain, baseline,
-                          cfg, ecg, msg, ms);
+                          max_samples, ecg, msg, ms);
     v = json_object_get(root, "annotations");
     if (!st && v)
         st = json_annotations(v, ecg, msg, ms);
     json_decref(root);
+    return st;
+}
+
+unsigned ed_ecg_parse_json(const unsigned char *body, size_t body_len,
+                           int64_t max_samples, ed_ecg_kind kind,
+                           ed_ecg *out, char *msg, size_t ms)
+{
+    unsigned st;
+
+    memset(out, 0, sizeof *out);
+    st = parse_json(body, body_len, max_samples, kind, out, msg, ms);
+    if (st)
+        ed_ecg_free(out);
     return st;
 }
 
@@ -411,8 +430,8 @@ static void parts_free(wfdb_parts *w)
     free(w->lead.data);
 }
 
-static unsigned wfdb_annotations(const part *p, ed_ecg *ecg, char *msg,
-                                 size_t ms)
+static unsigned wfdb_annotations(const ed_ecg_part *p, ed_ecg *ecg,
+                                 char *msg, size_t ms)
 {
     ep_annotations *ann = NULL;
     ep_error e = {0};
@@ -439,7 +458,7 @@ static unsigned wfdb_annotations(const part *p, ed_ecg *ecg, char *msg,
 }
 
 /* Header, then the chosen lead's signal file, then physical values. */
-static unsigned wfdb_record(wfdb_parts *w, const ed_config *cfg,
+static unsigned wfdb_record(const ed_ecg_parts *w, int64_t max_samples,
                             ed_ecg *ecg, char *msg, size_t ms)
 {
     ep_record *rec = NULL;
@@ -471,10 +490,10 @@ static unsigned wfdb_record(wfdb_parts *w, const ed_config *cfg,
     }
     ecg->fs = rec->sampling_rate;
     st = check_rate(ecg->fs, "header sampling frequency", msg, ms);
-    if (!st && rec->n_samples > cfg->max_samples)
+    if (!st && rec->n_samples > max_samples)
         st = refuse(413, msg, ms, "header declares %lld samples, more than "
                     "the limit of %lld (limits.max_samples)",
-                    (long long)rec->n_samples, (long long)cfg->max_samples);
+                    (long long)rec->n_samples, (long long)max_samples);
     if (st)
         goto out;
 
@@ -485,7 +504,8 @@ static unsigned wfdb_record(wfdb_parts *w, const ed_config *cfg,
                     e.msg);
         goto out;
     }
-    st = check_length(rec->n_samples, ecg->fs, cfg, "signal", msg, ms);
+    st = check_length(rec->n_samples, ecg->fs, max_samples, "signal", msg,
+                      ms);
     if (st)
         goto out;
     ecg->n = rec->n_samples;
@@ -501,61 +521,111 @@ static unsigned wfdb_record(wfdb_parts *w, const ed_config *cfg,
     snprintf(ecg->lead, sizeof ecg->lead, "%.31s",
              rec->signals[sig].name[0] ? rec->signals[sig].name
                                        : "unspecified");
+    /* The lead goes into JSON answers, which take UTF-8 only. */
+    ed_utf8_cut(ecg->lead);
     st = check_values(ecg, "signal", msg, ms);
 out:
     ep_wfdb_free_record(rec);
     return st;
 }
 
-static unsigned parse_wfdb(ed_request *req, const ed_config *cfg,
-                           ed_ecg_kind kind, ed_ecg *ecg, char *msg,
+/* The parts a route needs, then the record and its annotations. */
+static unsigned wfdb_ecg(const ed_ecg_parts *w, int64_t max_samples,
+                         ed_ecg_kind kind, ed_ecg *ecg, char *msg, size_t ms)
+{
+    unsigned st = 0;
+
+    if (!w->header.len || !w->signal.len)
+        st = refuse(422, msg, ms, "multipart upload needs a \"header\" "
+                    "(.hea) and a \"signal\" (.dat) part");
+    if (!st && kind == ED_ECG_BATCH) {
+        if (!w->subject.len ||
+            !valid_token((const char *)w->subject.data, ED_SUBJECT_MAX, 0))
+            st = refuse(422, msg, ms, "\"subject\": a pseudonym of 1..%d "
+                        "letters, digits, '.', '-', '_' is required",
+                        ED_SUBJECT_MAX);
+        else
+            strcpy(ecg->subject, (const char *)w->subject.data);
+    }
+    if (!st && kind == ED_ECG_INFER && w->annotations.len)
+        st = refuse(400, msg, ms, "inference takes no annotations part");
+
+    if (!st)
+        st = wfdb_record(w, max_samples, ecg, msg, ms);
+    if (!st && w->annotations.len)
+        st = wfdb_annotations(&w->annotations, ecg, msg, ms);
+    return st;
+}
+
+unsigned ed_ecg_parse_wfdb(const ed_ecg_parts *parts, int64_t max_samples,
+                           ed_ecg_kind kind, ed_ecg *out, char *msg,
                            size_t ms)
 {
-    wfdb_parts w;
+    unsigned st;
+
+    memset(out, 0, sizeof *out);
+    st = wfdb_ecg(parts, max_samples, kind, out, msg, ms);
+    if (st)
+        ed_ecg_free(out);
+    return st;
+}
+
+/* Split the body into its parts and check which parts came. */
+static unsigned collect_parts(ed_request *req, ed_ecg_kind kind,
+                              wfdb_parts *w, char *msg, size_t ms)
+{
     struct MHD_PostProcessor *pp;
     unsigned st = 0;
 
-    memset(&w, 0, sizeof w);
-    pp = MHD_create_post_processor(req->conn, 65536, on_part, &w);
+    pp = MHD_create_post_processor(req->conn, 65536, on_part, w);
     if (!pp)
         return refuse(400, msg, ms, "multipart body without a boundary in "
                       "Content-Type");
     if (MHD_post_process(pp, (const char *)req->body, req->body_len) !=
-        MHD_YES || w.failed)
+        MHD_YES || w->failed)
         st = refuse(400, msg, ms, "malformed multipart body");
     if (MHD_destroy_post_processor(pp) != MHD_YES && !st)
         st = refuse(400, msg, ms, "truncated multipart body");
 
     /* Which parts came. */
-    if (!st && w.nameless)
+    if (!st && w->nameless)
         st = refuse(400, msg, ms, "a multipart part has no field name "
                     "(expected Content-Disposition: form-data; name=...)");
-    if (!st && w.unknown[0])
+    if (!st && w->unknown[0])
         st = refuse(400, msg, ms, "unknown multipart field \"%s\" (expected "
-                    "header, signal, annotations%s)", w.unknown,
+                    "header, signal, annotations%s)", w->unknown,
                     kind == ED_ECG_BATCH ? ", subject, lead" : ", lead");
-    if (!st && w.twice[0])
+    if (!st && w->twice[0])
         st = refuse(400, msg, ms, "multipart field \"%s\" is given twice",
-                    w.twice);
-    if (!st && (!w.header.len || !w.signal.len))
-        st = refuse(422, msg, ms, "multipart upload needs a \"header\" "
-                    "(.hea) and a \"signal\" (.dat) part");
-    if (!st && kind == ED_ECG_BATCH) {
-        if (!w.subject.len ||
-            !valid_token((const char *)w.subject.data, ED_SUBJECT_MAX, 0))
-            st = refuse(422, msg, ms, "\"subject\": a pseudonym of 1..%d "
-                        "letters, digits, '.', '-', '_' is required",
-                        ED_SUBJECT_MAX);
-        else
-            strcpy(ecg->subject, (const char *)w.subject.data);
-    }
-    if (!st && kind == ED_ECG_INFER && w.annotations.len)
-        st = refuse(400, msg, ms, "inference takes no annotations part");
+                    w->twice);
+    return st;
+}
 
-    if (!st)
-        st = wfdb_record(&w, cfg, ecg, msg, ms);
-    if (!st && w.annotations.len)
-        st = wfdb_annotations(&w.annotations, ecg, msg, ms);
+static ed_ecg_part part_view(const part *p)
+{
+    ed_ecg_part v = {p->data, p->len};
+
+    return v;
+}
+
+static unsigned parse_wfdb(ed_request *req, int64_t max_samples,
+                           ed_ecg_kind kind, ed_ecg *ecg, char *msg,
+                           size_t ms)
+{
+    wfdb_parts w;
+    ed_ecg_parts parts;
+    unsigned st;
+
+    memset(&w, 0, sizeof w);
+    st = collect_parts(req, kind, &w, msg, ms);
+    if (!st) {
+        parts.header = part_view(&w.header);
+        parts.signal = part_view(&w.signal);
+        parts.annotations = part_view(&w.annotations);
+        parts.subject = part_view(&w.subject);
+        parts.lead = part_view(&w.lead);
+        st = ed_ecg_parse_wfdb(&parts, max_samples, kind, ecg, msg, ms);
+    }
     parts_free(&w);
     return st;
 }
@@ -571,20 +641,16 @@ unsigned ed_ecg_parse(ed_request *req, const ed_config *cfg,
                       ed_ecg_kind kind, ed_ecg *out, char *msg, size_t ms)
 {
     const char *ct = ed_http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
-    unsigned st;
 
     memset(out, 0, sizeof *out);
     if (req->body_len == 0)
         return refuse(400, msg, ms, "empty body: expected JSON or a "
                       "multipart WFDB upload");
     if (ct && strncmp(ct, "multipart/form-data", 19) == 0)
-        st = parse_wfdb(req, cfg, kind, out, msg, ms);
-    else if (!ct || is_json_type(ct))
-        st = parse_json(req, cfg, kind, out, msg, ms);
-    else
-        st = refuse(415, msg, ms, "Content-Type \"%s\": expected "
-                    "application/json or multipart/form-data", ct);
-    if (st)
-        ed_ecg_free(out);
-    return st;
+        return parse_wfdb(req, cfg->max_samples, kind, out, msg, ms);
+    if (!ct || is_json_type(ct))
+        return ed_ecg_parse_json(req->body, req->body_len, cfg->max_samples,
+                                 kind, out, msg, ms);
+    return refuse(415, msg, ms, "Content-Type \"%s\": expected "
+                  "application/json or multipart/form-data", ct);
 }

@@ -50,6 +50,36 @@ typedef enum ed_ecg_kind { ED_ECG_BATCH, ED_ECG_INFER } ed_ecg_kind;
 unsigned ed_ecg_parse(ed_request *req, const ed_config *cfg,
                       ed_ecg_kind kind, ed_ecg *out, char *msg,
                       size_t msg_size);
+
+/* The two bodies ed_ecg_parse tells apart, taken from memory so that
+ * they can be checked (and fuzzed) without a connection.  max_samples is
+ * limits.max_samples.  Both return 0 or an HTTP status with msg filled,
+ * and leave out empty on a refusal. */
+
+/* A JSON body: body_len bytes, no terminating NUL needed. */
+unsigned ed_ecg_parse_json(const unsigned char *body, size_t body_len,
+                           int64_t max_samples, ed_ecg_kind kind,
+                           ed_ecg *out, char *msg, size_t msg_size);
+
+/* One part of a multipart upload; len 0 (data may be NULL) when it did
+ * not come.  data[len] must be a NUL: the subject and the lead are read
+ * as strings. */
+typedef struct ed_ecg_part {
+    const unsigned char *data;
+    size_t len;
+} ed_ecg_part;
+
+typedef struct ed_ecg_parts {
+    ed_ecg_part header, signal, annotations, subject, lead;
+} ed_ecg_parts;
+
+/* The parts of a multipart WFDB upload, once split and named: the record
+ * in the header, the chosen lead from the signal file, the annotations;
+ * a batch needs the subject, inference refuses annotations. */
+unsigned ed_ecg_parse_wfdb(const ed_ecg_parts *parts, int64_t max_samples,
+                           ed_ecg_kind kind, ed_ecg *out, char *msg,
+                           size_t msg_size);
+
 void ed_ecg_free(ed_ecg *ecg);
 
 /* Annotations as stored: [{"sample": N, "symbol": "V"}, ...]. */

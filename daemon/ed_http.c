@@ -16,6 +16,7 @@
 
 #include "ed_log.h"
 #include "ed_metrics.h"
+#include "ed_utf8.h"
 
 struct ed_server {
     uv_loop_t *loop;
@@ -110,20 +111,32 @@ void ed_http_empty(ed_request *req, unsigned status)
 
 void ed_http_problem(ed_request *req, unsigned status, const char *fmt, ...)
 {
-    char detail[1024], type[64], quoted[200];
+    static const char fallback[] = "{\"type\":\"about:blank\"}";
+    char detail[1024], instance[sizeof req->path], quoted[200], *text;
     json_t *p;
     va_list ap;
 
+    /* Detail and path quote client bytes (a path of "%ff" decodes to one
+     * byte 0xff), and jansson packs nothing but UTF-8. */
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    snprintf(type, sizeof type, "about:blank");
-    p = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title",
-                  ed_http_reason(status), "status", (int)status, "detail",
-                  detail, "instance", req->path);
-    ed_http_text(req, status, "application/problem+json",
-                 json_dumps(p, JSON_COMPACT));
+    ed_utf8_scrub(detail);
+    snprintf(instance, sizeof instance, "%s", req->path);
+    ed_utf8_scrub(instance);
+
+    /* Without memory for the document the status still goes out. */
+    p = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", "about:blank",
+                  "title", ed_http_reason(status), "status", (int)status,
+                  "detail", detail, "instance", instance);
+    text = p ? json_dumps(p, JSON_COMPACT) : NULL;
     json_decref(p);
+    if (text)
+        ed_http_text(req, status, "application/problem+json", text);
+    else
+        set_response(req, status, MHD_create_response_from_buffer(
+                         sizeof fallback - 1, (void *)fallback,
+                         MHD_RESPMEM_PERSISTENT), "application/problem+json");
     snprintf(req->log_extra, sizeof req->log_extra, "detail=%s",
              ed_log_quote(quoted, sizeof quoted, detail));
 }

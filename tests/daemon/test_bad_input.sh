@@ -195,6 +195,35 @@ bad 422 'declares no signals' POST /v1/batches \
 bad 415 'Content-Type "application/jsonx"' POST "/v1/models/$MID/infer" \
     -H 'Content-Type: application/jsonx' --data-binary "@$WORK/seg.json"
 
+# Text that is not UTF-8 where JSON answers carry it (once a crash: the
+# problem document could not be built): a lead part quoted in a refusal,
+# a long field name cut inside a character by the message buffer, a
+# signal description cut to a 31-byte lead name.
+printf 'V5\377' > "$WORK/lead.txt"
+bad 422 'lead "V5\?" is not a signal of the header' POST /v1/batches \
+    -F "header=@$EXCERPT/100.hea" -F "signal=@$EXCERPT/100.dat" \
+    -F subject=p1 -F "lead=<$WORK/lead.txt"
+jq -cn '{("a" + ("é" * 400)): 1}' > "$WORK/longkey.json"
+bad 400 'unknown field "aéé.*\?$' POST /v1/batches "${J[@]}" \
+    --data-binary "@$WORK/longkey.json"
+printf 'z 1 360 720\nz.dat 16 200 16 0 0 0 0 %s\n' \
+    'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123é' > "$WORK/z.hea"
+head -c 1440 /dev/zero > "$WORK/z.dat"
+req POST /v1/batches -F "header=@$WORK/z.hea" -F "signal=@$WORK/z.dat" \
+    -F subject=p1
+expect 201 "batch with a long multibyte lead name"
+[ "$(body .lead)" = ABCDEFGHIJKLMNOPQRSTUVWXYZ0123 ] ||
+    fail "lead cut inside a character: $(body .lead)"
+req DELETE "/v1/batches/$(body .id)"
+expect 204 "delete the batch with the long lead name"
+# A path or query that decodes to bytes that are not UTF-8 (once a crash
+# of the daemon on every route): the refusal quotes them as '?'.
+bad 404 'no route' GET /v1/%ff
+bad 404 '"\?" in /v1/jobs/\? is not an id' GET /v1/jobs/%ff
+bad 404 'is not an id' DELETE /v1/batches/%ff
+bad 400 'state="\?"' GET '/v1/jobs?state=%ff'
+bad 422 'name "\?"' POST '/v1/models?name=%ff' --data-binary "@$MODEL"
+
 # A NUL escaped into a path or a query does not cut it short.
 bad 404 'is not an id' DELETE "/v1/batches/$BID%00junk"
 req GET "/v1/batches/$BID"
@@ -235,6 +264,9 @@ bad 400 '"mask_list": expected an integer' POST /v1/jobs "${J[@]}" \
     -d "$(job '.mask_list = "32"')"
 bad 400 '"refit_drifted": expected true or false' POST /v1/jobs "${J[@]}" \
     -d "$(job '.refit_drifted = "yes"')"
+# A method name the message cuts inside a character (once a crash).
+bad 422 '"method" "aé+\?" is not one of' POST /v1/jobs "${J[@]}" \
+    -d "$(job '.method = ("a" + ("é" * 30))')"
 bad 422 'holdout.batch_ids\[0\]: batch [0-9]+ has no beat annotations' \
     POST /v1/jobs "${J[@]}" -d "$(job '.holdout = {batch_ids: [$b]}')"
 jq -c '. + {annotations: [{sample: 300, symbol: "N"}]}' "$WORK/batch.json" \

@@ -3,7 +3,7 @@
  * listen-address parsing and the configuration file (ed_config), value
  * quoting in log lines (ed_log), schema migration (also of a store an
  * older daemon left) and statement helpers of the store (ed_store), the
- * warnings of a finished job (ed_warnings).  Expected values are worked
+ * warnings of a finished job (ed_warnings), UTF-8 repair (ed_utf8).  Expected values are worked
  * out by hand.
  */
 #include <sqlite3.h>
@@ -18,6 +18,7 @@
 #include "ed_log.h"
 #include "ed_schema.h"
 #include "ed_store.h"
+#include "ed_utf8.h"
 #include "ed_warnings.h"
 
 static void test_listen(void)
@@ -217,6 +218,38 @@ static void test_migration(const char *dir)
     ed_store_close(s);
 }
 
+/* Character lengths from the UTF-8 table (RFC 3629), and the repairs. */
+static void test_utf8(void)
+{
+    char scrub[] = "a\xff" "b\xc3", cut[] = "ab\xc3\xa9\xe2\x82";
+    char whole[] = "p\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
+
+    CHECK_EQ_INT((int)ed_utf8_length((const unsigned char *)"a"), 1);
+    CHECK_EQ_INT((int)ed_utf8_length((const unsigned char *)"\xc3\xa9"), 2);
+    CHECK_EQ_INT((int)ed_utf8_length((const unsigned char *)"\xe2\x82\xac"),
+                 3);
+    CHECK_EQ_INT((int)ed_utf8_length(
+                     (const unsigned char *)"\xf0\x9f\x98\x80"), 4);
+    /* Overlong forms, a surrogate, past U+10FFFF, a lone continuation
+     * byte, a sequence cut by the end of the string. */
+    CHECK_EQ_INT((int)ed_utf8_length((const unsigned char *)"\xc0\x80"), 0);
+    CHECK_EQ_INT((int)ed_utf8_length((const unsigned char *)"\xe0\x80\x80"),
+                 0);
+    CHECK_EQ_INT((int)ed_utf8_length((const unsigned char *)"\xed\xa0\x80"),
+                 0);
+    CHECK_EQ_INT((int)ed_utf8_length(
+                     (const unsigned char *)"\xf4\x90\x80\x80"), 0);
+    CHECK_EQ_INT((int)ed_utf8_length((const unsigned char *)"\x80"), 0);
+    CHECK_EQ_INT((int)ed_utf8_length((const unsigned char *)"\xe2\x82"), 0);
+
+    ed_utf8_scrub(scrub);
+    CHECK(strcmp(scrub, "a?b?") == 0);
+    ed_utf8_cut(cut);
+    CHECK(strcmp(cut, "ab\xc3\xa9") == 0);
+    ed_utf8_scrub(whole);
+    CHECK(strcmp(whole, "p\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80") == 0);
+}
+
 /* The single warning text in w, or "" when there is none. */
 static const char *only_warning(json_t *w)
 {
@@ -283,6 +316,7 @@ int main(void)
     test_store(dir);
     test_migration(dir);
     test_warnings();
+    test_utf8();
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "test_ed_units: could not remove %s\n", dir);

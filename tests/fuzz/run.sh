@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # run.sh SECONDS - build every tests/fuzz/fuzz_*.c as a libFuzzer target
 # (clang, AddressSanitizer + UndefinedBehaviorSanitizer) against the
-# library sources listed in lib/meson.build, and run each for SECONDS
-# divided by the number of targets, with a seed corpus.  Exits non-zero if
-# a target does not build or finds a crash, a leak, undefined behaviour or
-# a timeout; the reproducing input is kept and named.
+# library sources listed in lib/meson.build and the daemon modules the ECG
+# body targets call, and run each for SECONDS divided by the number of
+# targets, with a seed corpus.  Exits non-zero if a target does not build
+# or finds a crash, a leak, undefined behaviour or a timeout; the
+# reproducing input is kept and named.
 #
 # Seeds: tests/fuzz/corpus/TARGET/ when it exists, plus, for the WFDB
 # targets, real headers and annotation files of the MIT-BIH database
@@ -21,9 +22,10 @@ trap 'rm -rf "$work"' EXIT
 
 cc=${FUZZ_CC:-clang}
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+deps=(openblas lapacke jansson libmicrohttpd libuv)
 cflags="-std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -O1 -g
-  -Ilib/include -Ilib/src $(pkg-config --cflags openblas lapacke jansson)"
-libs="$(pkg-config --libs openblas lapacke jansson) -lm -lpthread"
+  -Ilib/include -Ilib/src -Idaemon $(pkg-config --cflags "${deps[@]}")"
+libs="$(pkg-config --libs "${deps[@]}") -lm -lpthread"
 
 targets=(tests/fuzz/fuzz_*.c)
 if [ ! -e "${targets[0]}" ]; then
@@ -41,6 +43,18 @@ for src in $lib_sources; do
     # shellcheck disable=SC2086
     $cc $cflags $san -fsanitize=fuzzer-no-link -c "lib/$src" -o "$obj"
 done
+
+# The daemon's ECG body parsers and what ed_ecg.c links against (request
+# headers, and through them the log and metrics), never ed_main.c.  An
+# archive, so that a target takes only the modules it calls.
+daemon_sources="ed_ecg.c ed_http.c ed_log.c ed_metrics.c ed_utf8.c"
+mkdir -p "$work/daemon"
+for src in $daemon_sources; do
+    # shellcheck disable=SC2086
+    $cc $cflags $san -fsanitize=fuzzer-no-link -c "daemon/$src" \
+        -o "$work/daemon/${src%.c}.o"
+done
+ar rcs "$work/libdaemon.a" "$work"/daemon/*.o
 
 # Seeds for the WFDB targets.
 seed_fuzz_wfdb_header() {
@@ -73,10 +87,10 @@ for target_src in "${targets[@]}"; do
     corpus="$work/corpus-$name"
     mkdir -p "$corpus" "$work/artifacts-$name"
 
-    # Build against the instrumented library objects.
+    # Build against the instrumented library and daemon objects.
     # shellcheck disable=SC2086
     if ! $cc $cflags $san -fsanitize=fuzzer "$target_src" "$work"/obj/*.o \
-            $libs -o "$exe"; then
+            "$work/libdaemon.a" $libs -o "$exe"; then
         echo "fuzz: $name: build failed"
         failed=1
         continue
