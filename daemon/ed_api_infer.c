@@ -162,18 +162,21 @@ static void infer_done(uv_work_t *w, int status)
 static unsigned check_subject(ed_app *app, ed_request *req, int64_t id,
                               char *msg, size_t ms)
 {
-    const char *subject = ed_http_query(req, "subject");
-    const char *text;
+    const char *subject, *text;
     json_t *row, *list, *v;
-    unsigned st = 0;
+    unsigned st;
     size_t i;
     int found = 0;
 
-    if (subject == NULL)
-        return 0;
-    if (!*subject || strlen(subject) > ED_SUBJECT_MAX) {
+    /* A value that breaks the pseudonym rule is not quoted back: it may
+     * be a name, which must reach neither the answer nor the log. */
+    st = ed_http_query_param(req, "subject", &subject, msg, ms);
+    if (st || subject == NULL)
+        return st;
+    if (!ed_ecg_valid_subject(subject)) {
         snprintf(msg, ms, "query parameter \"subject\": expected a "
-                 "pseudonym of 1..%d characters", ED_SUBJECT_MAX);
+                 "pseudonym of 1..%d letters, digits, '.', '-', '_'",
+                 ED_SUBJECT_MAX);
         return 422;
     }
     row = ed_store_row(app->store, &found, "SELECT subjects FROM models "
@@ -197,6 +200,23 @@ static unsigned check_subject(ed_app *app, ed_request *req, int64_t id,
     json_decref(list);
     json_decref(row);
     return st;
+}
+
+/* The network runs at the model's rate, so the ECG grows by the ratio of
+ * the rates (50 Hz into a 10 kHz model: 200 times): the sample limit holds
+ * for the resampled signal too, or a small body could take gigabytes. */
+static unsigned check_resampled(ed_app *app, const ep_net *net,
+                                const ed_ecg *ecg, char *msg, size_t ms)
+{
+    double n = (double)ecg->n * net->meta.sampling_rate / ecg->fs;
+
+    if (n <= (double)app->cfg.max_samples)
+        return 0;
+    snprintf(msg, ms, "resampled to the model's %g Hz, the ECG would be "
+             "%.0f samples, more than the limit of %lld "
+             "(limits.max_samples)", net->meta.sampling_rate, n,
+             (long long)app->cfg.max_samples);
+    return 413;
 }
 
 void ed_api_infer(ed_app *app, ed_request *req, int64_t id)
@@ -233,8 +253,11 @@ void ed_api_infer(ed_app *app, ed_request *req, int64_t id)
     if (!st)
         st = ed_ecg_parse(req, &app->cfg, ED_ECG_INFER, &iw->ecg, msg,
                           sizeof msg);
+    if (!st)
+        st = check_resampled(app, iw->net, &iw->ecg, msg, sizeof msg);
     if (st) {
         ed_models_release(app, iw->net);
+        ed_ecg_free(&iw->ecg);
         free(iw);
         ed_http_problem(req, st, "%s", msg);
         return;

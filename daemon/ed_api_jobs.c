@@ -105,13 +105,27 @@ static unsigned check_keys(json_t *obj, const char *where,
 }
 
 /* A list of existing batch ids; beats_needed: each must be annotated. */
-static unsigned batch_list(ed_app *app, json_t *arr, const char *where,
-                           int beats_needed, char *msg, size_t ms)
+/* Samples batch id becomes at the model's rate, which the job resamples
+ * it to: a batch at a low rate grows by the ratio of the rates. */
+static int64_t resampled_length(ed_app *app, int64_t batch, int64_t model)
+{
+    int found;
+
+    return ed_store_int(app->store, &found, "SELECT CAST(b.n_samples * "
+                        "json_extract(m.architecture, '$.sampling_rate') / "
+                        "b.sampling_rate AS INTEGER) FROM batches b, "
+                        "models m WHERE b.id = ? AND m.id = ?", "ii", batch,
+                        model);
+}
+
+static unsigned batch_list(ed_app *app, int64_t model, json_t *arr,
+                           const char *where, int beats_needed, char *msg,
+                           size_t ms)
 {
     size_t i, j;
     json_t *v;
     int found;
-    int64_t beats;
+    int64_t beats, n;
 
     if (!json_is_array(arr) || json_array_size(arr) == 0)
         return bad(msg, ms, 400, "\"%s\": expected a non-empty array of "
@@ -139,6 +153,13 @@ static unsigned batch_list(ed_app *app, json_t *arr, const char *where,
             return bad(msg, ms, 422, "%s[%zu]: batch %lld has no beat "
                        "annotations to score against", where, i,
                        (long long)json_integer_value(v));
+        n = resampled_length(app, (int64_t)json_integer_value(v), model);
+        if (n > app->cfg.max_samples)
+            return bad(msg, ms, 422, "%s[%zu]: batch %lld would be %lld "
+                       "samples at the model's sampling rate, more than the "
+                       "limit of %lld (limits.max_samples)", where, i,
+                       (long long)json_integer_value(v), (long long)n,
+                       (long long)app->cfg.max_samples);
     }
     return 0;
 }
@@ -208,7 +229,9 @@ static unsigned check_holdout(ed_app *app, json_t *h, json_t *out,
     o = json_object();
     json_object_set_new(out, "holdout", o);
     if (ids) {
-        if ((st = batch_list(app, ids, "holdout.batch_ids", 1, msg, ms)))
+        if ((st = batch_list(app, json_integer_value(json_object_get(
+                                 out, "model_id")), ids,
+                             "holdout.batch_ids", 1, msg, ms)))
             return st;
         if ((st = disjoint(ids, batch_ids, msg, ms)))
             return st;
@@ -292,7 +315,9 @@ static unsigned check_params(ed_app *app, json_t *in, json_t **out,
     json_object_set(p, "model_id", v);
     if (!json_object_get(in, "batch_ids"))
         return bad(msg, ms, 422, "\"batch_ids\" is required");
-    if ((st = batch_list(app, json_object_get(in, "batch_ids"), "batch_ids",
+    if ((st = batch_list(app, json_integer_value(json_object_get(
+                             p, "model_id")), json_object_get(in, "batch_ids"),
+                         "batch_ids",
                          0, msg, ms)))
         return st;
     json_object_set(p, "batch_ids", json_object_get(in, "batch_ids"));
@@ -512,12 +537,19 @@ void ed_api_jobs_list(ed_app *app, ed_request *req, int64_t unused)
 {
     static const char *const states[] = {
         "queued", "running", "succeeded", "failed", "cancelled", NULL};
-    const char *state = ed_http_query(req, "state");
+    const char *state;
+    char msg[200];
     json_t *rows, *out, *row;
     size_t i;
+    unsigned st;
     int k, ok = 0;
 
     (void)unused;
+    st = ed_http_query_param(req, "state", &state, msg, sizeof msg);
+    if (st) {
+        ed_http_problem(req, st, "%s", msg);
+        return;
+    }
     for (k = 0; state && states[k]; k++)
         ok |= strcmp(state, states[k]) == 0;
     if (state && !ok) {

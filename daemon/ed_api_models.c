@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ecgprune/ep_infer.h"
 #include "ecgprune/ep_model.h"
 #include "ed_api.h"
+#include "ed_ecg.h"
 #include "ed_models.h"
 
 #define ED_MODEL_NAME_MAX 64
@@ -27,6 +29,44 @@ static int valid_name(const char *s)
     return 1;
 }
 
+/* A model that loads but could never run (a rate no ECG is resampled to,
+ * a window that needs gigabytes, a high-pass above the Nyquist frequency)
+ * would fail every inference and job later: refuse it now, by preparing
+ * two seconds of zeros and building an inferer as an inference would. */
+static unsigned check_runnable(const ep_net *net, char *msg, size_t ms)
+{
+    double fs = net->meta.sampling_rate;
+    int64_t n = (int64_t)(2.0 * fs), nx = 0;
+    ep_infer_opts opts;
+    ep_inferer *inf = NULL;
+    ep_error e = {0};
+    float *zeros, *x = NULL;
+    int rc;
+
+    if (!(fs >= ED_ECG_MIN_FS && fs <= ED_ECG_MAX_FS)) {
+        snprintf(msg, ms, "the model's sampling rate %g Hz is outside "
+                 "%g..%g Hz, the rates the daemon accepts ECG at", fs,
+                 ED_ECG_MIN_FS, ED_ECG_MAX_FS);
+        return 422;
+    }
+    zeros = calloc((size_t)n, sizeof *zeros);
+    if (zeros == NULL) {
+        snprintf(msg, ms, "out of memory");
+        return 500;
+    }
+    ep_infer_default_opts(&opts);
+    rc = ep_infer_prepare(net, zeros, n, fs, &x, &nx, &e);
+    if (rc == EP_OK)
+        rc = ep_inferer_create(net, &opts, &inf, &e);
+    ep_inferer_free(inf);
+    free(x);
+    free(zeros);
+    if (rc == EP_OK)
+        return 0;
+    snprintf(msg, ms, "the model loads but cannot run: %s", e.msg);
+    return rc == EP_ENOMEM ? 500 : 422;
+}
+
 unsigned ed_api_models_store(ed_app *app, const char *name,
                              const unsigned char *buf, size_t len,
                              int64_t parent_model, int64_t parent_job,
@@ -43,6 +83,9 @@ unsigned ed_api_models_store(ed_app *app, const char *name,
         snprintf(msg, ms, "not an ecgprune safetensors model: %s", e.msg);
         return 422;
     }
+    status = check_runnable(net, msg, ms);
+    if (status)
+        goto out;
     if (ep_model_architecture_json(net, &arch, &e) ||
         ed_models_sha256(buf, len, sha)) {
         snprintf(msg, ms, "cannot describe the model: %s", e.msg);
@@ -117,13 +160,18 @@ static json_t *model_json(json_t *row, int with_architecture)
 
 void ed_api_models_create(ed_app *app, ed_request *req, int64_t unused)
 {
-    const char *name = ed_http_query(req, "name");
+    const char *name;
     char msg[700], loc[64];
     int64_t id = 0;
     unsigned st;
     json_t *row;
 
     (void)unused;
+    st = ed_http_query_param(req, "name", &name, msg, sizeof msg);
+    if (st) {
+        ed_http_problem(req, st, "%s", msg);
+        return;
+    }
     if (!name) {
         ed_http_problem(req, 422, "query parameter \"name\" is required "
                         "(POST /v1/models?name=NAME)");

@@ -81,6 +81,11 @@ static int valid_token(const char *s, size_t max, int allow_space)
     return 1;
 }
 
+int ed_ecg_valid_subject(const char *s)
+{
+    return valid_token(s, ED_SUBJECT_MAX, 0);
+}
+
 /* Fields that would identify a person are refused by name. */
 static int is_identity_field(const char *key)
 {

@@ -82,6 +82,10 @@ unsigned ed_ecg_parse_wfdb(const ed_ecg_parts *parts, int64_t max_samples,
 
 void ed_ecg_free(ed_ecg *ecg);
 
+/* 1 when s is a pseudonym as batches take them: 1..ED_SUBJECT_MAX
+ * letters, digits, '.', '-', '_' (no blank, so no "Jane Doe"). */
+int ed_ecg_valid_subject(const char *s);
+
 /* Annotations as stored: [{"sample": N, "symbol": "V"}, ...]. */
 json_t *ed_ecg_annotations_json(const ed_ecg *ecg);
 

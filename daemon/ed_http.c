@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -147,10 +148,46 @@ void ed_http_add_header(ed_request *req, const char *name, const char *value)
         MHD_add_response_header(req->response, name, value);
 }
 
-const char *ed_http_query(ed_request *req, const char *key)
+typedef struct query_count {
+    const char *key;
+    int n;
+} query_count;
+
+static enum MHD_Result count_key(void *cls, enum MHD_ValueKind kind,
+                                 const char *key, size_t key_size,
+                                 const char *value, size_t value_size)
 {
-    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND,
-                                       key);
+    query_count *q = cls;
+
+    (void)kind;
+    (void)key_size;
+    (void)value;
+    (void)value_size;
+    q->n += strcasecmp(key, q->key) == 0;
+    return MHD_YES;
+}
+
+unsigned ed_http_query_param(ed_request *req, const char *key,
+                             const char **value, char *msg, size_t ms)
+{
+    query_count q = {key, 0};
+
+    /* libmicrohttpd answers the first of repeated keys; which one the
+     * client meant is unknowable, so the request is refused. */
+    *value = NULL;
+    MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, count_key,
+                                &q);
+    if (q.n > 1) {
+        snprintf(msg, ms, "query parameter \"%s\" is given %d times; give "
+                 "it once", key, q.n);
+        return 400;
+    }
+    if (q.n == 1 &&
+        MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, key,
+                                      strlen(key), value, NULL) == MHD_YES &&
+        *value == NULL)
+        *value = "";
+    return 0;
 }
 
 const char *ed_http_header(ed_request *req, const char *name)

@@ -57,7 +57,10 @@ unsigned ed_http_connections(ed_server *srv);
 void ed_http_stop(ed_server *srv);
 
 /* Request accessors. */
-const char *ed_http_query(ed_request *req, const char *key);
+/* Query parameter key: 0 with *value NULL when absent ("" when given
+ * without '='), or 400 with msg filled when given more than once. */
+unsigned ed_http_query_param(ed_request *req, const char *key,
+                             const char **value, char *msg, size_t ms);
 const char *ed_http_header(ed_request *req, const char *name);
 
 /* Answers: each sets req->response; the body is taken over. */

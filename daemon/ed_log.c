@@ -2,6 +2,7 @@
  * ed_log.c - key=value event lines to a reopenable file or stderr.
  */
 #include "ed_log.h"
+#include "ed_utf8.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -124,14 +125,20 @@ void ed_log(ed_log_level level, const char *event, const char *fmt, ...)
     pthread_mutex_unlock(&log_lock);
 }
 
+/* Log lines are UTF-8 text for whatever ships them: a byte that is not
+ * part of a whole character (a path of "%ff") is quoted as '?', controls
+ * and DEL as blanks, so no client can split or garble a line. */
 const char *ed_log_value(char *buf, size_t size, const char *s)
 {
     const char *p;
+    size_t n;
 
-    for (p = s; *p; p++)
-        if ((unsigned char)*p <= ' ' || *p == '"' || *p == '=' ||
+    for (p = s; *p; p += n) {
+        n = ed_utf8_length((const unsigned char *)p);
+        if (n == 0 || (unsigned char)*p <= ' ' || *p == '"' || *p == '=' ||
             *p == '\\' || *p == 0x7f)
             return ed_log_quote(buf, size, s);
+    }
     return s;
 }
 
@@ -147,11 +154,23 @@ const char *ed_log_quote(char *buf, size_t size, const char *s)
     buf[o++] = '"';
     for (; s && *s && o + 3 < size; s++) {
         unsigned char c = (unsigned char)*s;
+        size_t n = ed_utf8_length((const unsigned char *)s);
+
         if (c == '"' || c == '\\') {
             buf[o++] = '\\';
             buf[o++] = (char)c;
-        } else if (c < 0x20) {
+        } else if (c < 0x20 || c == 0x7f) {
             buf[o++] = ' ';
+        } else if (n == 0) {
+            buf[o++] = '?';
+        } else if (n > 1) {
+            /* A whole character or nothing: the end of the buffer must
+             * not cut one in two. */
+            if (o + n + 2 > size)
+                break;
+            memcpy(buf + o, s, n);
+            o += n;
+            s += n - 1;
         } else {
             buf[o++] = (char)c;
         }

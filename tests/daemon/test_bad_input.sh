@@ -264,6 +264,47 @@ bad 400 '"mask_list": expected an integer' POST /v1/jobs "${J[@]}" \
     -d "$(job '.mask_list = "32"')"
 bad 400 '"refit_drifted": expected true or false' POST /v1/jobs "${J[@]}" \
     -d "$(job '.refit_drifted = "yes"')"
+# Query parameters: repeated, or a subject that breaks the pseudonym rule
+# (not quoted back: it may be a name).
+bad 400 'query parameter "subject" is given 2 times' POST \
+    "/v1/models/$MID/infer?subject=a&subject=b" "${J[@]}" \
+    --data-binary "@$WORK/seg.json"
+bad 422 'query parameter "subject": expected a pseudonym' POST \
+    "/v1/models/$MID/infer?subject" "${J[@]}" --data-binary "@$WORK/seg.json"
+bad 422 'query parameter "subject": expected a pseudonym[^J]*$' POST \
+    "/v1/models/$MID/infer?subject=Jane%20Doe" "${J[@]}" \
+    --data-binary "@$WORK/seg.json"
+! grep -q 'Jane' "$WORK/daemon.log" || fail "a name reached the log"
+bad 400 'query parameter "name" is given 2 times' POST \
+    "/v1/models?name=a&name=b" --data-binary "@$MODEL"
+bad 400 'query parameter "state" is given 2 times' GET \
+    '/v1/jobs?state=queued&state=failed'
+
+# The sample limit holds after resampling to the model's 360 Hz: 10,000
+# samples at 50 Hz are 72,000 there, more than this daemon's 50,000; as a
+# batch (8,000 at 50 Hz are 57,600) it is stored, but no job takes it.
+jq -cn '{sampling_rate: 50, samples: [range(10000) | (. / 9 | sin)]}' \
+    > "$WORK/slow.json"
+bad 413 'resampled to the model.s 360 Hz, the ECG would be 72000 samples' \
+    POST "/v1/models/$MID/infer" "${J[@]}" --data-binary "@$WORK/slow.json"
+jq -cn '{subject: "p1", sampling_rate: 50,
+         samples: [range(8000) | (. / 9 | sin)]}' > "$WORK/slowb.json"
+req POST /v1/batches "${J[@]}" --data-binary "@$WORK/slowb.json"
+expect 201 "a long batch at 50 Hz"
+SLOW=$(body .id)
+bad 422 "batch_ids\[0\]: batch $SLOW would be 57600 samples at the model" \
+    POST /v1/jobs "${J[@]}" -d "$(jq -cn --argjson m "$MID" \
+    --argjson b "$SLOW" '{model_id: $m, batch_ids: [$b], method: "l1",
+    keep: 0.5}')"
+
+# A model that loads but could never run is refused at upload: a rate of
+# 1 MHz (the header edited in place, same length).
+perl -0777 -pe 's/\\"sampling_rate\\":360\.0/\\"sampling_rate\\":1.0e6/' \
+    "$MODEL" > "$WORK/fast.safetensors"
+cmp -s "$MODEL" "$WORK/fast.safetensors" && fail "rate edit did nothing"
+bad 422 "sampling rate 1e\+06 Hz is outside 50..20000 Hz" POST \
+    "/v1/models?name=fast" --data-binary "@$WORK/fast.safetensors"
+
 # A method name the message cuts inside a character (once a crash).
 bad 422 '"method" "aé+\?" is not one of' POST /v1/jobs "${J[@]}" \
     -d "$(job '.method = ("a" + ("é" * 30))')"

@@ -72,4 +72,19 @@ ctl delete model "$PRUNED" | grep -q "model $PRUNED deleted" ||
 ctl_fails 1 'error 404' show model "$PRUNED"
 ECGPRUNE_URL=http://127.0.0.1:1 ctl_fails 1 'cannot reach' list models
 
+# Arguments reach the daemon as typed: a subject of "@file" is not a file
+# to upload, '&' and '#' do not cut a name or a subject short, an id is a
+# number.
+echo leak-1 > "$WORK/secret.txt"
+ctl_fails 1 'error 422 .*"subject"' upload-batch "@$WORK/secret.txt" \
+    "$EXCERPT/100"
+ctl list batches | grep -q leak-1 && fail "a local file became a subject"
+ctl_fails 1 'error 422 .*name "a&name=b"' upload-model "$MODEL" 'a&name=b'
+ctl_fails 1 'error 422 .*"subject": expected a pseudonym' \
+    infer "$MID" "$EXCERPT/100" 'p-7#x'
+ctl_fails 1 'model id "../jobs/1": expected a number' show model ../jobs/1
+ctl_fails 1 'keep "half": expected a number' start-job "$MID" "$BID" l1 half
+ctl_fails 1 "\"seed=x\": the value after '=' is not JSON" \
+    start-job "$MID" "$BID" l1 0.5 seed=x
+
 stop_daemon

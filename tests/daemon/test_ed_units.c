@@ -122,6 +122,16 @@ static void test_quote(void)
                  "\"say \\\"x\\\" \"") == 0);
     /* Truncated to fit, still closed. */
     CHECK(strcmp(ed_log_quote(buf, 8, "abcdefghij"), "\"abcd\"") == 0);
+    /* Bytes that are not UTF-8 become '?', DEL a blank; characters are
+     * kept whole or left out at the end of the buffer. */
+    CHECK(strcmp(ed_log_value(buf, sizeof buf, "a\xff" "b"), "\"a?b\"") == 0);
+    CHECK(strcmp(ed_log_value(buf, sizeof buf, "x\x7fy"), "\"x y\"") == 0);
+    CHECK(strcmp(ed_log_value(buf, sizeof buf, "caf\xc3\xa9"),
+                 "caf\xc3\xa9") == 0);
+    CHECK(strcmp(ed_log_quote(buf, 6, "\xc3\xa9\xc3\xa9\xc3\xa9"),
+                 "\"\xc3\xa9\"") == 0);
+    CHECK(strcmp(ed_log_quote(buf, 7, "\xc3\xa9\xc3\xa9\xc3\xa9"),
+                 "\"\xc3\xa9\xc3\xa9\"") == 0);
 }
 
 static void test_store(const char *dir)
