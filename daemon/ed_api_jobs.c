@@ -468,7 +468,7 @@ out:
 
 void ed_api_jobs_create(ed_app *app, ed_request *req, int64_t unused)
 {
-    const char *key = ed_http_header(req, "Idempotency-Key");
+    const char *key = ed_http_header(req, "Idempotency-Key"), *ct;
     json_error_t jerr;
     json_t *in, *params = NULL, *prev;
     char msg[600], *text = NULL;
@@ -484,6 +484,18 @@ void ed_api_jobs_create(ed_app *app, ed_request *req, int64_t unused)
     if (key && (strlen(key) == 0 || strlen(key) > 255)) {
         ed_http_problem(req, 400, "Idempotency-Key: expected 1..255 "
                         "characters");
+        return;
+    }
+    /* JSON, or no Content-Type at all, as for an ECG body. */
+    ct = ed_http_header(req, "Content-Type");
+    if (ct && !ed_http_is_json(ct)) {
+        ed_http_problem(req, 415, "Content-Type \"%.80s\": expected "
+                        "application/json", ct);
+        return;
+    }
+    if (req->body_len == 0) {
+        ed_http_problem(req, 400, "empty body: expected a JSON object of "
+                        "job parameters");
         return;
     }
     in = json_loadb((const char *)req->body, req->body_len,

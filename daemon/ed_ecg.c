@@ -635,13 +635,6 @@ static unsigned parse_wfdb(ed_request *req, int64_t max_samples,
     return st;
 }
 
-/* "application/json", alone or with parameters ("; charset=utf-8"). */
-static int is_json_type(const char *ct)
-{
-    return strncmp(ct, "application/json", 16) == 0 &&
-           (ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ');
-}
-
 unsigned ed_ecg_parse(ed_request *req, const ed_config *cfg,
                       ed_ecg_kind kind, ed_ecg *out, char *msg, size_t ms)
 {
@@ -653,7 +646,7 @@ unsigned ed_ecg_parse(ed_request *req, const ed_config *cfg,
                       "multipart WFDB upload");
     if (ct && strncmp(ct, "multipart/form-data", 19) == 0)
         return parse_wfdb(req, cfg->max_samples, kind, out, msg, ms);
-    if (!ct || is_json_type(ct))
+    if (!ct || ed_http_is_json(ct))
         return ed_ecg_parse_json(req->body, req->body_len, cfg->max_samples,
                                  kind, out, msg, ms);
     return refuse(415, msg, ms, "Content-Type \"%s\": expected "

@@ -148,6 +148,12 @@ void ed_http_add_header(ed_request *req, const char *name, const char *value)
         MHD_add_response_header(req->response, name, value);
 }
 
+int ed_http_is_json(const char *ct)
+{
+    return strncmp(ct, "application/json", 16) == 0 &&
+           (ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ');
+}
+
 typedef struct query_count {
     const char *key;
     int n;

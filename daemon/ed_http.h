@@ -62,6 +62,9 @@ void ed_http_stop(ed_server *srv);
 unsigned ed_http_query_param(ed_request *req, const char *key,
                              const char **value, char *msg, size_t ms);
 const char *ed_http_header(ed_request *req, const char *name);
+/* 1 when a Content-Type is application/json, alone or with parameters
+ * ("; charset=utf-8"). */
+int ed_http_is_json(const char *ct);
 
 /* Answers: each sets req->response; the body is taken over. */
 void ed_http_json(ed_request *req, unsigned status, json_t *body);

@@ -81,6 +81,9 @@ head -c 5000 "$WORK/seg.json" > "$WORK/truncated.json"
 bad 400 'malformed JSON' POST "/v1/models/$MID/infer" "${J[@]}" \
     --data-binary "@$WORK/truncated.json"
 bad 400 'malformed JSON' POST /v1/jobs "${J[@]}" -d '{"model_id": 1,,}'
+bad 400 'empty body: expected a JSON object' POST /v1/jobs "${J[@]}"
+bad 415 'Content-Type "text/plain": expected application/json' POST \
+    /v1/jobs -H 'Content-Type: text/plain' -d '{"model_id": 1}'
 
 # Wrong types and names.
 bad 400 '"sampling_rate": expected a number' POST "/v1/models/$MID/infer" \
