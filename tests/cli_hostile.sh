@@ -142,8 +142,23 @@ check "repeated option named" grep -q "'--annotator' given 2 times" \
 # eval --list files that are not lists.
 run "$ecgprune" eval "$model" --list "$work" 2> "$work/list1.err"
 check_status "directory as --list" 2
-check "directory list named" grep -q "cannot read list .*Is a directory" \
+check "directory list named" grep -q "list .* is a directory" \
     "$work/list1.err"
+run timeout 20 "$ecgprune" eval "$model" --list /dev/zero \
+    2> "$work/list4.err"
+check_status "/dev/zero as --list (once read forever)" 2
+check "/dev/zero list named" grep -q "'/dev/zero' is not a regular file" \
+    "$work/list4.err"
+mkfifo "$work/list.fifo"
+run timeout 20 "$ecgprune" eval "$model" --list "$work/list.fifo" \
+    2> "$work/list5.err"
+check_status "FIFO as --list (no writer: must not block)" 2
+check "FIFO list named" grep -q "is not a regular file" "$work/list5.err"
+{ printf '%s/100\n' "$excerpt"; printf '%s/100\0junk\n' "$excerpt"; } \
+    > "$work/nul.list"
+run "$ecgprune" eval "$model" --list "$work/nul.list" 2> "$work/list6.err"
+check_status "--list with a NUL byte (once cut the name short)" 2
+check "NUL line named" grep -q "line 2: NUL byte" "$work/list6.err"
 printf 'abc\001def\n' > "$work/binary.list"
 run "$ecgprune" eval "$model" --list "$work/binary.list" 2> "$work/list2.err"
 check_status "binary --list" 2

@@ -2,8 +2,10 @@
 # cli_prune.sh ECGPRUNE MAKE_TEST_MODEL EXCERPT_DIR - `ecgprune prune` on
 # the shipped excerpt with a tiny untrained model: every method writes a
 # smaller model that `info`, `infer`, `eval` and `finetune` accept, masks JSON
-# consistent with the model, the same seed gives the same bytes, and
-# hostile parameters get a clear error.  Needs jq.
+# consistent with the model, the same seed gives the same bytes, hostile
+# parameters get a clear error, and unusable output paths (FIFOs,
+# directories, missing directories, one file for two outputs) are refused
+# before any work.  Needs jq.
 ecgprune=$1
 make_model=$2
 excerpt=$3
@@ -121,6 +123,64 @@ expect 1 "FROM < TO" "$model" --calib "$excerpt/100:10-10" $out
 expect 1 "nonexistent" "$model" --calib "$excerpt/nonexistent" $out
 expect 1 "absent.safetensors" "$work/absent.safetensors" $calib $out
 }
+
+# Output paths, checked before any pruning: FIFOs, directories and
+# missing directories are refused (1) and left as they were, an empty
+# name or --out and --masks naming one file is bad usage (2).  A missing
+# --masks directory once failed only after the model had been written.
+mkfifo "$work/fifo1" "$work/fifo2"
+mkdir "$work/outdir"
+cp "$model" "$work/target.safetensors"
+ln -s target.safetensors "$work/link.safetensors"
+# shellcheck disable=SC2086
+{
+expect 1 "--out $work/fifo1: not a regular file" "$model" $calib \
+    --out "$work/fifo1"
+expect 1 "--masks $work/fifo2: not a regular file" "$model" $calib $out \
+    --masks "$work/fifo2"
+expect 1 "--masks $work/nodir/m.json: directory .*nodir" "$model" $calib \
+    $out --masks "$work/nodir/m.json"
+expect 1 "--out $work/nodir/o.safetensors: directory" "$model" $calib \
+    --out "$work/nodir/o.safetensors"
+expect 1 "--out $work/outdir: is a directory" "$model" $calib \
+    --out "$work/outdir"
+expect 2 "--out needs a file name" "$model" $calib --out ""
+expect 2 "name the same file" "$model" $calib $out --masks \
+    "$work/x.safetensors"
+expect 2 "name the same file" "$model" $calib $out --masks \
+    "$work/outdir/../x.safetensors"
+expect 2 "name the same file" "$model" $calib --out \
+    "$work/link.safetensors" --masks "$work/target.safetensors"
+expect 2 "MODEL '$model' and --masks .* name the same file" "$model" \
+    $calib $out --masks "$model"
+}
 check "no model left by failed runs" test ! -e "$work/x.safetensors"
+check "FIFO --out is still a FIFO" test -p "$work/fifo1"
+check "FIFO --masks is still a FIFO" test -p "$work/fifo2"
+check "directory --out is still an empty directory" \
+    rmdir "$work/outdir"
+
+# A symbolic link as --out is written through: it stays a link and its
+# target holds the pruned model; --out may also be the input MODEL.
+# shellcheck disable=SC2086
+run "$ecgprune" prune "$model" $calib --method l1 --keep 0.5 \
+    --out "$work/link.safetensors" > /dev/null 2>&1
+check_status "prune --out a symbolic link" 0
+check "the link stays a link" test -L "$work/link.safetensors"
+"$ecgprune" info "$work/link.safetensors" --json > "$work/link.json"
+check "the link's target holds the pruned model" jq -e \
+    ".parameters < $params0 / 2" "$work/link.json"
+check "the target is a regular file, not a link" sh -c \
+    "test -f '$work/target.safetensors' && ! test -L '$work/target.safetensors'"
+cp "$model" "$work/self.safetensors"
+# shellcheck disable=SC2086
+run "$ecgprune" prune "$work/self.safetensors" $calib --method l1 \
+    --keep 0.5 --out "$work/self.safetensors" > /dev/null 2>&1
+check_status "prune --out MODEL" 0
+"$ecgprune" info "$work/self.safetensors" --json > "$work/self.json"
+check "--out MODEL holds the pruned model" jq -e \
+    ".parameters < $params0 / 2" "$work/self.json"
+check "no temporary files left" sh -c \
+    "! ls '$work' | grep -q '\\.tmp'"
 
 cli_end

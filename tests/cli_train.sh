@@ -2,8 +2,9 @@
 # cli_train.sh ECGPRUNE EXCERPT_DIR - `ecgprune train` and `ecgprune
 # finetune` end to end on the shipped excerpt with a tiny U-Net: the model
 # loads, the same seed gives the same bytes, a checkpoint resumes,
-# progress lines appear in a log, fine-tuning writes a model, and bad usage
-# and missing records give the documented exit statuses.
+# progress lines appear in a log, fine-tuning writes a model, bad usage
+# and missing records give the documented exit statuses, and unusable
+# output paths and list files are refused before any training.
 ecgprune=$1
 excerpt=$2
 . "$(dirname "$0")/cli_lib.sh"
@@ -70,4 +71,64 @@ check "message names the record" grep -q "999" "$work/missing.err"
 check "no model written for a failed run" test ! -e "$work/x.safetensors"
 run "$ecgprune" finetune "$work/a.safetensors" 2> /dev/null
 check_status "finetune without RECORD" 2
+
+# Output paths are checked before any record is read (these runs would
+# otherwise train for the whole of 208 and 100): FIFOs, directories and
+# missing directories give 1 and stay as they were, an empty name or
+# --out naming the checkpoint's state file gives 2.  --list must be a
+# regular file without NUL bytes (/dev/zero once read forever).
+mkfifo "$work/fifo"
+mkdir "$work/dir"
+printf '208\0junk\n' > "$work/nul.list"
+train_out() {  # train_out STATUS PATTERN ARGS...: a train run refused
+    want=$1
+    pattern=$2
+    shift 2
+    run timeout 20 "$ecgprune" train --data "$excerpt" --records 208,100 \
+        "$@" 2> "$work/out.err"
+    check_status "train $*" "$want"
+    check "train $*: message '$pattern'" grep -q -- "$pattern" \
+        "$work/out.err"
+}
+train_out 1 "--out $work/fifo: not a regular file" --out "$work/fifo"
+train_out 1 "--out $work/dir: is a directory" --out "$work/dir"
+train_out 1 "--out $work/nodir/m.safetensors: directory" \
+    --out "$work/nodir/m.safetensors"
+train_out 2 "--out needs a file name" --out ""
+train_out 1 "--checkpoint $work/fifo: not a regular file" \
+    --out "$work/y.safetensors" --checkpoint "$work/fifo"
+train_out 1 "--checkpoint $work/nodir/ck: directory" \
+    --out "$work/y.safetensors" --checkpoint "$work/nodir/ck"
+mkfifo "$work/ck3.opt"
+train_out 1 "--checkpoint $work/ck3.opt: not a regular file" \
+    --out "$work/y.safetensors" --checkpoint "$work/ck3"
+check "FIFO state file still a FIFO" test -p "$work/ck3.opt"
+check "no checkpoint written beside it" test ! -e "$work/ck3"
+train_out 2 "name the same file" --out "$work/ck2.opt" \
+    --checkpoint "$work/ck2"
+run timeout 20 "$ecgprune" train --data "$excerpt" --list /dev/zero \
+    --out "$work/y.safetensors" 2> "$work/zero.err"
+check_status "train --list /dev/zero" 2
+check "/dev/zero list refused" grep -q "is not a regular file" \
+    "$work/zero.err"
+run timeout 20 "$ecgprune" train --data "$excerpt" --list "$work/nul.list" \
+    --out "$work/y.safetensors" 2> "$work/nul.err"
+check_status "train --list with a NUL byte" 2
+check "NUL line named" grep -q "line 1: NUL byte" "$work/nul.err"
+check "train: no model written by refused runs" \
+    test ! -e "$work/y.safetensors"
+
+# finetune: the same checks before the model is loaded and tuned.
+for target in fifo dir nodir/m.safetensors; do
+    run timeout 20 "$ecgprune" finetune "$work/a.safetensors" \
+        "$excerpt/208" --out "$work/$target" --quiet 2> "$work/ft.err"
+    check_status "finetune --out $target" 1
+    check "finetune --out $target named" grep -q -- "--out $work/$target" \
+        "$work/ft.err"
+done
+run "$ecgprune" finetune "$work/a.safetensors" "$excerpt/208" --out "" \
+    2> /dev/null
+check_status "finetune --out ''" 2
+check "FIFO still a FIFO" test -p "$work/fifo"
+check "directory still an empty directory" rmdir "$work/dir"
 cli_end

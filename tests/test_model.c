@@ -4,12 +4,16 @@
  * truncation, bad JSON, NaN weights, missing tensors, bad architecture)
  * are rejected with a message naming the tensor or field.  Damaged files
  * are made here by editing the header with jansson and re-framing it.
+ * Saving replaces only new names and regular files: a FIFO, a directory
+ * or a dangling link is refused and left alone, a symbolic link stays a
+ * link to the new model (in a scratch directory under /tmp).
  */
 #include <jansson.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -513,6 +517,77 @@ static void test_pytorch_counter(void)
     ep_net_free(net);
 }
 
+/* dir/name into buf (the scratch paths of test_save_targets). */
+static const char *scratch(char *buf, size_t cap, const char *dir,
+                           const char *name)
+{
+    snprintf(buf, cap, "%s/%s", dir, name);
+    return buf;
+}
+
+/* Whether path is (without following links) of the given file type. */
+static int is_type(const char *path, mode_t type)
+{
+    struct stat st;
+
+    return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == type;
+}
+
+/* Targets a save must refuse, leaving them as they were. */
+static void expect_refused(const ep_net *net, const char *path,
+                           mode_t type, const char *needle)
+{
+    ep_error err = {0};
+
+    CHECK_EQ_INT(ep_model_check_output(path, &err), EP_EINVAL);
+    CHECK_EQ_INT(ep_model_save(net, path, &err), EP_EINVAL);
+    CHECK_MSG(strstr(err.msg, needle) != NULL, "%s: '%s' lacks '%s'", path,
+              err.msg, needle);
+    CHECK_MSG(type == 0 || is_type(path, type), "%s changed type", path);
+}
+
+static void test_save_targets(void)
+{
+    char dir[] = "/tmp/test_model.XXXXXX", a[256], b[256], c[256];
+    ep_net *net = test_net(), *back = NULL;
+    ep_error err = {0};
+    const unsigned char text[] = "{}\n";
+
+    REQUIRE(mkdtemp(dir) != NULL);
+    REQUIRE(mkfifo(scratch(a, sizeof a, dir, "fifo"), 0644) == 0);
+    expect_refused(net, a, S_IFIFO, "not a regular file");
+    REQUIRE(mkdir(scratch(b, sizeof b, dir, "sub"), 0755) == 0);
+    expect_refused(net, b, S_IFDIR, "is a directory");
+    REQUIRE(symlink("absent", scratch(c, sizeof c, dir, "dangling")) == 0);
+    expect_refused(net, c, S_IFLNK, "cannot be reached");
+    expect_refused(net, "", 0, "empty output path");
+    CHECK_EQ_INT(ep_model_save(net, scratch(c, sizeof c, dir,
+                                            "none/m.safetensors"), &err),
+                 EP_EIO);
+    CHECK(strstr(err.msg, "none: No such file") != NULL);
+    CHECK_EQ_INT(ep_model_write_file(a, text, 3, &err), EP_EINVAL);
+    CHECK(is_type(a, S_IFIFO));
+    unlink(a);
+    unlink(scratch(c, sizeof c, dir, "dangling"));
+
+    /* Through a link: the target gets the model, the link stays. */
+    scratch(a, sizeof a, dir, "sub/target.safetensors");
+    REQUIRE(ep_model_write_file(a, text, 3, &err) == EP_OK);
+    REQUIRE(symlink("sub/target.safetensors",
+                    scratch(c, sizeof c, dir, "link")) == 0);
+    CHECK_EQ_INT(ep_model_check_output(c, &err), EP_OK);
+    CHECK_EQ_INT(ep_model_save(net, c, &err), EP_OK);
+    CHECK(is_type(c, S_IFLNK) && is_type(a, S_IFREG));
+    CHECK_EQ_INT(ep_model_load(a, &back, &err), EP_OK);
+    CHECK(back != NULL && back->n_layers == net->n_layers);
+    ep_net_free(back);
+    unlink(c);
+    unlink(a);
+    rmdir(b);
+    CHECK_MSG(rmdir(dir) == 0, "%s: temporary file left behind", dir);
+    ep_net_free(net);
+}
+
 int main(void)
 {
     test_round_trip();
@@ -523,5 +598,6 @@ int main(void)
     test_memory_bomb();
     test_error_prefix_once();
     test_names();
+    test_save_targets();
     return check_exit();
 }

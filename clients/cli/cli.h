@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "ecgprune/ep_aami.h"
 #include "ecgprune/ep_error.h"
@@ -57,6 +58,40 @@ int cli_span_check(const char *cmd, const cli_span *span);
  * first), else 0. */
 int cli_reject_repeats(const char *cmd, int argc, char **argv,
                        const char *const *options);
+
+/* 0 if path can take an output file the command will write (given as
+ * option, e.g. "--out"): a new name in a writable directory or an
+ * existing regular file, possibly behind a symbolic link.  Otherwise
+ * prints why and returns the exit status: 2 for an empty name, 1 for a
+ * path the file system refuses (missing directory, a directory, FIFO or
+ * device), as for a missing input file.  Called before any long work. */
+int cli_check_output(const char *cmd, const char *option, const char *path);
+
+/* 2 after a usage error if two output paths name the same file (the same
+ * inode, or for new files the same resolved name), else 0.  Call after
+ * cli_check_output for both. */
+int cli_check_distinct(const char *cmd, const char *option_a,
+                       const char *path_a, const char *option_b,
+                       const char *path_b);
+
+/* A list file given on the command line (--list): a regular file of
+ * names, one per line, read with the line number kept for messages. */
+typedef struct cli_list {
+    FILE *f;
+    long line_no;
+} cli_list;
+
+/* Open path for cli_list_next; refuses what is not a regular file (a
+ * FIFO would block, /dev/zero never ends).  0, or after printing why,
+ * the usage exit status 2. */
+int cli_list_open(const char *cmd, const char *path, cli_list *list);
+
+/* The next line into buf (cap bytes) without its newline: 1 for a line,
+ * 0 at the end, or after printing the line number and why, 2 for a line
+ * holding a NUL byte or longer than cap - 1 bytes, or a read error. */
+int cli_list_next(const char *cmd, const char *path, cli_list *list,
+                  char *buf, size_t cap);
+void cli_list_close(cli_list *list);
 
 /* One signal of a WFDB record in mV over [from_s, to_s) seconds (to_s < 0:
  * to the end).  name NULL picks MLII when present, else the first signal.

@@ -1,15 +1,21 @@
 /*
- * cli_common.c - error reporting, JSON output, strict number parsing and
- * option checks for the ecgprune subcommands.
+ * cli_common.c - error reporting, JSON output, strict number parsing,
+ * option checks, output path checks and list files for the ecgprune
+ * subcommands.
  */
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ecgprune/ep_model.h"
 
 int cli_fail(const char *cmd, const ep_error *err)
 {
@@ -107,4 +113,151 @@ int cli_reject_repeats(const char *cmd, int argc, char **argv,
                                    "expected at most once", *opt, count);
     }
     return 0;
+}
+
+int cli_check_output(const char *cmd, const char *option, const char *path)
+{
+    ep_error err = {0};
+
+    if (path[0] == '\0')
+        return cli_usage_error(cmd, "%s needs a file name, got ''",
+                               option);
+    if (ep_model_check_output(path, &err) == EP_OK)
+        return 0;
+    fprintf(stderr, "ecgprune %s: %s %s\n", cmd, option, err.msg);
+    return 1;
+}
+
+/* path with its directory resolved (symbolic links, "..", "//"), to
+ * compare the names of files that do not exist yet; malloc'd, or NULL
+ * when the directory cannot be resolved. */
+static char *resolved_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash != NULL ? slash + 1 : path;
+    char *dir, *real = NULL, *out = NULL;
+
+    if (slash == NULL)
+        dir = strdup(".");
+    else
+        dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
+    if (dir != NULL)
+        real = realpath(dir, NULL);
+    if (real != NULL)
+        out = malloc(strlen(real) + strlen(base) + 2);
+    if (out != NULL)
+        sprintf(out, "%s/%s", real, base);
+    free(dir);
+    free(real);
+    return out;
+}
+
+/* Whether two output paths name one file.  A path that exists is known
+ * by its inode (links and other spellings included); two that do not
+ * yet exist by their resolved names. */
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    int has_a = stat(a, &sa) == 0, has_b = stat(b, &sb) == 0;
+    char *ra, *rb;
+    int same;
+
+    if (has_a && has_b)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    if (has_a || has_b)
+        return 0;
+    ra = resolved_name(a);
+    rb = resolved_name(b);
+    same = ra != NULL && rb != NULL ? strcmp(ra, rb) == 0
+                                    : strcmp(a, b) == 0;
+    free(ra);
+    free(rb);
+    return same;
+}
+
+int cli_check_distinct(const char *cmd, const char *option_a,
+                       const char *path_a, const char *option_b,
+                       const char *path_b)
+{
+    if (!same_file(path_a, path_b))
+        return 0;
+    return cli_usage_error(cmd, "%s '%s' and %s '%s' name the same file; "
+                           "each needs its own", option_a, path_a,
+                           option_b, path_b);
+}
+
+int cli_list_open(const char *cmd, const char *path, cli_list *list)
+{
+    struct stat st;
+    int fd;
+
+    /* Non-blocking, so that a FIFO is refused below instead of waiting
+     * for a writer. */
+    list->f = NULL;
+    list->line_no = 0;
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        fprintf(stderr, "ecgprune %s: cannot open list '%s': %s\n", cmd,
+                path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return 2;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fprintf(stderr, "ecgprune %s: list '%s' %s; expected a file of "
+                "names, one per line\n", cmd, path,
+                S_ISDIR(st.st_mode) ? "is a directory"
+                                    : "is not a regular file");
+        close(fd);
+        return 2;
+    }
+    list->f = fdopen(fd, "r");
+    if (list->f == NULL) {
+        fprintf(stderr, "ecgprune %s: cannot read list '%s': %s\n", cmd,
+                path, strerror(errno));
+        close(fd);
+        return 2;
+    }
+    return 0;
+}
+
+int cli_list_next(const char *cmd, const char *path, cli_list *list,
+                  char *buf, size_t cap)
+{
+    size_t n = 0;
+    int c;
+
+    /* Byte by byte, so that a NUL is seen (it would cut the name short
+     * unseen) and memory stays bounded. */
+    while ((c = getc(list->f)) != EOF && c != '\n' && c != '\0' &&
+           n + 1 < cap)
+        buf[n++] = (char)c;
+    if (ferror(list->f)) {
+        fprintf(stderr, "ecgprune %s: cannot read list '%s': %s\n", cmd,
+                path, strerror(errno));
+        return 2;
+    }
+    if (c == EOF && n == 0)
+        return 0;
+    list->line_no++;
+    if (c == '\0') {
+        fprintf(stderr, "ecgprune %s: list '%s' line %ld: NUL byte in a "
+                "name; expected one name per line\n", cmd, path,
+                list->line_no);
+        return 2;
+    }
+    if (c != EOF && c != '\n') {
+        fprintf(stderr, "ecgprune %s: list '%s' line %ld: longer than %zu "
+                "characters\n", cmd, path, list->line_no, cap - 1);
+        return 2;
+    }
+    buf[n] = '\0';
+    return 1;
+}
+
+void cli_list_close(cli_list *list)
+{
+    if (list->f != NULL)
+        fclose(list->f);
+    list->f = NULL;
 }

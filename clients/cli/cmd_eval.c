@@ -6,7 +6,6 @@
  * window).  Reports the gross confusion matrix and rates, the per-record
  * average rates, and with --per-record each record's own.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,8 +73,8 @@ static int add_record(eval_args *a, const char *name)
     return 0;
 }
 
-/* One line of a list file, trimmed of blanks, newline and '#' comment;
- * -1 if it holds a control byte (a binary file, not a list). */
+/* One line of a list file, trimmed of blanks, carriage return and '#'
+ * comment; -1 if it holds a control byte (a binary file, not a list). */
 static int trim_list_line(char *line, char **name)
 {
     char *start = line, *end, *hash = strchr(line, '#');
@@ -85,8 +84,8 @@ static int trim_list_line(char *line, char **name)
     while (*start == ' ' || *start == '\t')
         start++;
     end = start + strlen(start);
-    while (end > start && (end[-1] == '\n' || end[-1] == '\r' ||
-                           end[-1] == ' ' || end[-1] == '\t'))
+    while (end > start && (end[-1] == '\r' || end[-1] == ' ' ||
+                           end[-1] == '\t'))
         *--end = '\0';
     for (const char *c = start; c < end; c++)
         if ((unsigned char)*c < 0x20 && *c != '\t')
@@ -96,45 +95,33 @@ static int trim_list_line(char *line, char **name)
 }
 
 /* Names from a list file: one per line, blanks and '#' comments skipped.
- * A line too long for a path, a control byte or a read error (such as a
- * directory given as the list) stops with a message naming the line. */
+ * Not a regular file, a line too long for a path, a NUL or control byte
+ * or a read error stops with a message naming the line (cli_list_next).
+ * 0, or the usage exit status 2. */
 static int read_list(eval_args *a, const char *path)
 {
-    FILE *f = fopen(path, "r");
+    cli_list list;
     char line[4096];
-    long line_no = 0;
-    int status = 0;
+    int status = cli_list_open("eval", path, &list), got;
 
-    if (f == NULL) {
-        fprintf(stderr, "ecgprune eval: cannot open list '%s': %s\n", path,
-                strerror(errno));
-        return 1;
-    }
-    while (status == 0 && fgets(line, sizeof line, f) != NULL) {
-        size_t len = strlen(line);
+    while (status == 0 &&
+           (got = cli_list_next("eval", path, &list, line,
+                                sizeof line)) != 0) {
         char *name;
 
-        line_no++;
-        if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f)) {
-            fprintf(stderr, "ecgprune eval: list '%s' line %ld: longer than "
-                    "%zu characters\n", path, line_no, sizeof line - 2);
-            status = 1;
+        if (got != 1) {
+            status = got;
         } else if (trim_list_line(line, &name) != 0) {
             fprintf(stderr, "ecgprune eval: list '%s' line %ld: control "
                     "byte in a record name; expected one name per line\n",
-                    path, line_no);
-            status = 1;
+                    path, list.line_no);
+            status = 2;
         } else if (*name != '\0' && add_record(a, name) != 0) {
             fprintf(stderr, "ecgprune eval: out of memory\n");
-            status = 1;
+            status = 2;
         }
     }
-    if (status == 0 && ferror(f)) {
-        fprintf(stderr, "ecgprune eval: cannot read list '%s': %s\n", path,
-                strerror(errno));
-        status = 1;
-    }
-    fclose(f);
+    cli_list_close(&list);
     return status;
 }
 
@@ -182,8 +169,8 @@ static int parse_args(int argc, char **argv, eval_args *a)
             return cli_usage_error("eval", "out of memory");
         }
     }
-    if (a->list != NULL && read_list(a, a->list) != 0)
-        return 2;
+    if (a->list != NULL && (rc = read_list(a, a->list)) != 0)
+        return rc;
     if (a->model == NULL || a->n_records == 0)
         return cli_usage_error("eval", "expected MODEL and at least one "
                                "RECORD");

@@ -124,6 +124,10 @@ int cmd_finetune(int argc, char **argv)
         }
     if ((rc = parse_args(argc, argv, &a)) != 0)
         return rc;
+    /* Before the run, not after it; --out may name MODEL, which is read
+     * whole before the new model is renamed over it. */
+    if ((rc = cli_check_output("finetune", "--out", a.out)) != 0)
+        return rc;
 
     /* The model, the first minutes of the record, the run. */
     rc = ep_model_load(a.model, &net, &err);

@@ -381,25 +381,39 @@ static void warn_underdetermined(const ep_prune_result *res)
                     res->groups[g].min_rows_per_unknown);
 }
 
-/* Write text to path through a temporary file and a rename. */
-static int write_text_atomic(const char *path, const char *text,
-                             ep_error *err)
+/* The masks JSON and a final newline, written as models are (temporary
+ * file and rename; FIFOs and devices refused, symbolic links kept). */
+static int write_masks(const char *path, const char *text, ep_error *err)
 {
-    char tmp[4200];
-    FILE *f;
-    int ok;
+    size_t len = strlen(text);
+    unsigned char *buf = malloc(len + 1);
+    int rc;
 
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    f = fopen(tmp, "w");
-    if (f == NULL)
-        return ep_error_set(err, EP_EIO, "%s: cannot create", tmp);
-    ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return ep_error_set(err, EP_EIO, "%s: cannot write", path);
-    }
-    return 0;
+    if (buf == NULL)
+        return ep_error_set(err, EP_ENOMEM, "%s: out of memory", path);
+    memcpy(buf, text, len);
+    buf[len] = '\n';
+    rc = ep_model_write_file(path, buf, len + 1, err);
+    free(buf);
+    return rc;
+}
+
+/* Every output path, before minutes of pruning: each must be usable, and
+ * the masks must replace neither model.  --out may name MODEL: the model
+ * is read whole before the new one is renamed over it. */
+static int check_outputs(const prune_args *a)
+{
+    int rc = cli_check_output("prune", "--out", a->out);
+
+    if (rc == 0 && a->masks != NULL)
+        rc = cli_check_output("prune", "--masks", a->masks);
+    if (rc == 0 && a->masks != NULL)
+        rc = cli_check_distinct("prune", "--out", a->out, "--masks",
+                                a->masks);
+    if (rc == 0 && a->masks != NULL)
+        rc = cli_check_distinct("prune", "MODEL", a->model, "--masks",
+                                a->masks);
+    return rc;
 }
 
 /* ---- the command -------------------------------------------------------- */
@@ -429,7 +443,7 @@ static int run(const prune_args *a, calib_set *cs, ep_error *err)
     if (rc == 0 && a->masks != NULL)
         rc = ep_prune_masks_json(res, &a->opts, &masks, err);
     if (rc == 0 && a->masks != NULL)
-        rc = write_text_atomic(a->masks, masks, err);
+        rc = write_masks(a->masks, masks, err);
     if (rc == 0) {
         warn_underdetermined(res);
         if (a->json)
@@ -456,6 +470,8 @@ int cmd_prune(int argc, char **argv)
             return 0;
         }
     rc = parse_args(argc, argv, &a);
+    if (rc == 0)
+        rc = check_outputs(&a);
     if (rc != 0)
         return rc;
     memset(&cs, 0, sizeof cs);

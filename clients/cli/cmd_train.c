@@ -93,20 +93,22 @@ static int add_record_list(train_args *a, const char *list)
     return rc;
 }
 
+/* Record names from a list file: the first word of each line, blanks
+ * and '#' comments skipped (cli_list_next refuses what is not a list). */
 static int add_record_file(train_args *a, const char *file)
 {
-    char line[512];
-    FILE *f = fopen(file, "r");
-    int rc = 0;
+    cli_list list;
+    char line[4096];
+    int rc = cli_list_open("train", file, &list), got;
 
-    if (f == NULL)
-        return cli_usage_error("train", "cannot read --list '%s'", file);
-    while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
-        size_t len = strcspn(line, " \t\r\n#");
+    while (rc == 0 &&
+           (got = cli_list_next("train", file, &list, line,
+                                sizeof line)) != 0) {
+        const char *name = line + strspn(line, " \t");
 
-        rc = add_record(a, line, len);
+        rc = got != 1 ? got : add_record(a, name, strcspn(name, " \t\r#"));
     }
-    fclose(f);
+    cli_list_close(&list);
     return rc;
 }
 
@@ -220,6 +222,32 @@ static int parse_args(int argc, char **argv, train_args *a)
     return rc;
 }
 
+/* Every file the run writes, before any record is read: --out, and with
+ * --checkpoint the model F and its optimiser state F.opt, which --out
+ * must not name (the two would overwrite each other).  --out may name
+ * F itself: both then hold the final model. */
+static int check_outputs(const train_args *a)
+{
+    const char *ck = a->opts.checkpoint;
+    char *state;
+    int rc = cli_check_output("train", "--out", a->out);
+
+    if (rc != 0 || ck == NULL)
+        return rc;
+    state = malloc(strlen(ck) + sizeof ".opt");
+    if (state == NULL)
+        return cli_usage_error("train", "out of memory");
+    sprintf(state, "%s.opt", ck);
+    rc = cli_check_output("train", "--checkpoint", ck);
+    if (rc == 0)
+        rc = cli_check_output("train", "--checkpoint", state);
+    if (rc == 0)
+        rc = cli_check_distinct("train", "--out", a->out,
+                                "--checkpoint state", state);
+    free(state);
+    return rc;
+}
+
 static void free_args(train_args *a)
 {
     int i;
@@ -243,7 +271,8 @@ int cmd_train(int argc, char **argv)
             usage(stdout);
             return 0;
         }
-    if ((rc = parse_args(argc, argv, &a)) != 0) {
+    if ((rc = parse_args(argc, argv, &a)) != 0 ||
+        (rc = check_outputs(&a)) != 0) {
         free_args(&a);
         return rc;
     }

@@ -7,7 +7,9 @@
  * (byte-wise), header keys are sorted and the header is padded with spaces
  * to a multiple of 8 bytes.  Reading trusts nothing: every length, offset,
  * dtype and shape is checked against the file size and the architecture
- * before a byte of tensor data is read.
+ * before a byte of tensor data is read.  Files are written beside their
+ * target and renamed over it, and only a new name or an existing regular
+ * file (also behind a symbolic link, which stays a link) is replaced.
  */
 #include "ep_model_priv.h"
 
@@ -582,20 +584,26 @@ static int write_all(int fd, const unsigned char *p, size_t n)
     return 0;
 }
 
-/* Make the rename itself durable by syncing the directory holding path. */
-static void sync_parent_dir(const char *path)
+/* The directory part of path ("." for a bare name), malloc'd. */
+static char *parent_dir(const char *path)
 {
     const char *slash = strrchr(path, '/');
     char *dir;
+
+    if (slash == NULL)
+        return strdup(".");
+    dir = strdup(path);
+    if (dir != NULL)
+        dir[slash == path ? 1 : slash - path] = '\0';
+    return dir;
+}
+
+/* Make the rename itself durable by syncing the directory holding path. */
+static void sync_parent_dir(const char *path)
+{
+    char *dir = parent_dir(path);
     int fd;
 
-    if (slash == NULL) {
-        dir = strdup(".");
-    } else {
-        dir = strdup(path);
-        if (dir != NULL)
-            dir[slash == path ? 1 : slash - path] = '\0';
-    }
     if (dir == NULL)
         return;
     fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -606,45 +614,158 @@ static void sync_parent_dir(const char *path)
     free(dir);
 }
 
+/* The temporary file and the rename need a directory that exists and
+ * takes new entries; checked first, so the message says which. */
+static int check_parent_dir(const char *path, const char *target,
+                            ep_error *err)
+{
+    char *dir = parent_dir(target);
+    struct stat st;
+    int rc = EP_OK;
+
+    if (dir == NULL)
+        return ep_error_set(err, EP_ENOMEM, "%s: out of memory", path);
+    if (stat(dir, &st) != 0)
+        rc = ep_error_set(err, EP_EIO, "%s: directory %s: %s", path, dir,
+                          strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+        rc = ep_error_set(err, EP_EINVAL, "%s: %s is not a directory",
+                          path, dir);
+    else if (access(dir, W_OK | X_OK) != 0)
+        rc = ep_error_set(err, EP_EIO, "%s: cannot create files in %s: %s",
+                          path, dir, strerror(errno));
+    free(dir);
+    return rc;
+}
+
+/* An existing path: only a regular file, possibly behind symbolic links,
+ * may be replaced.  Renaming over a FIFO or a device (/dev/null) would
+ * put a regular file in its place.  *target is path, or for a link the
+ * file it finally names, so that the rename keeps the link a link. */
+static int existing_target(const char *path, const struct stat *lst,
+                           char **target, ep_error *err)
+{
+    struct stat st = *lst;
+
+    if (S_ISLNK(lst->st_mode) && stat(path, &st) != 0)
+        return ep_error_set(err, EP_EINVAL, "%s: symbolic link to a file "
+                            "that cannot be reached (%s); give a path for "
+                            "a new file or an existing regular file", path,
+                            strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return ep_error_set(err, EP_EINVAL, "%s: %s; give a path for a new "
+                            "file or an existing regular file", path,
+                            S_ISDIR(st.st_mode) ? "is a directory"
+                                                : "not a regular file");
+    *target = S_ISLNK(lst->st_mode) ? realpath(path, NULL) : strdup(path);
+    if (*target == NULL)
+        return ep_error_set(err, EP_EIO, "%s: cannot resolve: %s", path,
+                            strerror(errno));
+    return EP_OK;
+}
+
+/* The file the bytes for path will replace or create (malloc'd). */
+static int output_target(const char *path, char **target, ep_error *err)
+{
+    struct stat lst;
+    int rc;
+
+    *target = NULL;
+    if (path[0] == '\0')
+        return ep_error_set(err, EP_EINVAL, "empty output path; give a "
+                            "file name");
+    if (lstat(path, &lst) == 0) {
+        rc = existing_target(path, &lst, target, err);
+    } else if (errno == ENOENT || errno == ENOTDIR) {
+        *target = strdup(path);
+        rc = *target != NULL ? EP_OK
+                             : ep_error_set(err, EP_ENOMEM, "%s: out of "
+                                            "memory", path);
+    } else {
+        rc = ep_error_set(err, EP_EIO, "%s: cannot stat: %s", path,
+                          strerror(errno));
+    }
+    if (rc == EP_OK)
+        rc = check_parent_dir(path, *target, err);
+    if (rc != EP_OK) {
+        free(*target);
+        *target = NULL;
+    }
+    return rc;
+}
+
+int ep_model_check_output(const char *path, ep_error *err)
+{
+    char *target;
+    int rc = output_target(path, &target, err);
+
+    free(target);
+    return rc;
+}
+
+/* Write buf to a new temporary file named from the template tmp (which
+ * mkstemp completes), synced to disk; the file is removed on failure.
+ * path names the output in messages. */
+static int write_temp(char *tmp, const unsigned char *buf, size_t len,
+                      const char *path, ep_error *err)
+{
+    int fd = mkstemp(tmp), rc = EP_OK;
+
+    if (fd < 0)
+        return ep_error_set(err, EP_EIO, "%s: cannot create a temporary "
+                            "file: %s", path, strerror(errno));
+    if (fchmod(fd, 0644) != 0 || write_all(fd, buf, len) != 0 ||
+        fsync(fd) != 0)
+        rc = ep_error_set(err, EP_EIO, "%s: cannot write: %s", tmp,
+                          strerror(errno));
+    if (close(fd) != 0 && rc == EP_OK)
+        rc = ep_error_set(err, EP_EIO, "%s: cannot close: %s", tmp,
+                          strerror(errno));
+    if (rc != EP_OK)
+        unlink(tmp);
+    return rc;
+}
+
+int ep_model_write_file(const char *path, const unsigned char *buf,
+                        size_t len, ep_error *err)
+{
+    char *target, *tmp;
+    int rc;
+
+    rc = output_target(path, &target, err);
+    if (rc != EP_OK)
+        return rc;
+    tmp = malloc(strlen(target) + 16);
+    if (tmp == NULL) {
+        free(target);
+        return ep_error_set(err, EP_ENOMEM, "%s: out of memory", path);
+    }
+
+    /* Temporary file beside the target, synced, then renamed over it. */
+    sprintf(tmp, "%s.tmp.XXXXXX", target);
+    rc = write_temp(tmp, buf, len, path, err);
+    if (rc == EP_OK && rename(tmp, target) != 0) {
+        rc = ep_error_set(err, EP_EIO, "%s: cannot rename into place: %s",
+                          path, strerror(errno));
+        unlink(tmp);
+    }
+    if (rc == EP_OK)
+        sync_parent_dir(target);
+    free(tmp);
+    free(target);
+    return rc;
+}
+
 int ep_model_save(const ep_net *net, const char *path, ep_error *err)
 {
     unsigned char *buf;
     size_t len;
-    char *tmp;
-    int fd, rc;
+    int rc;
 
     rc = ep_model_save_buffer(net, &buf, &len, err);
     if (rc != EP_OK)
         return rc;
-    tmp = malloc(strlen(path) + 16);
-    if (tmp == NULL) {
-        free(buf);
-        return ep_error_set(err, EP_ENOMEM, "%s: out of memory", path);
-    }
-    sprintf(tmp, "%s.tmp.XXXXXX", path);
-
-    /* Temporary file beside the target, synced, then renamed over it. */
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        rc = ep_error_set(err, EP_EIO, "%s: cannot create a temporary "
-                          "file: %s", path, strerror(errno));
-    } else {
-        if (fchmod(fd, 0644) != 0 || write_all(fd, buf, len) != 0 ||
-            fsync(fd) != 0)
-            rc = ep_error_set(err, EP_EIO, "%s: cannot write: %s", tmp,
-                              strerror(errno));
-        if (close(fd) != 0 && rc == EP_OK)
-            rc = ep_error_set(err, EP_EIO, "%s: cannot close: %s", tmp,
-                              strerror(errno));
-        if (rc == EP_OK && rename(tmp, path) != 0)
-            rc = ep_error_set(err, EP_EIO, "%s: cannot rename into place: "
-                              "%s", path, strerror(errno));
-        if (rc != EP_OK)
-            unlink(tmp);
-        else
-            sync_parent_dir(path);
-    }
-    free(tmp);
+    rc = ep_model_write_file(path, buf, len, err);
     free(buf);
     return rc;
 }

@@ -492,43 +492,35 @@ void ep_trainer_step(ep_trainer *tr, double lr, double weight_decay)
 
 /* ---- checkpoints ------------------------------------------------------ */
 
-static int write_all(FILE *f, const void *buf, size_t n)
-{
-    return fwrite(buf, 1, n, f) == n;
-}
-
 /* The optimiser state: magic, step, seed, float count, m, v (native
  * byte order; Limitation: a state file moves only between machines of
- * the same endianness). */
+ * the same endianness), written by the model file's own rules: no special
+ * file replaced, a temporary file renamed into place. */
 static int save_state(const ep_trainer *tr, const char *path, uint64_t seed,
                       ep_error *err)
 {
-    char final[4096], tmp[4100];
+    size_t moments = tr->n_floats * sizeof *tr->m;
+    size_t len = 8 + 3 * sizeof(uint64_t) + 2 * moments;
     uint64_t head[3];
-    FILE *f;
-    int ok;
+    char final[4096];
+    unsigned char *buf;
+    int rc;
 
     if (snprintf(final, sizeof final, "%s.opt", path) >= (int)sizeof final)
         return ep_error_set(err, EP_EINVAL, "checkpoint: path too long");
-    snprintf(tmp, sizeof tmp, "%s.tmp", final);
-    f = fopen(tmp, "wb");
-    if (f == NULL)
-        return ep_error_set(err, EP_EIO, "checkpoint: cannot write '%s'",
-                            tmp);
+    buf = malloc(len);
+    if (buf == NULL)
+        return ep_error_set(err, EP_ENOMEM, "checkpoint: out of memory");
     head[0] = (uint64_t)tr->step;
     head[1] = seed;
     head[2] = tr->n_floats;
-    ok = write_all(f, TRAIN_STATE_MAGIC, 8) &&
-         write_all(f, head, sizeof head) &&
-         write_all(f, tr->m, tr->n_floats * sizeof *tr->m) &&
-         write_all(f, tr->v, tr->n_floats * sizeof *tr->v);
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, final) != 0) {
-        remove(tmp);
-        return ep_error_set(err, EP_EIO, "checkpoint: writing '%s' failed",
-                            final);
-    }
-    return EP_OK;
+    memcpy(buf, TRAIN_STATE_MAGIC, 8);
+    memcpy(buf + 8, head, sizeof head);
+    memcpy(buf + 8 + sizeof head, tr->m, moments);
+    memcpy(buf + 8 + sizeof head + moments, tr->v, moments);
+    rc = ep_model_write_file(final, buf, len, err);
+    free(buf);
+    return rc;
 }
 
 /* Limitation: the model and the state are renamed into place one after

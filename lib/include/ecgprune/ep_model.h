@@ -27,8 +27,23 @@ int ep_model_load_buffer(const unsigned char *buf, size_t len,
                          ep_net **out, ep_error *err);
 
 /* Writes to a temporary file in the same directory, then renames it, so a
- * reader never sees a half-written model. */
+ * reader never sees a half-written model.  path must be a new name in a
+ * writable directory or an existing regular file; a symbolic link is
+ * followed and its final target replaced, so the link stays a link.
+ * Anything else (a directory, FIFO or device, a dangling link, "") is
+ * refused with EP_EINVAL and left as it is. */
 int ep_model_save(const ep_net *net, const char *path, ep_error *err);
+
+/* Write len bytes to path as ep_model_save writes a model (same rules,
+ * same temporary file and rename); for other output files such as the
+ * kept-channel masks of a pruning run. */
+int ep_model_write_file(const char *path, const unsigned char *buf,
+                        size_t len, ep_error *err);
+
+/* EP_OK if ep_model_save could write path now: the checks of the save
+ * without writing, so that a caller can refuse an unusable output path
+ * before a long run.  EP_EINVAL or EP_EIO with a message naming path. */
+int ep_model_check_output(const char *path, ep_error *err);
 
 /* Serialise to a malloc'd buffer the caller frees. */
 int ep_model_save_buffer(const ep_net *net, unsigned char **buf,
