@@ -598,8 +598,16 @@ static unsigned collect_parts(ed_request *req, ed_ecg_kind kind,
                     "(expected Content-Disposition: form-data; name=...)");
     if (!st && w->unknown[0])
         st = refuse(400, msg, ms, "unknown multipart field \"%s\" (expected "
-                    "header, signal, annotations%s)", w->unknown,
-                    kind == ED_ECG_BATCH ? ", subject, lead" : ", lead");
+                    "header, signal%s)", w->unknown,
+                    kind == ED_ECG_BATCH ? ", annotations, subject, lead"
+                                         : ", lead");
+    /* Inference names its subject in the query (?subject=), where it is
+     * checked; a part would be silently ignored. */
+    if (!st && kind == ED_ECG_INFER && w->subject.len)
+        st = refuse(400, msg, ms, "multipart field \"subject\": an "
+                    "inference names its subject in the query "
+                    "(?subject=...), where the model's subjects are "
+                    "checked");
     if (!st && w->twice[0])
         st = refuse(400, msg, ms, "multipart field \"%s\" is given twice",
                     w->twice);

@@ -30,6 +30,7 @@ struct ed_server {
     uint64_t next_id;
     char *tls_cert, *tls_key;
     int closing;
+    int closing_handles;       /* poll and timer not yet closed */
 };
 
 uint64_t ed_http_now_ns(void)
@@ -157,7 +158,45 @@ int ed_http_is_json(const char *ct)
 typedef struct query_count {
     const char *key;
     int n;
+    const char *const *known;  /* for count_unknown */
+    char unknown[64];
 } query_count;
+
+static enum MHD_Result count_unknown(void *cls, enum MHD_ValueKind kind,
+                                     const char *key, size_t key_size,
+                                     const char *value, size_t value_size)
+{
+    query_count *q = cls;
+    int i, found = 0;
+
+    (void)kind;
+    (void)key_size;
+    (void)value;
+    (void)value_size;
+    for (i = 0; q->known[i]; i++)
+        found |= strcasecmp(key, q->known[i]) == 0;
+    if (!found && q->n++ == 0) {
+        snprintf(q->unknown, sizeof q->unknown, "%s", key);
+        ed_utf8_scrub(q->unknown);
+    }
+    return MHD_YES;
+}
+
+unsigned ed_http_query_known(ed_request *req, const char *const *known,
+                             char *msg, size_t ms)
+{
+    query_count q = {NULL, 0, known, ""};
+
+    /* A misspelt parameter (?subjct=) would otherwise switch its check
+     * off without a sign. */
+    MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND,
+                                count_unknown, &q);
+    if (q.n == 0)
+        return 0;
+    snprintf(msg, ms, "unknown query parameter \"%.60s\"%s", q.unknown,
+             known[0] ? " (see docs/api.md)" : "; this route takes none");
+    return 400;
+}
 
 static enum MHD_Result count_key(void *cls, enum MHD_ValueKind kind,
                                  const char *key, size_t key_size,
@@ -176,7 +215,7 @@ static enum MHD_Result count_key(void *cls, enum MHD_ValueKind kind,
 unsigned ed_http_query_param(ed_request *req, const char *key,
                              const char **value, char *msg, size_t ms)
 {
-    query_count q = {key, 0};
+    query_count q = {key, 0, NULL, ""};
 
     /* libmicrohttpd answers the first of repeated keys; which one the
      * client meant is unknowable, so the request is refused. */
@@ -616,9 +655,15 @@ static void free_state(ed_server *srv)
     free(srv);
 }
 
+/* Close callback of the poll and the timer: the state holds both
+ * handles, so it is freed after the second one, in whichever order libuv
+ * runs them (it runs close callbacks newest first). */
 static void free_server(uv_handle_t *h)
 {
-    free_state(h->data);
+    ed_server *srv = h->data;
+
+    if (--srv->closing_handles == 0)
+        free_state(srv);
 }
 
 void ed_http_stop(ed_server *srv)
@@ -629,7 +674,8 @@ void ed_http_stop(ed_server *srv)
         return;
     }
     uv_poll_stop(&srv->poll);
-    uv_close((uv_handle_t *)&srv->poll, NULL);
+    srv->closing_handles = 2;
+    uv_close((uv_handle_t *)&srv->poll, free_server);
     MHD_stop_daemon(srv->mhd);
     srv->mhd = NULL;
     uv_close((uv_handle_t *)&srv->timer, free_server);

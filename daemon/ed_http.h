@@ -61,6 +61,10 @@ void ed_http_stop(ed_server *srv);
  * without '='), or 400 with msg filled when given more than once. */
 unsigned ed_http_query_param(ed_request *req, const char *key,
                              const char **value, char *msg, size_t ms);
+/* 0, or 400 with msg filled when the query holds a key not in known
+ * (a NULL-terminated list). */
+unsigned ed_http_query_known(ed_request *req, const char *const *known,
+                             char *msg, size_t ms);
 const char *ed_http_header(ed_request *req, const char *name);
 /* 1 when a Content-Type is application/json, alone or with parameters
  * ("; charset=utf-8"). */

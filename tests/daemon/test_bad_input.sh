@@ -282,6 +282,14 @@ bad 400 'query parameter "name" is given 2 times' POST \
     "/v1/models?name=a&name=b" --data-binary "@$MODEL"
 bad 400 'query parameter "state" is given 2 times' GET \
     '/v1/jobs?state=queued&state=failed'
+# A misspelt parameter, or a subject sent as a form part, would switch
+# the subject check off without a sign.
+bad 400 'unknown query parameter "subjct"' POST \
+    "/v1/models/$MID/infer?subjct=p1" "${J[@]}" --data-binary "@$WORK/seg.json"
+bad 400 'unknown query parameter "stat"' GET '/v1/jobs?stat=running'
+bad 400 'multipart field "subject": an inference names its subject in the' \
+    POST "/v1/models/$MID/infer" -F "header=@$EXCERPT/100.hea" \
+    -F "signal=@$EXCERPT/100.dat" -F subject=p1
 
 # The sample limit holds after resampling to the model's 360 Hz: 10,000
 # samples at 50 Hz are 72,000 there, more than this daemon's 50,000; as a
