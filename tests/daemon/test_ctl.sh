@@ -35,9 +35,12 @@ BID=$(ctl upload-batch p-7 "$EXCERPT/100" | jq -r .id)
 [ "$(ctl show batch "$BID" | jq -r .subject)" = p-7 ] ||
     fail "show batch: subject"
 JOB=$(ctl start-job "$MID" "$BID" l1 0.5 seed=4 | jq -r .id)
-ctl watch "$JOB" > "$WORK/watch" || fail "watch: $(tail -n 5 "$WORK/watch")"
-grep -q "^job $JOB succeeded 100%" "$WORK/watch" ||
-    fail "watch output: $(tail -n 5 "$WORK/watch")"
+ctl watch "$JOB" > "$WORK/watch" 2> "$WORK/progress" ||
+    fail "watch: $(tail -n 5 "$WORK/progress")"
+grep -q "^job $JOB succeeded 100%" "$WORK/progress" ||
+    fail "watch progress: $(tail -n 5 "$WORK/progress")"
+[ "$(jq -r .state "$WORK/watch")" = succeeded ] ||
+    fail "watch: stdout is not the final JSON: $(cat "$WORK/watch")"
 PRUNED=$(ctl show job "$JOB" | jq -r .result.model_id)
 [ "$PRUNED" = 2 ] || fail "pruned model id $PRUNED"
 [ "$(ctl masks "$JOB" | jq -r .seed)" = 4 ] || fail "masks: seed"
