@@ -170,11 +170,7 @@ static unsigned check_subject(ed_app *app, ed_request *req, int64_t id,
 
     /* A value that breaks the pseudonym rule is not quoted back: it may
      * be a name, which must reach neither the answer nor the log. */
-    static const char *const known[] = {"subject", NULL};
-
-    st = ed_http_query_known(req, known, msg, ms);
-    if (!st)
-        st = ed_http_query_param(req, "subject", &subject, msg, ms);
+    st = ed_http_query_param(req, "subject", &subject, msg, ms);
     if (st || subject == NULL)
         return st;
     if (!ed_ecg_valid_subject(subject)) {

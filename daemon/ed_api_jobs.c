@@ -557,11 +557,7 @@ void ed_api_jobs_list(ed_app *app, ed_request *req, int64_t unused)
     int k, ok = 0;
 
     (void)unused;
-    static const char *const known[] = {"state", NULL};
-
-    st = ed_http_query_known(req, known, msg, sizeof msg);
-    if (!st)
-        st = ed_http_query_param(req, "state", &state, msg, sizeof msg);
+    st = ed_http_query_param(req, "state", &state, msg, sizeof msg);
     if (st) {
         ed_http_problem(req, st, "%s", msg);
         return;

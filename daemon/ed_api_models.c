@@ -167,11 +167,7 @@ void ed_api_models_create(ed_app *app, ed_request *req, int64_t unused)
     json_t *row;
 
     (void)unused;
-    static const char *const known[] = {"name", NULL};
-
-    st = ed_http_query_known(req, known, msg, sizeof msg);
-    if (!st)
-        st = ed_http_query_param(req, "name", &name, msg, sizeof msg);
+    st = ed_http_query_param(req, "name", &name, msg, sizeof msg);
     if (st) {
         ed_http_problem(req, st, "%s", msg);
         return;

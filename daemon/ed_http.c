@@ -157,46 +157,9 @@ int ed_http_is_json(const char *ct)
 
 typedef struct query_count {
     const char *key;
-    int n;
-    const char *const *known;  /* for count_unknown */
-    char unknown[64];
+    int n, n_other;
+    char other[64];            /* the first other key */
 } query_count;
-
-static enum MHD_Result count_unknown(void *cls, enum MHD_ValueKind kind,
-                                     const char *key, size_t key_size,
-                                     const char *value, size_t value_size)
-{
-    query_count *q = cls;
-    int i, found = 0;
-
-    (void)kind;
-    (void)key_size;
-    (void)value;
-    (void)value_size;
-    for (i = 0; q->known[i]; i++)
-        found |= strcasecmp(key, q->known[i]) == 0;
-    if (!found && q->n++ == 0) {
-        snprintf(q->unknown, sizeof q->unknown, "%s", key);
-        ed_utf8_scrub(q->unknown);
-    }
-    return MHD_YES;
-}
-
-unsigned ed_http_query_known(ed_request *req, const char *const *known,
-                             char *msg, size_t ms)
-{
-    query_count q = {NULL, 0, known, ""};
-
-    /* A misspelt parameter (?subjct=) would otherwise switch its check
-     * off without a sign. */
-    MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND,
-                                count_unknown, &q);
-    if (q.n == 0)
-        return 0;
-    snprintf(msg, ms, "unknown query parameter \"%.60s\"%s", q.unknown,
-             known[0] ? " (see docs/api.md)" : "; this route takes none");
-    return 400;
-}
 
 static enum MHD_Result count_key(void *cls, enum MHD_ValueKind kind,
                                  const char *key, size_t key_size,
@@ -208,20 +171,32 @@ static enum MHD_Result count_key(void *cls, enum MHD_ValueKind kind,
     (void)key_size;
     (void)value;
     (void)value_size;
-    q->n += strcasecmp(key, q->key) == 0;
+    if (strcasecmp(key, q->key) == 0) {
+        q->n++;
+    } else if (q->n_other++ == 0) {
+        snprintf(q->other, sizeof q->other, "%s", key);
+        ed_utf8_scrub(q->other);
+    }
     return MHD_YES;
 }
 
 unsigned ed_http_query_param(ed_request *req, const char *key,
                              const char **value, char *msg, size_t ms)
 {
-    query_count q = {key, 0, NULL, ""};
+    query_count q = {key, 0, 0, ""};
 
     /* libmicrohttpd answers the first of repeated keys; which one the
-     * client meant is unknowable, so the request is refused. */
+     * client meant is unknowable, so the request is refused.  So is a
+     * misspelt key (?subjct=), which would otherwise switch its check
+     * off without a sign. */
     *value = NULL;
     MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, count_key,
                                 &q);
+    if (q.n_other > 0) {
+        snprintf(msg, ms, "unknown query parameter \"%.60s\" (this route "
+                 "takes \"%s\" only)", q.other, key);
+        return 400;
+    }
     if (q.n > 1) {
         snprintf(msg, ms, "query parameter \"%s\" is given %d times; give "
                  "it once", key, q.n);

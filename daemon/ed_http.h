@@ -57,14 +57,11 @@ unsigned ed_http_connections(ed_server *srv);
 void ed_http_stop(ed_server *srv);
 
 /* Request accessors. */
-/* Query parameter key: 0 with *value NULL when absent ("" when given
- * without '='), or 400 with msg filled when given more than once. */
+/* The one query parameter a route takes: 0 with *value NULL when absent
+ * ("" when given without '='), or 400 with msg filled when it is given
+ * more than once or the query holds any other key. */
 unsigned ed_http_query_param(ed_request *req, const char *key,
                              const char **value, char *msg, size_t ms);
-/* 0, or 400 with msg filled when the query holds a key not in known
- * (a NULL-terminated list). */
-unsigned ed_http_query_known(ed_request *req, const char *const *known,
-                             char *msg, size_t ms);
 const char *ed_http_header(ed_request *req, const char *name);
 /* 1 when a Content-Type is application/json, alone or with parameters
  * ("; charset=utf-8"). */
