@@ -157,6 +157,7 @@ int ed_http_is_json(const char *ct)
 
 typedef struct query_count {
     const char *key;
+    const char *value;         /* key's value, "" when it has none */
     int n, n_other;
     char other[64];            /* the first other key */
 } query_count;
@@ -169,10 +170,10 @@ static enum MHD_Result count_key(void *cls, enum MHD_ValueKind kind,
 
     (void)kind;
     (void)key_size;
-    (void)value;
     (void)value_size;
     if (strcasecmp(key, q->key) == 0) {
         q->n++;
+        q->value = value != NULL ? value : "";
     } else if (q->n_other++ == 0) {
         snprintf(q->other, sizeof q->other, "%s", key);
         ed_utf8_scrub(q->other);
@@ -183,7 +184,7 @@ static enum MHD_Result count_key(void *cls, enum MHD_ValueKind kind,
 unsigned ed_http_query_param(ed_request *req, const char *key,
                              const char **value, char *msg, size_t ms)
 {
-    query_count q = {key, 0, 0, ""};
+    query_count q = {key, NULL, 0, 0, ""};
 
     /* libmicrohttpd answers the first of repeated keys; which one the
      * client meant is unknowable, so the request is refused.  So is a
@@ -202,11 +203,7 @@ unsigned ed_http_query_param(ed_request *req, const char *key,
                  "it once", key, q.n);
         return 400;
     }
-    if (q.n == 1 &&
-        MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, key,
-                                      strlen(key), value, NULL) == MHD_YES &&
-        *value == NULL)
-        *value = "";
+    *value = q.value;
     return 0;
 }
 

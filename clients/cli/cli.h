@@ -12,7 +12,6 @@
 
 #include <jansson.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "ecgprune/ep_aami.h"
 #include "ecgprune/ep_error.h"
@@ -74,24 +73,18 @@ int cli_check_distinct(const char *cmd, const char *option_a,
                        const char *path_a, const char *option_b,
                        const char *path_b);
 
-/* A list file given on the command line (--list): a regular file of
- * names, one per line, read with the line number kept for messages. */
-typedef struct cli_list {
-    FILE *f;
-    long line_no;
-} cli_list;
+/* Called with each name of a list file; 0, or an exit status that stops
+ * the reading. */
+typedef int (*cli_list_fn)(void *ud, const char *name);
 
-/* Open path for cli_list_next; refuses what is not a regular file (a
- * FIFO would block, /dev/zero never ends).  0, or after printing why,
- * the usage exit status 2. */
-int cli_list_open(const char *cmd, const char *path, cli_list *list);
-
-/* The next line into buf (cap bytes) without its newline: 1 for a line,
- * 0 at the end, or after printing the line number and why, 2 for a line
- * holding a NUL byte or longer than cap - 1 bytes, or a read error. */
-int cli_list_next(const char *cmd, const char *path, cli_list *list,
-                  char *buf, size_t cap);
-void cli_list_close(cli_list *list);
+/* The names of a list file given on the command line (--list): one per
+ * line, blanks, carriage returns, empty lines and '#' comments skipped.
+ * What is not a regular file (a FIFO would block, /dev/zero never ends),
+ * a line with a NUL or control byte or longer than a path, or a read
+ * error stops with a message naming the line and the usage exit status 2;
+ * otherwise add's first non-zero status, or 0. */
+int cli_read_list(const char *cmd, const char *path, cli_list_fn add,
+                  void *ud);
 
 /* One signal of a WFDB record in mV over [from_s, to_s) seconds (to_s < 0:
  * to the end).  name NULL picks MLII when present, else the first signal.

@@ -186,7 +186,15 @@ int cli_check_distinct(const char *cmd, const char *option_a,
                            option_b, path_b);
 }
 
-int cli_list_open(const char *cmd, const char *path, cli_list *list)
+/* A list file being read, with the line number kept for messages. */
+typedef struct list_file {
+    FILE *f;
+    long line_no;
+} list_file;
+
+/* Open path as a list; refuses what is not a regular file.  0, or after
+ * printing why, 2. */
+static int list_open(const char *cmd, const char *path, list_file *list)
 {
     struct stat st;
     int fd;
@@ -221,8 +229,11 @@ int cli_list_open(const char *cmd, const char *path, cli_list *list)
     return 0;
 }
 
-int cli_list_next(const char *cmd, const char *path, cli_list *list,
-                  char *buf, size_t cap)
+/* The next line into buf (cap bytes) without its newline: 1 for a line,
+ * 0 at the end, or after printing the line number and why, 2 for a line
+ * holding a NUL byte or longer than cap - 1 bytes, or a read error. */
+static int list_next(const char *cmd, const char *path, list_file *list,
+                     char *buf, size_t cap)
 {
     size_t n = 0;
     int c;
@@ -255,9 +266,48 @@ int cli_list_next(const char *cmd, const char *path, cli_list *list,
     return 1;
 }
 
-void cli_list_close(cli_list *list)
+/* One line of a list file, trimmed of blanks, carriage return and '#'
+ * comment; -1 if it holds a control byte (a binary file, not a list). */
+static int trim_list_line(char *line, char **name)
 {
-    if (list->f != NULL)
-        fclose(list->f);
-    list->f = NULL;
+    char *start = line, *end, *hash = strchr(line, '#');
+
+    if (hash != NULL)
+        *hash = '\0';
+    while (*start == ' ' || *start == '\t')
+        start++;
+    end = start + strlen(start);
+    while (end > start && (end[-1] == '\r' || end[-1] == ' ' ||
+                           end[-1] == '\t'))
+        *--end = '\0';
+    for (const char *c = start; c < end; c++)
+        if ((unsigned char)*c < 0x20 && *c != '\t')
+            return -1;
+    *name = start;
+    return 0;
+}
+
+int cli_read_list(const char *cmd, const char *path, cli_list_fn add,
+                  void *ud)
+{
+    list_file list;
+    char line[4096], *name;
+    int status = list_open(cmd, path, &list), got;
+
+    while (status == 0 &&
+           (got = list_next(cmd, path, &list, line, sizeof line)) != 0) {
+        if (got != 1) {
+            status = got;
+        } else if (trim_list_line(line, &name) != 0) {
+            fprintf(stderr, "ecgprune %s: list '%s' line %ld: control "
+                    "byte in a record name; expected one name per line\n",
+                    cmd, path, list.line_no);
+            status = 2;
+        } else if (*name != '\0') {
+            status = add(ud, name);
+        }
+    }
+    if (list.f != NULL)
+        fclose(list.f);
+    return status;
 }

@@ -73,56 +73,13 @@ static int add_record(eval_args *a, const char *name)
     return 0;
 }
 
-/* One line of a list file, trimmed of blanks, carriage return and '#'
- * comment; -1 if it holds a control byte (a binary file, not a list). */
-static int trim_list_line(char *line, char **name)
+/* cli_read_list's callback: one more record name. */
+static int add_listed(void *ud, const char *name)
 {
-    char *start = line, *end, *hash = strchr(line, '#');
-
-    if (hash != NULL)
-        *hash = '\0';
-    while (*start == ' ' || *start == '\t')
-        start++;
-    end = start + strlen(start);
-    while (end > start && (end[-1] == '\r' || end[-1] == ' ' ||
-                           end[-1] == '\t'))
-        *--end = '\0';
-    for (const char *c = start; c < end; c++)
-        if ((unsigned char)*c < 0x20 && *c != '\t')
-            return -1;
-    *name = start;
-    return 0;
-}
-
-/* Names from a list file: one per line, blanks and '#' comments skipped.
- * Not a regular file, a line too long for a path, a NUL or control byte
- * or a read error stops with a message naming the line (cli_list_next).
- * 0, or the usage exit status 2. */
-static int read_list(eval_args *a, const char *path)
-{
-    cli_list list;
-    char line[4096];
-    int status = cli_list_open("eval", path, &list), got;
-
-    while (status == 0 &&
-           (got = cli_list_next("eval", path, &list, line,
-                                sizeof line)) != 0) {
-        char *name;
-
-        if (got != 1) {
-            status = got;
-        } else if (trim_list_line(line, &name) != 0) {
-            fprintf(stderr, "ecgprune eval: list '%s' line %ld: control "
-                    "byte in a record name; expected one name per line\n",
-                    path, list.line_no);
-            status = 2;
-        } else if (*name != '\0' && add_record(a, name) != 0) {
-            fprintf(stderr, "ecgprune eval: out of memory\n");
-            status = 2;
-        }
-    }
-    cli_list_close(&list);
-    return status;
+    if (add_record(ud, name) == 0)
+        return 0;
+    fprintf(stderr, "ecgprune eval: out of memory\n");
+    return 2;
 }
 
 static void free_args(eval_args *a)
@@ -169,7 +126,8 @@ static int parse_args(int argc, char **argv, eval_args *a)
             return cli_usage_error("eval", "out of memory");
         }
     }
-    if (a->list != NULL && (rc = read_list(a, a->list)) != 0)
+    if (a->list != NULL &&
+        (rc = cli_read_list("eval", a->list, add_listed, a)) != 0)
         return rc;
     if (a->model == NULL || a->n_records == 0)
         return cli_usage_error("eval", "expected MODEL and at least one "

@@ -93,23 +93,10 @@ static int add_record_list(train_args *a, const char *list)
     return rc;
 }
 
-/* Record names from a list file: the first word of each line, blanks
- * and '#' comments skipped (cli_list_next refuses what is not a list). */
-static int add_record_file(train_args *a, const char *file)
+/* cli_read_list's callback: one more record name. */
+static int add_listed(void *ud, const char *name)
 {
-    cli_list list;
-    char line[4096];
-    int rc = cli_list_open("train", file, &list), got;
-
-    while (rc == 0 &&
-           (got = cli_list_next("train", file, &list, line,
-                                sizeof line)) != 0) {
-        const char *name = line + strspn(line, " \t");
-
-        rc = got != 1 ? got : add_record(a, name, strcspn(name, " \t\r#"));
-    }
-    cli_list_close(&list);
-    return rc;
+    return add_record(ud, name, strlen(name));
 }
 
 static int parse_widths(train_args *a, const char *s)
@@ -213,7 +200,7 @@ static int parse_args(int argc, char **argv, train_args *a)
     if (rc == 0 && records != NULL)
         rc = add_record_list(a, records);
     if (rc == 0 && list != NULL)
-        rc = add_record_file(a, list);
+        rc = cli_read_list("train", list, add_listed, a);
     if (rc == 0 && (a->n_records == 0 || a->out == NULL))
         rc = cli_usage_error("train", "expected --records or --list, and "
                              "--out");
