@@ -133,27 +133,29 @@ static void test_conv(void)
                         check_conv_case(&rng, 1 + shape % 3,
                                         1 + shape % 4, kernels[b], s, d,
                                         paddings[p], lens[a], shape % 2);
-    /* Pointwise convs take the no-im2col path; wide ones exercise sgemm
-     * blocking. */
+    /* Pointwise and strided convs take sgemm (with im2col blocks when
+     * wide and long enough for several). */
     check_conv_case(&rng, 16, 6, 1, 1, 1, 0, 257, 1);
     check_conv_case(&rng, 16, 6, 1, 1, 1, EP_PAD_SAME, 64, 0);
-    check_conv_case(&rng, 33, 47, 9, 1, 1, EP_PAD_SAME, 300, 1);
+    check_conv_case(&rng, 33, 47, 9, 2, 1, EP_PAD_SAME, 3000, 1);
     check_conv_case(&rng, 40, 5, 9, 3, 2, 4, 1100, 1);
     check_conv_case(&rng, 40, 5, 9, 2, 3, EP_PAD_SAME, 777, 0);
 
-    /* Narrow layers at stride 1 take the direct path where the CPU has
-     * AVX2: blocks of 32 samples, a scalar tail, dilations and paddings,
-     * and 15 and 16 output channels on either side of the switch. */
-    for (a = 0; a < 6; a++) {
-        static const int direct_lens[] = {31, 32, 33, 95, 256, 2048};
+    /* Stride-1 convs take the direct path where the CPU has AVX2: blocks
+     * of 24 samples, then of 8, then a scalar tail; output channels in
+     * fours with every remainder; dilations and paddings. */
+    for (a = 0; a < 13; a++) {
+        static const int direct_lens[] = {7, 8, 9, 23, 24, 25, 31, 32, 33,
+                                          47, 95, 256, 2048};
 
-        check_conv_case(&rng, 1 + a, 5, 9, 1, 1, EP_PAD_SAME,
+        check_conv_case(&rng, 1 + a % 6, 1 + a % 9, 9, 1, 1, EP_PAD_SAME,
                         direct_lens[a], a % 2);
-        check_conv_case(&rng, 3, 15, 3, 1, 1 + a % 3, a % 3,
+        check_conv_case(&rng, 3, 12 + a % 4, 3, 1, 1 + a % 3, a % 3,
                         direct_lens[a], 1);
         check_conv_case(&rng, 10, 16, 9, 1, 1, EP_PAD_SAME, direct_lens[a],
                         0);
     }
+    check_conv_case(&rng, 33, 47, 9, 1, 1, EP_PAD_SAME, 300, 1);
     check_conv_case(&rng, 7, 1, 2, 1, 2, 4, 100, 1);
 }
 

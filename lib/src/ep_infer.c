@@ -539,7 +539,7 @@ static int64_t window_count(int64_t n, int window, int stride)
     return 1 + (n - window + stride - 1) / stride;
 }
 
-/* Softmax of one window's scores, kept part copied into probs. */
+/* Softmax of the kept part of one window's scores, into probs. */
 static void stitch_window(ep_inferer *inf, const float *scores, int64_t k,
                           int64_t n_windows, int64_t n, float *probs)
 {
@@ -547,14 +547,18 @@ static void stitch_window(ep_inferer *inf, const float *scores, int64_t k,
     int64_t start = k * (window - 2 * overlap);
     int64_t keep_lo = k == 0 ? 0 : overlap;
     int64_t keep_hi = k == n_windows - 1 ? n - start : window - overlap;
+    int kept = (int)(keep_hi - keep_lo);
 
-    memcpy(inf->scores, scores,
-           (size_t)inf->n_classes * window * sizeof *inf->scores);
-    ep_softmax_channels(inf->n_classes, window, inf->scores);
+    /* Only the kept columns, packed: the dropped edges are never used. */
+    for (int c = 0; c < inf->n_classes; c++)
+        memcpy(inf->scores + (int64_t)c * kept,
+               scores + (int64_t)c * window + keep_lo,
+               (size_t)kept * sizeof *inf->scores);
+    ep_softmax_channels(inf->n_classes, kept, inf->scores);
     for (int c = 0; c < inf->n_classes; c++)
         memcpy(probs + c * n + start + keep_lo,
-               inf->scores + (int64_t)c * window + keep_lo,
-               (size_t)(keep_hi - keep_lo) * sizeof *probs);
+               inf->scores + (int64_t)c * kept,
+               (size_t)kept * sizeof *probs);
 }
 
 int ep_infer_probabilities(ep_inferer *inf, const float *x, int64_t n,
