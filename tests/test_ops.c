@@ -342,7 +342,7 @@ static void test_dwt_case(ep_rng *rng, ep_wavelet w, int channels, int len)
 
 static void test_dwt(void)
 {
-    static const int lens[] = {2, 4, 6, 8, 10, 16, 34, 128};
+    static const int lens[] = {2, 4, 6, 8, 10, 16, 34, 128, 130, 262, 518};
     ep_rng rng;
     int w, i;
 

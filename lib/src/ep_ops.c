@@ -416,10 +416,37 @@ static int wavelet_interior(int len, int taps)
     return len >= taps ? (len - taps) / 2 + 1 : 0;
 }
 
+/* Samples handled together by the interior loops of the wavelet
+ * transforms: short enough for the stack, long enough that the loop over
+ * them vectorises and the loop over taps around it costs little. */
+#define EP_OPS_DWT_CHUNK 64
+
+/* Interior outputs n0 .. n0 + m - 1 of one channel's analysis (no wrap):
+ * the loop over samples is innermost so that it vectorises. */
+static void dwt_forward_chunk(const float *lo, const float *hi, int taps,
+                              const float *xc, int n0, int m, float *ac,
+                              float *dc)
+{
+    float a[EP_OPS_DWT_CHUNK] = {0}, d[EP_OPS_DWT_CHUNK] = {0};
+    int i, k;
+
+    for (k = 0; k < taps; k++) {
+        const float *xs = xc + 2 * n0 + k;
+        float l = lo[k], h = hi[k];
+
+        for (i = 0; i < m; i++) {
+            a[i] += l * xs[2 * i];
+            d[i] += h * xs[2 * i];
+        }
+    }
+    memcpy(ac + n0, a, (size_t)m * sizeof *a);
+    memcpy(dc + n0, d, (size_t)m * sizeof *d);
+}
+
 /*
  * a[n] = sum_k lo[k] x[(2n + k) mod len], d[n] likewise with hi.  Steps
- * away from the end read x directly; the last few wrap around, with a loop
- * because taps longer than the signal wrap more than once.
+ * away from the end read x directly, in chunks; the last few wrap around,
+ * with a loop because taps longer than the signal wrap more than once.
  */
 void ep_dwt_forward(ep_wavelet w, int channels, int len, const float *x,
                     float *y)
@@ -435,18 +462,12 @@ void ep_dwt_forward(ep_wavelet w, int channels, int len, const float *x,
         float *ac = y + (size_t)c * half;
         float *dc = y + ((size_t)channels + c) * half;
 
-        for (n = 0; n < inner; n++) {
-            const float *xs = xc + 2 * n;
-            float a = 0.0f, d = 0.0f;
-
-            for (k = 0; k < taps; k++) {
-                a += lo[k] * xs[k];
-                d += hi[k] * xs[k];
-            }
-            ac[n] = a;
-            dc[n] = d;
-        }
-        for (; n < half; n++) {
+        for (n = 0; n < inner; n += EP_OPS_DWT_CHUNK)
+            dwt_forward_chunk(lo, hi, taps, xc, n,
+                              inner - n < EP_OPS_DWT_CHUNK ? inner - n
+                                                           : EP_OPS_DWT_CHUNK,
+                              ac, dc);
+        for (n = inner; n < half; n++) {
             float a = 0.0f, d = 0.0f;
             int i = 2 * n;
 
@@ -462,27 +483,54 @@ void ep_dwt_forward(ep_wavelet w, int channels, int len, const float *x,
     }
 }
 
+/* Outputs 2j, 2j + 1 for j = j0 .. j0 + m - 1 of one channel's synthesis,
+ * all with j >= taps/2 - 1 (no wrap), the loop over j innermost. */
+static void dwt_inverse_chunk(const float *lo, const float *hi, int pairs,
+                              const float *ac, const float *dc, int j0,
+                              int m, float *yc)
+{
+    float even[EP_OPS_DWT_CHUNK] = {0}, odd[EP_OPS_DWT_CHUNK] = {0};
+    int i, q;
+
+    for (q = 0; q < pairs; q++) {
+        const float *a = ac + j0 - q, *d = dc + j0 - q;
+        float le = lo[2 * q], he = hi[2 * q];
+        float lo_odd = lo[2 * q + 1], ho = hi[2 * q + 1];
+
+        for (i = 0; i < m; i++) {
+            even[i] += le * a[i] + he * d[i];
+            odd[i] += lo_odd * a[i] + ho * d[i];
+        }
+    }
+    for (i = 0; i < m; i++) {
+        yc[2 * (j0 + i)] = even[i];
+        yc[2 * (j0 + i) + 1] = odd[i];
+    }
+}
+
 /*
  * The transpose of the orthogonal analysis, as a gather: tap k of
  * coefficient n lands on sample 2n + k, so sample 2j collects the even taps
  * 2q of coefficients j - q and sample 2j + 1 the odd taps 2q + 1 (indices
- * modulo half_len).  Coefficients from j = taps/2 - 1 on need no wrap.
+ * modulo half_len).  Coefficients from j = taps/2 - 1 on need no wrap and
+ * go in chunks; the first few wrap, one at a time.
  */
 void ep_dwt_inverse(ep_wavelet w, int channels, int half_len, const float *x,
                     float *y)
 {
     float lo[EP_OPS_MAX_WAVELET_TAPS], hi[EP_OPS_MAX_WAVELET_TAPS];
-    int taps, pairs, c, j, q;
+    int taps, pairs, first, c, j, q;
 
     if (wavelet_pair(w, lo, hi, &taps) != EP_OK)
         return;
     pairs = taps / 2;
+    first = pairs - 1 < half_len ? pairs - 1 : half_len;
     for (c = 0; c < channels; c++) {
         const float *ac = x + (size_t)c * half_len;
         const float *dc = x + ((size_t)channels + c) * half_len;
         float *yc = y + (size_t)c * 2 * half_len;
 
-        for (j = 0; j < half_len; j++) {
+        for (j = 0; j < first; j++) {
             float even = 0.0f, odd = 0.0f;
 
             for (q = 0; q < pairs; q++) {
@@ -496,6 +544,11 @@ void ep_dwt_inverse(ep_wavelet w, int channels, int half_len, const float *x,
             yc[2 * j] = even;
             yc[2 * j + 1] = odd;
         }
+        for (j = first; j < half_len; j += EP_OPS_DWT_CHUNK)
+            dwt_inverse_chunk(lo, hi, pairs, ac, dc, j,
+                              half_len - j < EP_OPS_DWT_CHUNK
+                                  ? half_len - j : EP_OPS_DWT_CHUNK,
+                              yc);
     }
 }
 
