@@ -323,7 +323,7 @@ EOF
     if [ -f "$raw/speed.tsv" ]; then
         printf 'Network time (ep_infer_probabilities) on the 30 minutes of '
         printf 'record 100, one\nthread; the unpruned model and an l1-pruned '
-        printf 'one take turns, fastest of three\nruns each.  Goal: '
+        printf 'one alternate run by run, fastest of\nfive runs each.  Goal: '
         printf 'speed-up >= 0.8 of the MAC reduction.\n\n'
         printf '| keep | MACs | MAC reduction | unpruned s | pruned s |'
         printf ' speed-up | speed-up / MAC reduction | goal met |\n'
