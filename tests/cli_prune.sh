@@ -108,6 +108,8 @@ expect() {  # expect STATUS PATTERN ARGS...
     set -e
     check "prune $*: status $status" test "$got" -eq "$status"
     check "prune $*: message '$pattern'" grep -q -- "$pattern" "$work/err"
+    check "prune $*: command named once" sh -c \
+        '! grep -q "prune: prune:" "$1"' sh "$work/err"
 }
 out="--out $work/x.safetensors"
 # shellcheck disable=SC2086

@@ -19,8 +19,14 @@
 
 int cli_fail(const char *cmd, const ep_error *err)
 {
-    fprintf(stderr, "ecgprune %s: %s\n", cmd,
-            err->msg[0] ? err->msg : ep_strerror(err->code));
+    const char *msg = err->msg[0] ? err->msg : ep_strerror(err->code);
+    size_t len = strlen(cmd);
+
+    /* The library names its module first ("prune: ..."); when that is the
+     * command's own name, once is enough. */
+    if (strncmp(msg, cmd, len) == 0 && strncmp(msg + len, ": ", 2) == 0)
+        msg += len + 2;
+    fprintf(stderr, "ecgprune %s: %s\n", cmd, msg);
     return 1;
 }
 

@@ -42,7 +42,8 @@ static void usage(FILE *out)
             "%llu)\n"
             "  --batch N         windows per step (default %d)\n"
             "  --lr X            peak learning rate (default %g)\n"
-            "  --freeze-encoder  train only the decoder and head\n",
+            "  --freeze-encoder  train only the decoder and head\n"
+            "  --quiet           no progress output\n",
             d.epochs, (unsigned long long)d.seed, d.batch, d.lr);
 }
 
