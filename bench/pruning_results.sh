@@ -22,7 +22,10 @@
 # threads.  A file notes.md in --raw, if present, is copied in as the
 # "Observations" section (written by whoever ran the measurements).  Each
 # setting also gets a figure, img/pruning-SETTING.svg beside --out, drawn
-# by bench/pruning_plot.awk.
+# by bench/pruning_plot.awk.  Lines in --raw/breakdown (same format) feed
+# only the "Where the labels differ" tables: they are seed-1 reruns made
+# when bench_pruning gained its last two columns, after the grid had run;
+# delete them once the grid itself has been rerun.
 set -eu
 
 build=build
@@ -266,6 +269,38 @@ versus() {
     }'
 }
 
+# Where the pruned and the unpruned labels differ, who is right (refit
+# on): lines that carry the two breakdown columns, from the grid or from
+# $raw/breakdown (seed-1 reruns made to add those columns).
+breakdown() {
+    { rows "$1"; tail -q -n +2 "$raw/breakdown/$1".*.tsv 2>/dev/null; } |
+    awk -F '\t' -v want="$1" '
+    $1 != want || $2 != "pruned" || $4 == "none" || $5 != "on" { next }
+    NF < 20 { next }
+    {
+        k = $3 "\t" $4; n[k]++; ag[k] += $16; rk[k] += $19; fx[k] += $20
+        if (!(k in seen)) { seen[k] = 1; order[++m] = k }
+    }
+    END {
+        if (m == 0) { print "(not run)"; exit }
+        print "| keep | method | seeds | agreement % |" \
+              " unpruned-correct labels kept % |" \
+              " differing labels where the pruned model is right % |"
+        print "|---|---|---|---|---|---|"
+        for (i = 1; i <= m; i++) {
+            k = order[i]; split(k, f, "\t")
+            printf "| %s | %s | %d | %.2f | %.2f | %.1f |\n", f[1], f[2],
+                n[k], 100 * ag[k] / n[k], 100 * rk[k] / n[k],
+                100 * fx[k] / n[k]
+        }
+    }' | sort_breakdown
+}
+
+# Table rows by keep (largest first) then method, header kept on top.
+sort_breakdown() {
+    awk 'NR <= 2 || !/^\|/ { print; next } { print | "sort -t\"|\" -k2,2r -k3,3" }'
+}
+
 # The figure of one setting, written beside the Markdown in img/ and
 # linked from it (pruned models, refit on).
 figure() {
@@ -358,6 +393,13 @@ EOF
             goals "$setting"
             printf '\n### Ising against the baselines (%s)\n\n' "$setting"
             versus "$setting"
+            printf '\n### Where the labels differ (%s)\n\n' "$setting"
+            printf 'Of the beats the unpruned model labels as the '
+            printf 'cardiologists did (nearest\nannotation within 150 ms), '
+            printf 'the share the pruned model labels the same;\nof the '
+            printf 'beats whose label changed, the share where the pruned '
+            printf 'model now\nagrees with the annotation.\n\n'
+            breakdown "$setting"
             printf '\n'
         fi
     done
