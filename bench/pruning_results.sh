@@ -273,32 +273,27 @@ versus() {
 # on): lines that carry the two breakdown columns, from the grid or from
 # $raw/breakdown (seed-1 reruns made to add those columns).
 breakdown() {
-    { rows "$1"; tail -q -n +2 "$raw/breakdown/$1".*.tsv 2>/dev/null; } |
-    awk -F '\t' -v want="$1" '
-    $1 != want || $2 != "pruned" || $4 == "none" || $5 != "on" { next }
-    NF < 20 { next }
-    {
+    lines=$({ rows "$1"; tail -q -n +2 "$raw/breakdown/$1".*.tsv \
+        2>/dev/null; } | awk -F '\t' -v want="$1" '
+    $1 == want && $2 == "pruned" && $4 != "none" && $5 == "on" && NF >= 20 {
         k = $3 "\t" $4; n[k]++; ag[k] += $16; rk[k] += $19; fx[k] += $20
-        if (!(k in seen)) { seen[k] = 1; order[++m] = k }
     }
     END {
-        if (m == 0) { print "(not run)"; exit }
-        print "| keep | method | seeds | agreement % |" \
-              " unpruned-correct labels kept % |" \
-              " differing labels where the pruned model is right % |"
-        print "|---|---|---|---|---|---|"
-        for (i = 1; i <= m; i++) {
-            k = order[i]; split(k, f, "\t")
+        for (k in n) {
+            split(k, f, "\t")
             printf "| %s | %s | %d | %.2f | %.2f | %.1f |\n", f[1], f[2],
                 n[k], 100 * ag[k] / n[k], 100 * rk[k] / n[k],
                 100 * fx[k] / n[k]
         }
-    }' | sort_breakdown
-}
-
-# Table rows by keep (largest first) then method, header kept on top.
-sort_breakdown() {
-    awk 'NR <= 2 || !/^\|/ { print; next } { print | "sort -t\"|\" -k2,2r -k3,3" }'
+    }' | sort -t '|' -k2,2r -k3,3)
+    if [ -z "$lines" ]; then
+        printf '(not run)\n'
+        return
+    fi
+    printf '| keep | method | seeds | agreement %% |'
+    printf ' unpruned-correct labels kept %% |'
+    printf ' differing labels where the pruned model is right %% |\n'
+    printf '|---|---|---|---|---|---|\n%s\n' "$lines"
 }
 
 # The figure of one setting, written beside the Markdown in img/ and
