@@ -6,6 +6,7 @@
 #   ./build.sh build   install packages and build only
 #
 # Installing packages needs root (it uses apt-get); run as root or with sudo.
+# JOBS=N limits the compile jobs (ninja's default is one per core, plus 2).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -30,7 +31,7 @@ install_packages() {
 
 build() {
     [ -d build ] || meson setup build -Dwerror=true --buildtype=release
-    ninja -C build
+    ninja -C build ${JOBS:+-j "$JOBS"}
 }
 
 # Meson prints its own summary; this adds the plain "N passed, N failed"
