@@ -82,7 +82,7 @@ echo "   150 ms window), before and after pruning on the first two minutes"
 echo "   (208 is one of the default model's training records, so these scores"
 echo "   are optimistic; models/README.md has the scores on unseen patients)"
 curl -s "$ECGPRUNE_URL/v1/jobs/$job" | jq -r '.result.scores |
-    ["", "det Se", "det PPV", "V Se", "V PPV", "macro F1"],
+    ["", "det Se", "det PPV", "V Se", "V PPV", "macro F1 (classes present)"],
     (["before", "after"][] as $k | .[$k] | [$k, .det_se, .det_ppv,
       .classes.V.se, .classes.V.ppv, .macro_f1] |
       map(if type == "number" then . * 1000 | round / 1000 else . end))

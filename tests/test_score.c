@@ -248,10 +248,44 @@ static void test_gross_and_average(void)
     /* F1 of N: A 18/19, B 0. */
     CHECK_NEAR(avg.cls[EP_AAMI_N].f1, 9.0 / 19.0, 1e-12);
     CHECK_NEAR(avg.cls[EP_AAMI_S].se, 0.0, 1e-12);
-    CHECK_NEAR(avg.macro_f1, 9.0 / 19.0 / 4.0, 1e-12);
+    /* Only N occurs, so macro F1 is N's F1, gross and average alike. */
+    CHECK_NEAR(g.macro_f1, 18.0 / 21.0, 1e-12);
+    CHECK_NEAR(avg.macro_f1, 9.0 / 19.0, 1e-12);
 
     ep_score_average(NULL, 0, &avg);
     CHECK(avg.det_se == 0.0 && avg.det_tp == 0);
+}
+
+/*
+ * Macro F1 counts only the classes that occur.  reference N@1000 N@2000
+ * V@3000, detected at the same samples with the same labels: N and V have
+ * F1 1, S and F occur on neither side, macro F1 1 (not 2/4).  An extra
+ * detection called F at 5000 makes F occur (FP 1, F1 0): macro F1
+ * (1 + 1 + 0) / 3.
+ */
+static void test_macro_f1_absent_classes(void)
+{
+    ep_ref_beat ref[] = {
+        ref_beat(1000, EP_AAMI_N), ref_beat(2000, EP_AAMI_N),
+        ref_beat(3000, EP_AAMI_V)
+    };
+    ep_beat det[] = {
+        det_beat(1000, EP_AAMI_N), det_beat(2000, EP_AAMI_N),
+        det_beat(3000, EP_AAMI_V), det_beat(5000, EP_AAMI_F)
+    };
+    ep_score_counts c;
+    ep_score_stats s;
+    ep_error err = {0};
+
+    REQUIRE(ep_score_record(ref, 3, det, 3, FS, EC57_WINDOW, &c, &err) == 0);
+    ep_score_stats_from(&c, &s);
+    CHECK_NEAR(s.macro_f1, 1.0, 1e-12);
+    REQUIRE(ep_score_record(ref, 3, det, 4, FS, EC57_WINDOW, &c, &err) == 0);
+    ep_score_stats_from(&c, &s);
+    CHECK_EQ_INT(s.cls[EP_AAMI_F].fp, 1);
+    CHECK_NEAR(s.macro_f1, 2.0 / 3.0, 1e-12);
+    ep_score_average(&c, 1, &s);
+    CHECK_NEAR(s.macro_f1, 2.0 / 3.0, 1e-12);
 }
 
 static void test_bad_input(void)
@@ -313,6 +347,7 @@ int main(void)
     test_contested();
     test_empty();
     test_gross_and_average();
+    test_macro_f1_absent_classes();
     test_bad_input();
     test_reference();
     return check_exit();

@@ -276,13 +276,34 @@ static void print_confusion(const ep_score_counts *c)
     printf("\n");
 }
 
+/* A percentage in 8 columns, or "-" when its denominator is 0 (there is
+ * nothing to measure, which 0.00% would hide). */
+static void print_percent(double v, int64_t denominator)
+{
+    if (denominator > 0)
+        printf(" %7.2f%%", 100.0 * v);
+    else
+        printf(" %8s", "-");
+}
+
+/* An F1 in `width` columns, or "-" when the class occurs nowhere. */
+static void print_f1(const ep_class_stats *cs, int width)
+{
+    if (cs->tp + cs->fn + cs->fp > 0)
+        printf(" %*.4f", width, cs->f1);
+    else
+        printf(" %*s", width, "-");
+}
+
 /* Rates in percent, as EC57 tables give them. */
 static void print_rates(const char *title, const ep_score_stats *s,
                         int with_counts)
 {
     printf("%s\n", title);
-    printf("  beats  Se %6.2f%%  +P %6.2f%%", 100.0 * s->det_se,
-           100.0 * s->det_ppv);
+    printf("  beats  Se");
+    print_percent(s->det_se, s->det_tp + s->det_fn);
+    printf("  +P");
+    print_percent(s->det_ppv, s->det_tp + s->det_fp);
     if (with_counts)
         printf("  (TP %lld, FN %lld, FP %lld)", (long long)s->det_tp,
                (long long)s->det_fn, (long long)s->det_fp);
@@ -291,13 +312,17 @@ static void print_rates(const char *title, const ep_score_stats *s,
         printf(" %9s", "support");
     printf("\n");
     for (int k = 0; k < EP_AAMI_COUNT; k++) {
-        printf("  %-5s %7.2f%% %7.2f%% %8.4f", ep_aami_name((ep_aami)k),
-               100.0 * s->cls[k].se, 100.0 * s->cls[k].ppv, s->cls[k].f1);
+        const ep_class_stats *cs = &s->cls[k];
+
+        printf("  %-5s", ep_aami_name((ep_aami)k));
+        print_percent(cs->se, cs->tp + cs->fn);
+        print_percent(cs->ppv, cs->tp + cs->fp);
+        print_f1(cs, 8);
         if (with_counts)
-            printf(" %9lld", (long long)s->cls[k].support);
+            printf(" %9lld", (long long)cs->support);
         printf("\n");
     }
-    printf("  macro F1 (N, S, V, F): %.4f\n", s->macro_f1);
+    printf("  macro F1 (of N, S, V, F that occur): %.4f\n", s->macro_f1);
 }
 
 static void print_per_record(const eval_args *a, const ep_score_counts *per)
@@ -313,12 +338,16 @@ static void print_per_record(const eval_args *a, const ep_score_counts *per)
         ep_score_stats s;
 
         ep_score_stats_from(&per[r], &s);
-        printf("%-*s %7lld %7lld %7.2f%% %7.2f%% %7.4f %7.4f %7.4f "
-               "%7.4f\n", width, a->records[r],
+        printf("%-*s %7lld %7lld", width, a->records[r],
                (long long)(s.det_tp + s.det_fn),
-               (long long)(s.det_tp + s.det_fp), 100.0 * s.det_se,
-               100.0 * s.det_ppv, s.cls[EP_AAMI_N].f1, s.cls[EP_AAMI_S].f1,
-               s.cls[EP_AAMI_V].f1, s.cls[EP_AAMI_F].f1);
+               (long long)(s.det_tp + s.det_fp));
+        print_percent(s.det_se, s.det_tp + s.det_fn);
+        print_percent(s.det_ppv, s.det_tp + s.det_fp);
+        print_f1(&s.cls[EP_AAMI_N], 7);
+        print_f1(&s.cls[EP_AAMI_S], 7);
+        print_f1(&s.cls[EP_AAMI_V], 7);
+        print_f1(&s.cls[EP_AAMI_F], 7);
+        printf("\n");
     }
 }
 

@@ -186,6 +186,28 @@ static double ratio(int64_t num, int64_t den)
     return den > 0 ? (double)num / (double)den : 0.0;
 }
 
+/* Mean F1 of N, S, V and F over those that occur at all (reference beats
+ * or detections): a class absent from both sides has no F1 to speak of,
+ * and counting it as 0 would cap the mean at 0.75 on a record without S
+ * beats.  0 when none occurs. */
+static double macro_f1(const ep_class_stats *cls)
+{
+    static const ep_aami scored[] = {EP_AAMI_N, EP_AAMI_S, EP_AAMI_V,
+                                     EP_AAMI_F};
+    double sum = 0.0;
+    int n = 0;
+
+    for (size_t i = 0; i < sizeof scored / sizeof *scored; i++) {
+        const ep_class_stats *cs = &cls[scored[i]];
+
+        if (cs->tp + cs->fn + cs->fp > 0) {
+            sum += cs->f1;
+            n++;
+        }
+    }
+    return n > 0 ? sum / n : 0.0;
+}
+
 void ep_score_stats_from(const ep_score_counts *c, ep_score_stats *s)
 {
     memset(s, 0, sizeof *s);
@@ -221,8 +243,7 @@ void ep_score_stats_from(const ep_score_counts *c, ep_score_stats *s)
         cs->ppv = ratio(cs->tp, cs->tp + cs->fp);
         cs->f1 = ratio(2 * cs->tp, 2 * cs->tp + cs->fn + cs->fp);
     }
-    s->macro_f1 = (s->cls[EP_AAMI_N].f1 + s->cls[EP_AAMI_S].f1 +
-                   s->cls[EP_AAMI_V].f1 + s->cls[EP_AAMI_F].f1) / 4.0;
+    s->macro_f1 = macro_f1(s->cls);
 }
 
 /* Running mean of one rate over the records where it is defined. */
@@ -280,8 +301,7 @@ void ep_score_average(const ep_score_counts *per_record, size_t n,
         avg->cls[k].ppv = mean_value(&ppv[k]);
         avg->cls[k].f1 = mean_value(&f1[k]);
     }
-    avg->macro_f1 = (avg->cls[EP_AAMI_N].f1 + avg->cls[EP_AAMI_S].f1 +
-                     avg->cls[EP_AAMI_V].f1 + avg->cls[EP_AAMI_F].f1) / 4.0;
+    avg->macro_f1 = macro_f1(avg->cls);
 }
 
 int ep_score_reference(const ep_annotations *ann, int64_t from,

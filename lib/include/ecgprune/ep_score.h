@@ -53,7 +53,9 @@ typedef struct ep_score_stats {
     double det_se, det_ppv;
     int64_t det_tp, det_fn, det_fp;
     ep_class_stats cls[EP_AAMI_COUNT];
-    double macro_f1;                 /* mean F1 of N, S, V, F */
+    double macro_f1;                 /* mean F1 of those of N, S, V, F
+                                      * with reference beats or
+                                      * detections */
 } ep_score_stats;
 
 /* Compare one record.  Both lists sorted by sample.  window_s is the match
@@ -73,8 +75,9 @@ void ep_score_stats_from(const ep_score_counts *c, ep_score_stats *s);
  * Per-record average: each record's rates computed alone, then averaged
  * over the records where that rate is defined (its denominator is not 0);
  * a rate defined in no record is 0.  Counts (tp, fn, fp, support) are the
- * gross sums.  The average macro_f1 is the mean of the averaged F1 of N,
- * S, V and F.  n may be 0 (all zero).
+ * gross sums.  The average macro_f1 is the mean of the averaged F1 of
+ * those of N, S, V and F that occur (gross counts).  n may be 0 (all
+ * zero).
  */
 void ep_score_average(const ep_score_counts *per_record, size_t n,
                       ep_score_stats *avg);
