@@ -37,6 +37,8 @@ check "infer beat fields" jq -e '[.beats[] |
 check "infer summary counts" jq -e '
     (.summary.counts | add) == (.beats | length) and
     .summary.beats == (.beats | length) and
+    .summary.n_beats == (.beats | length) and
+    ((.summary.duration_s - 60) | fabs) < 1e-9 and
     .summary.abnormal == ((.summary.counts.S + .summary.counts.V
                            + .summary.counts.F) > 0)' "$work/infer.json"
 check "infer heart rate from the mean RR interval" jq -e '

@@ -123,6 +123,11 @@ static json_t *infer_json(const infer_args *a, const cli_signal *sig,
                             json_integer(s->counts[k]));
     summary = json_object();
     json_object_set_new(summary, "beats", json_integer((json_int_t)n));
+    /* The daemon's names for the same two figures, so that one script
+     * reads both outputs. */
+    json_object_set_new(summary, "n_beats", json_integer((json_int_t)n));
+    json_object_set_new(summary, "duration_s",
+                        json_real((double)sig->n / sig->fs));
     json_object_set_new(summary, "counts", counts);
     json_object_set_new(summary, "heart_rate", s->heart_rate < 0.0
                         ? json_null() : json_real(s->heart_rate));

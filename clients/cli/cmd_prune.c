@@ -25,9 +25,10 @@ static void usage(FILE *out)
 {
     fprintf(out,
         "usage: ecgprune prune MODEL --calib RECORD[:FROM-TO] [...]\n"
-        "         --method M --keep K --out PRUNED [--masks MASKS.json]\n"
+        "         [--method M] [--keep K] --out PRUNED [--masks MASKS.json]\n"
         "         [--mask-list L] [--candidates G] [--coreset-scale S]\n"
-        "         [--seed N] [--no-reconstruct] [--lambda X]\n"
+        "         [--seed N] [--no-reconstruct] [--prune-head-input]\n"
+        "         [--refit-drifted] [--lambda X]\n"
         "         [--batch-windows B] [--max-windows W] [--signal NAME]\n"
         "         [--no-stratify] [--json]\n"
         "\n"
@@ -39,6 +40,7 @@ static void usage(FILE *out)
         "  --method M         ising-kernel, ising-filter, l1, random,\n"
         "                     coreset or contrib (default ising-kernel)\n"
         "  --keep K           fraction of channels kept per group, (0, 1]\n"
+        "                     (default 0.5)\n"
         "  --mask-list L      masks in the coreset list (default 32)\n"
         "  --candidates G     candidate masks per round (default 8)\n"
         "  --coreset-scale S  coreset size m = ceil(S * kept) (default 1.25)\n"

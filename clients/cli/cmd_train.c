@@ -35,6 +35,7 @@ static void usage(FILE *out)
             "[--batch N]\n"
             "                      [--lr X] [--steps N] [--checkpoint FILE "
             "[--resume]]\n"
+            "                      [--quiet]\n"
             "\n"
             "Trains a wavelet U-Net on the MLII lead of the records: windows "
             "with\nper-sample targets around each annotated beat (AAMI "
