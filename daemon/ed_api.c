@@ -148,6 +148,7 @@ void ed_api_metrics(ed_app *app, ed_request *req, int64_t id)
                              "SELECT count(*) FROM batches", NULL);
     g.jobs_running = ed_jobs_running(app);
     g.infer_in_flight = app->infer_in_flight;
+    g.pending_upload_bytes = (int64_t)ed_http_pending_bytes(app->http);
     g.ready = app->ready && !app->stopping;
     text = ed_metrics_render(&g);
     if (!text) {

@@ -37,6 +37,7 @@ void ed_config_defaults(ed_config *cfg)
     cfg->workers = 2;
     cfg->max_running_jobs = 1;
     cfg->max_body_bytes = 64 << 20;
+    cfg->max_pending_bytes = INT64_C(256) << 20;
     cfg->max_samples = 8000000;   /* over 6 h at 360 Hz */
     cfg->log_level = ED_LOG_INFO;
 }
@@ -145,12 +146,14 @@ static int check_keys(json_t *obj, const char *where,
     return 0;
 }
 
-/* "limits": {"max_body_bytes", "max_samples", "max_running_jobs"}. */
+/* "limits": {"max_body_bytes", "max_pending_bytes", "max_samples",
+ * "max_running_jobs"}. */
 static int load_limits(ed_config *cfg, json_t *o, const char *path,
                        char *err, size_t es)
 {
     static const char *const limit_keys[] = {
-        "max_body_bytes", "max_samples", "max_running_jobs", NULL};
+        "max_body_bytes", "max_pending_bytes", "max_samples",
+        "max_running_jobs", NULL};
     int64_t n = cfg->max_running_jobs;
 
     if (!o)
@@ -160,11 +163,24 @@ static int load_limits(ed_config *cfg, json_t *o, const char *path,
     if (check_keys(o, "limits", limit_keys, err, es) ||
         get_int(o, "max_body_bytes", "limits", 1024, INT64_C(1) << 34,
                 &cfg->max_body_bytes, err, es) ||
+        get_int(o, "max_pending_bytes", "limits", 1024, INT64_C(1) << 36,
+                &cfg->max_pending_bytes, err, es) ||
         get_int(o, "max_samples", "limits", 1000, INT64_C(1) << 31,
                 &cfg->max_samples, err, es) ||
         get_int(o, "max_running_jobs", "limits", 1, 64, &n, err, es))
         return -1;
     cfg->max_running_jobs = (int)n;
+
+    /* One body must fit in the budget of all of them, or it would be
+     * refused as "busy" forever; an unset budget grows to fit. */
+    if (cfg->max_pending_bytes < cfg->max_body_bytes) {
+        if (json_object_get(o, "max_pending_bytes"))
+            return fail(err, es, "%s: limits: max_pending_bytes %lld is "
+                        "below max_body_bytes %lld; one body must fit",
+                        path, (long long)cfg->max_pending_bytes,
+                        (long long)cfg->max_body_bytes);
+        cfg->max_pending_bytes = cfg->max_body_bytes;
+    }
     return 0;
 }
 

@@ -23,6 +23,8 @@ typedef struct ed_config {
     int max_running_jobs;       /* jobs on the pool at once */
     int max_running_jobs_asked; /* before lowering to workers - 1 */
     int64_t max_body_bytes;
+    int64_t max_pending_bytes;  /* request bodies held at once, all
+                                 * connections together */
     int64_t max_samples;        /* per ECG signal */
     char tokens[ED_MAX_TOKENS][128];
     int n_tokens;

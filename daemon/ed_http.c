@@ -31,6 +31,7 @@ struct ed_server {
     char *tls_cert, *tls_key;
     int closing;
     int closing_handles;       /* poll and timer not yet closed */
+    size_t pending_bytes;      /* body buffers of requests in flight */
 };
 
 uint64_t ed_http_now_ns(void)
@@ -295,11 +296,28 @@ static void queue_answer(ed_request *req)
     req->queued = 1;
 }
 
+/* 503 for a body that would take the buffered uploads past their budget:
+ * the daemon is busy, not the request wrong, so the client may retry. */
+static void over_budget_problem(ed_server *srv, ed_request *req)
+{
+    req->route = "(uploads over budget)";
+    ed_http_problem(req, 503, "uploads in progress and this one would hold "
+                    "more than %lld bytes (limits.max_pending_bytes); retry "
+                    "later", (long long)srv->cfg->max_pending_bytes);
+    ed_http_add_header(req, "Retry-After", "5");
+}
+
+size_t ed_http_pending_bytes(const ed_server *srv)
+{
+    return srv->pending_bytes;
+}
+
 /* First call for a request: checks that need only the headers. */
 static int precheck(ed_server *srv, ed_request *req)
 {
     const char *cl = ed_http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
 
+    req->content_length = cl ? strtoll(cl, NULL, 10) : -1;
     if (srv->cfg->n_tokens > 0 && strncmp(req->path, "/v1/", 4) == 0 &&
         !token_ok(srv, ed_http_header(req, MHD_HTTP_HEADER_AUTHORIZATION))) {
         req->route = "/v1/*";
@@ -309,34 +327,58 @@ static int precheck(ed_server *srv, ed_request *req)
                            "Bearer realm=\"ecgpruned\"");
         return 1;
     }
-    if (cl && strtoll(cl, NULL, 10) > srv->cfg->max_body_bytes) {
+    if (req->content_length > srv->cfg->max_body_bytes) {
         req->route = "(body too large)";
         ed_http_problem(req, 413, "Content-Length %s exceeds the limit of "
                         "%lld bytes (limits.max_body_bytes)", cl,
                         (long long)srv->cfg->max_body_bytes);
         return 1;
     }
+    if (req->content_length > 0 &&
+        req->content_length >
+            srv->cfg->max_pending_bytes - (int64_t)srv->pending_bytes) {
+        req->over_budget = 1;
+        over_budget_problem(srv, req);
+        return 1;
+    }
     return 0;
 }
 
+/* Bodies are buffered whole before routing, so their buffers are what
+ * slow or many uploads cost; limits.max_pending_bytes bounds their sum
+ * over all connections (the loop thread alone runs these callbacks, so a
+ * plain counter does).  A request that would push it over is read to its
+ * end, dropped and answered 503. */
 static int append_body(ed_server *srv, ed_request *req, const char *data,
                        size_t n)
 {
     size_t cap;
     unsigned char *nb;
 
-    if (req->body_too_large ||
-        req->body_len + n > (size_t)srv->cfg->max_body_bytes) {
+    if (req->body_too_large || req->over_budget)
+        return 0;
+    if (req->body_len + n > (size_t)srv->cfg->max_body_bytes) {
         req->body_too_large = 1;   /* read and drop the rest */
         return 0;
     }
     if (req->body_len + n + 1 > req->body_cap) {
+        /* The announced length at once when there is one, so that the
+         * budget is charged what the body needs; doubling otherwise. */
         cap = req->body_cap ? req->body_cap : 65536;
         while (cap < req->body_len + n + 1)
             cap *= 2;
+        if (req->content_length >= 0 &&
+            (size_t)req->content_length >= req->body_len + n)
+            cap = (size_t)req->content_length + 1;
+        if (srv->pending_bytes + (cap - req->body_cap) >
+            (size_t)srv->cfg->max_pending_bytes) {
+            req->over_budget = 1;
+            return 0;
+        }
         nb = realloc(req->body, cap);
         if (!nb)
             return -1;
+        srv->pending_bytes += cap - req->body_cap;
         req->body = nb;
         req->body_cap = cap;
     }
@@ -399,6 +441,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
         ed_http_problem(req, 413, "the body exceeds the limit of %lld bytes "
                         "(limits.max_body_bytes)",
                         (long long)srv->cfg->max_body_bytes);
+    } else if (req->over_budget) {
+        over_budget_problem(srv, req);
     } else {
         srv->dispatch(req, srv->app);
     }
@@ -412,11 +456,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 static void on_completed(void *cls, struct MHD_Connection *conn,
                          void **con_cls, enum MHD_RequestTerminationCode toe)
 {
+    ed_server *srv = cls;
     ed_request *req = *con_cls;
     char path[600], method_q[40];
     double ms;
 
-    (void)cls;
     (void)conn;
     if (!req)
         return;
@@ -434,6 +478,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
            req->log_extra[0] ? " " : "", req->log_extra);
     if (req->response)
         MHD_destroy_response(req->response);
+    srv->pending_bytes -= req->body_cap;
     free(req->body);
     free(req);
     *con_cls = NULL;

@@ -37,7 +37,9 @@ struct ed_request {
     const char *route;         /* route template, for metrics and logs */
     unsigned char *body;       /* NUL-terminated, body_len bytes */
     size_t body_len, body_cap;
+    int64_t content_length;    /* from the header, -1 without one */
     int body_too_large;
+    int over_budget;           /* would pass limits.max_pending_bytes */
     uint64_t start_ns;
     struct MHD_Response *response;
     unsigned status;
@@ -55,6 +57,9 @@ void ed_http_quiesce(ed_server *srv);
 unsigned ed_http_connections(ed_server *srv);
 /* Stop libmicrohttpd and close the loop handles. */
 void ed_http_stop(ed_server *srv);
+
+/* Bytes of request-body buffers held now (limits.max_pending_bytes). */
+size_t ed_http_pending_bytes(const ed_server *srv);
 
 /* Request accessors. */
 /* The one query parameter a route takes: 0 with *value NULL when absent

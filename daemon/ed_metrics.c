@@ -266,6 +266,10 @@ char *ed_metrics_render(const ed_metrics_gauges *g)
     add(&t, "# HELP ecgpruned_inference_in_flight Inference requests on "
         "the worker pool.\n# TYPE ecgpruned_inference_in_flight gauge\n"
         "ecgpruned_inference_in_flight %d\n", g->infer_in_flight);
+    add(&t, "# HELP ecgpruned_pending_upload_bytes Request-body buffers of "
+        "uploads in progress.\n# TYPE ecgpruned_pending_upload_bytes gauge"
+        "\necgpruned_pending_upload_bytes %lld\n",
+        (long long)g->pending_upload_bytes);
     add(&t, "# HELP ecgpruned_beats_inferred_total Beats returned by "
         "inference.\n# TYPE ecgpruned_beats_inferred_total counter\n"
         "ecgpruned_beats_inferred_total %lld\n", (long long)beats_total);

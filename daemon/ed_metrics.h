@@ -22,6 +22,7 @@ typedef struct ed_metrics_gauges {
     int64_t jobs_queued;
     int jobs_running;
     int infer_in_flight;
+    int64_t pending_upload_bytes;
     int64_t models, batches;
     int ready;
 } ed_metrics_gauges;

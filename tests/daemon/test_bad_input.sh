@@ -37,7 +37,8 @@ refused "cannot be created" --data-dir /proc/ecgpruned-test --check-config
 # A small body limit (above the default model's size) so that "huge" is
 # quick to send.
 cat > "$WORK/config.json" <<'JSON'
-{ "limits": { "max_body_bytes": 4194304, "max_samples": 50000 } }
+{ "limits": { "max_body_bytes": 4194304, "max_pending_bytes": 6291456,
+              "max_samples": 50000 } }
 JSON
 start_daemon --config "$WORK/config.json"
 MODEL=$(test_model)
@@ -330,6 +331,43 @@ bad 422 "holdout.batch_ids: batch $AID is also a calibration batch" \
     POST /v1/jobs "${J[@]}" -d "$(job ".batch_ids = [$AID] |
     .holdout = {batch_ids: [$AID]}")"
 bad 400 'query parameter state="done"' GET '/v1/jobs?state=done'
+
+# Bodies held at once are bounded by limits.max_pending_bytes (6 MiB
+# here): a connection that announced 3.5 MiB and sent part of it holds a
+# 3.5 MiB buffer, so a 3 MiB upload meanwhile is refused as busy (503
+# with Retry-After); once that connection is gone the same upload is read
+# (and refused for what it is, not for the budget).
+pending() {
+    curl -s "$URL/metrics" | awk '$1 == "ecgpruned_pending_upload_bytes" {
+        print $2 }'
+}
+head -c 3145728 /dev/zero > "$WORK/3mib"
+# wait_pending BYTES: until the gauge shows BYTES (5 s at most).
+wait_pending() {
+    for _ in $(seq 1 50); do
+        [ "$(pending)" = "$1" ] && return 0
+        sleep 0.1
+    done
+    fail "uploads hold $(pending) bytes, expected $1"
+}
+# An earlier connection may still hold its buffer (the truncated upload
+# above, until libmicrohttpd notices the hang-up), so count from here.
+held=$(pending)
+exec 3<>"/dev/tcp/127.0.0.1/${URL##*:}"
+printf 'POST /v1/models?name=slow HTTP/1.1\r\nHost: localhost\r\n' >&3
+printf 'Content-Length: 3670016\r\n\r\n' >&3
+head -c 65536 "$WORK/3mib" >&3
+wait_pending $((held + 3670017))
+req POST "/v1/models?name=big" --data-binary "@$WORK/3mib"
+expect 503 "an upload over the budget of pending bodies"
+grep -qi '^Retry-After: 5' "$WORK/headers" || fail "503 without Retry-After"
+body .detail | grep -q 'more than 6291456 bytes (limits.max_pending_bytes)' ||
+    fail "503 detail: $(body .detail)"
+sleep 0.2
+exec 3>&-
+wait_pending "$held"
+bad 422 'not an ecgprune safetensors model' POST "/v1/models?name=zeros" \
+    --data-binary "@$WORK/3mib"
 
 # Still fully working: a correct inference after all of the above.
 req POST "/v1/models/$MID/infer" "${J[@]}" --data-binary "@$WORK/seg.json"
