@@ -174,7 +174,7 @@ static int load_limits(ed_config *cfg, json_t *o, const char *path,
     /* One body must fit in the budget of all of them, or it would be
      * refused as "busy" forever; an unset budget grows to fit. */
     if (cfg->max_pending_bytes < cfg->max_body_bytes) {
-        if (json_object_get(o, "max_pending_bytes"))
+        if (json_is_integer(json_object_get(o, "max_pending_bytes")))
             return fail(err, es, "%s: limits: max_pending_bytes %lld is "
                         "below max_body_bytes %lld; one body must fit",
                         path, (long long)cfg->max_pending_bytes,

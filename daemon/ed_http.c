@@ -344,43 +344,55 @@ static int precheck(ed_server *srv, ed_request *req)
     return 0;
 }
 
+/* Bytes of body a request's buffer has room for (its terminating NUL is
+ * not counted against the budget). */
+static size_t body_room(const ed_request *req)
+{
+    return req->body_cap > 0 ? req->body_cap - 1 : 0;
+}
+
 /* Bodies are buffered whole before routing, so their buffers are what
  * slow or many uploads cost; limits.max_pending_bytes bounds their sum
  * over all connections (the loop thread alone runs these callbacks, so a
- * plain counter does).  A request that would push it over is read to its
- * end, dropped and answered 503. */
+ * plain counter does).  Buffers grow by doubling from 64 KiB as data
+ * arrives, never past the announced Content-Length or max_body_bytes, so
+ * the budget is charged for bytes received, not promised: a client that
+ * announces 64 MiB and sends one byte holds 64 KiB.  A request that would
+ * push the sum over is read to its end, dropped and answered 503. */
 static int append_body(ed_server *srv, ed_request *req, const char *data,
                        size_t n)
 {
-    size_t cap;
+    size_t need = req->body_len + n, room, limit;
     unsigned char *nb;
 
     if (req->body_too_large || req->over_budget)
         return 0;
-    if (req->body_len + n > (size_t)srv->cfg->max_body_bytes) {
+    if (need > (size_t)srv->cfg->max_body_bytes) {
         req->body_too_large = 1;   /* read and drop the rest */
         return 0;
     }
-    if (req->body_len + n + 1 > req->body_cap) {
-        /* The announced length at once when there is one, so that the
-         * budget is charged what the body needs; doubling otherwise. */
-        cap = req->body_cap ? req->body_cap : 65536;
-        while (cap < req->body_len + n + 1)
-            cap *= 2;
+    if (need > body_room(req)) {
+        limit = (size_t)srv->cfg->max_body_bytes;
         if (req->content_length >= 0 &&
-            (size_t)req->content_length >= req->body_len + n)
-            cap = (size_t)req->content_length + 1;
-        if (srv->pending_bytes + (cap - req->body_cap) >
+            (size_t)req->content_length >= need &&
+            (size_t)req->content_length < limit)
+            limit = (size_t)req->content_length;
+        room = body_room(req) > 65536 ? body_room(req) : 65536;
+        while (room < need)
+            room *= 2;
+        if (room > limit)
+            room = limit;
+        if (srv->pending_bytes - body_room(req) + room >
             (size_t)srv->cfg->max_pending_bytes) {
             req->over_budget = 1;
             return 0;
         }
-        nb = realloc(req->body, cap);
+        nb = realloc(req->body, room + 1);
         if (!nb)
             return -1;
-        srv->pending_bytes += cap - req->body_cap;
+        srv->pending_bytes += room - body_room(req);
         req->body = nb;
-        req->body_cap = cap;
+        req->body_cap = room + 1;
     }
     memcpy(req->body + req->body_len, data, n);
     req->body_len += n;
@@ -478,7 +490,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
            req->log_extra[0] ? " " : "", req->log_extra);
     if (req->response)
         MHD_destroy_response(req->response);
-    srv->pending_bytes -= req->body_cap;
+    srv->pending_bytes -= body_room(req);
     free(req->body);
     free(req);
     *con_cls = NULL;

@@ -23,6 +23,17 @@ refused() {
 echo '{"limits": {"max_body_bytes": "big"}}' > "$WORK/wrong.json"
 refused '"max_body_bytes": expected an integer' --config "$WORK/wrong.json" \
     --check-config
+# The budget of buffered bodies must hold one body; left unset (or null)
+# it grows to fit.
+echo '{"limits": {"max_body_bytes": 2000000, "max_pending_bytes": 1000000}}' \
+    > "$WORK/budget.json"
+refused 'max_pending_bytes 1000000 is below max_body_bytes 2000000' \
+    --config "$WORK/budget.json" --check-config
+echo '{"limits": {"max_body_bytes": 300000000, "max_pending_bytes": null}}' \
+    > "$WORK/budget.json"
+"$ECGPRUNED" --config "$WORK/budget.json" --check-config |
+    grep -q 'max_pending_bytes 300000000' ||
+    fail "an unset budget did not grow to max_body_bytes"
 refused '--listen "999.1.1.1:80"' --listen 999.1.1.1:80 --check-config
 refused 'unknown option --no-such-option' --no-such-option
 printf 'not a model' > "$WORK/not-a-model.safetensors"
@@ -333,10 +344,12 @@ bad 422 "holdout.batch_ids: batch $AID is also a calibration batch" \
 bad 400 'query parameter state="done"' GET '/v1/jobs?state=done'
 
 # Bodies held at once are bounded by limits.max_pending_bytes (6 MiB
-# here): a connection that announced 3.5 MiB and sent part of it holds a
-# 3.5 MiB buffer, so a 3 MiB upload meanwhile is refused as busy (503
-# with Retry-After); once that connection is gone the same upload is read
-# (and refused for what it is, not for the budget).
+# here).  Buffers grow with the bytes received, up to the announced
+# length: a connection that announced 3.5 MiB and sent one 64 KiB piece
+# holds 64 KiB; once it has sent 3.4 MB it holds 3.5 MiB, so a 3 MiB upload
+# meanwhile is refused as busy (503 with Retry-After).  Once that
+# connection is gone the same upload is read (and refused for what it is,
+# not for the budget).
 pending() {
     curl -s "$URL/metrics" | awk '$1 == "ecgpruned_pending_upload_bytes" {
         print $2 }'
@@ -357,7 +370,9 @@ exec 3<>"/dev/tcp/127.0.0.1/${URL##*:}"
 printf 'POST /v1/models?name=slow HTTP/1.1\r\nHost: localhost\r\n' >&3
 printf 'Content-Length: 3670016\r\n\r\n' >&3
 head -c 65536 "$WORK/3mib" >&3
-wait_pending $((held + 3670017))
+wait_pending $((held + 65536))
+head -c 3400000 /dev/zero >&3
+wait_pending $((held + 3670016))
 req POST "/v1/models?name=big" --data-binary "@$WORK/3mib"
 expect 503 "an upload over the budget of pending bodies"
 grep -qi '^Retry-After: 5' "$WORK/headers" || fail "503 without Retry-After"
@@ -368,6 +383,13 @@ exec 3>&-
 wait_pending "$held"
 bad 422 'not an ecgprune safetensors model' POST "/v1/models?name=zeros" \
     --data-binary "@$WORK/3mib"
+# A body of exactly max_body_bytes fits, announced or chunked (the
+# budget once charged a byte more, and chunked buffers a power of two).
+head -c 4194304 /dev/zero > "$WORK/4mib"
+bad 422 'not an ecgprune safetensors model' POST "/v1/models?name=max" \
+    --data-binary "@$WORK/4mib"
+bad 422 'not an ecgprune safetensors model' POST "/v1/models?name=max" \
+    -H 'Transfer-Encoding: chunked' --data-binary "@$WORK/4mib"
 
 # Still fully working: a correct inference after all of the above.
 req POST "/v1/models/$MID/infer" "${J[@]}" --data-binary "@$WORK/seg.json"
