@@ -16,12 +16,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ecgprune/ep_infer.h"
 #include "ed_config.h"
 #include "ed_http.h"
 
-/* Lowest and highest sampling rates accepted (Hz). */
-#define ED_ECG_MIN_FS 50.0
-#define ED_ECG_MAX_FS 20000.0
+/* Lowest and highest sampling rates accepted (Hz): those inference takes,
+ * so that a stored batch can always be used. */
+#define ED_ECG_MIN_FS EP_INFER_RATE_MIN
+#define ED_ECG_MAX_FS EP_INFER_RATE_MAX
 /* Largest physical value accepted (mV); ECG is a few mV. */
 #define ED_ECG_MAX_MV 100.0
 #define ED_SUBJECT_MAX 64

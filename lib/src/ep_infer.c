@@ -14,8 +14,6 @@
 #include "ecgprune/ep_ops.h"
 #include "ecgprune/ep_plan.h"
 
-#define RATE_MIN 50.0
-#define RATE_MAX 10000.0
 /* Zero crossings of the sinc on each side of the resampling kernel. */
 #define SINC_ZERO_CROSSINGS 16
 /* Kernel cut-off as a fraction of the lower Nyquist frequency. */
@@ -62,10 +60,11 @@ static int64_t reflect_index(int64_t i, int64_t n)
 
 static int check_rate(double fs, const char *what, ep_error *err)
 {
-    if (!isfinite(fs) || fs < RATE_MIN || fs > RATE_MAX)
+    if (!isfinite(fs) || fs < EP_INFER_RATE_MIN || fs > EP_INFER_RATE_MAX)
         return ep_error_set(err, EP_EINVAL,
                             "infer: %s sampling rate %g Hz, expected %g to "
-                            "%g Hz", what, fs, RATE_MIN, RATE_MAX);
+                            "%g Hz", what, fs, EP_INFER_RATE_MIN,
+                            EP_INFER_RATE_MAX);
     return EP_OK;
 }
 

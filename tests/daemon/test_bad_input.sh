@@ -116,6 +116,11 @@ for fs in 0 -360 1e9; do
     bad 422 '"sampling_rate" = .* Hz is outside' POST \
         "/v1/models/$MID/infer" "${J[@]}" --data-binary "@$WORK/fs.json"
 done
+# A batch is held to the rates inference takes (once 20 kHz batches were
+# stored, and every job on them failed).
+jq -c '.sampling_rate = 15000' "$WORK/batch.json" > "$WORK/fs.json"
+bad 422 '"sampling_rate" = 15000 Hz is outside 50..10000 Hz' POST \
+    /v1/batches "${J[@]}" --data-binary "@$WORK/fs.json"
 jq -c '.samples[7] = 5000' "$WORK/seg.json" > "$WORK/adc.json"
 bad 422 'samples\[7\] = 5000 mV' POST "/v1/models/$MID/infer" "${J[@]}" \
     --data-binary "@$WORK/adc.json"
@@ -325,7 +330,7 @@ bad 422 "batch_ids\[0\]: batch $SLOW would be 57600 samples at the model" \
 perl -0777 -pe 's/\\"sampling_rate\\":360\.0/\\"sampling_rate\\":1.0e6/' \
     "$MODEL" > "$WORK/fast.safetensors"
 cmp -s "$MODEL" "$WORK/fast.safetensors" && fail "rate edit did nothing"
-bad 422 "sampling rate 1e\+06 Hz is outside 50..20000 Hz" POST \
+bad 422 "sampling rate 1e\+06 Hz is outside 50..10000 Hz" POST \
     "/v1/models?name=fast" --data-binary "@$WORK/fast.safetensors"
 
 # A method name the message cuts inside a character (once a crash).

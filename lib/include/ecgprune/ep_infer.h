@@ -17,6 +17,11 @@
 #include "ecgprune/ep_error.h"
 #include "ecgprune/ep_net.h"
 
+/* Sampling rates (Hz) of the ECG that inference accepts: it is resampled
+ * to the model's rate, and far outside these no ECG is recorded. */
+#define EP_INFER_RATE_MIN 50.0
+#define EP_INFER_RATE_MAX 10000.0
+
 #ifdef __cplusplus
 extern "C" {
 #endif
