@@ -210,6 +210,32 @@ static unsigned disjoint(const json_t *held, const json_t *calib, char *msg,
     return 0;
 }
 
+/* The tail of calibration batch `id` that holdout.fraction leaves out is
+ * scored: it needs beat annotations, and at least the two seconds any ECG
+ * must last (the job runner cuts floor(n * fraction) samples). */
+static unsigned check_holdout_tail(ed_app *app, int64_t id, double fraction,
+                                   char *msg, size_t ms)
+{
+    json_t *row = ed_store_row(app->store, NULL, "SELECT n_samples, "
+                               "sampling_rate, n_beats FROM batches WHERE "
+                               "id = ?", "i", id);
+    double fs = json_number_value(json_object_get(row, "sampling_rate"));
+    int64_t n = json_integer_value(json_object_get(row, "n_samples"));
+    int64_t held = (int64_t)floor((double)n * fraction);
+    int64_t beats = json_integer_value(json_object_get(row, "n_beats"));
+
+    json_decref(row);
+    if (beats <= 0)
+        return bad(msg, ms, 422, "holdout.fraction: batch %lld has no beat "
+                   "annotations to score against", (long long)id);
+    if ((double)held < 2.0 * fs)
+        return bad(msg, ms, 422, "holdout.fraction: %g of batch %lld is "
+                   "%lld samples, less than the 2 s (%g samples) that can "
+                   "be scored", fraction, (long long)id, (long long)held,
+                   2.0 * fs);
+    return 0;
+}
+
 static unsigned check_holdout(ed_app *app, json_t *h, json_t *out,
                               json_t *batch_ids, char *msg, size_t ms)
 {
@@ -240,14 +266,12 @@ static unsigned check_holdout(ed_app *app, json_t *h, json_t *out,
     }
     if ((st = opt_num(h, o, "holdout.", "fraction", 0, 1, 0.5, msg, ms)))
         return st;
-    /* The tail of each calibration batch is scored: it needs beats. */
     for (i = 0; i < json_array_size(batch_ids); i++)
-        if (ed_store_int(app->store, NULL, "SELECT n_beats FROM batches "
-                         "WHERE id = ?", "i", (int64_t)json_integer_value(
-                             json_array_get(batch_ids, i))) <= 0)
-            return bad(msg, ms, 422, "holdout.fraction: batch %lld has no "
-                       "beat annotations to score against", (long long)
-                       json_integer_value(json_array_get(batch_ids, i)));
+        if ((st = check_holdout_tail(app, json_integer_value(json_array_get(
+                                         batch_ids, i)),
+                                     json_number_value(json_object_get(
+                                         o, "fraction")), msg, ms)))
+            return st;
     return 0;
 }
 

@@ -76,6 +76,11 @@ void ed_warn_holdout(json_t *warnings, const json_t *before,
             "\"holdout\" parameter), so the pruned model is unchecked");
         return;
     }
+    if (number(before, "det_tp") + number(before, "det_fn") <= 0) {
+        add(warnings, "the held-out ECG holds no annotated beats, so its "
+            "scores (all 0) check nothing: hold out ECG with beats");
+        return;
+    }
     if (number(before, "det_se") - number(after, "det_se") >
         ED_WARN_SCORE_DROP)
         append_drop(drops, sizeof drops, "detection Se",

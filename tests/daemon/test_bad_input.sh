@@ -346,6 +346,9 @@ AID=$(body .id)
 bad 422 "holdout.batch_ids: batch $AID is also a calibration batch" \
     POST /v1/jobs "${J[@]}" -d "$(job ".batch_ids = [$AID] |
     .holdout = {batch_ids: [$AID]}")"
+bad 422 'holdout.fraction: 1e-09 of batch [0-9]+ is 0 samples, less than the 2 s' \
+    POST /v1/jobs "${J[@]}" -d "$(job ".batch_ids = [$AID] |
+    .holdout = {fraction: 1e-9}")"
 bad 400 'query parameter state="done"' GET '/v1/jobs?state=done'
 
 # Bodies held at once are bounded by limits.max_pending_bytes (6 MiB

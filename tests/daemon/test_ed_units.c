@@ -294,11 +294,13 @@ static void test_warnings(void)
     ed_warn_holdout(w, NULL, NULL, 0);
     CHECK(strstr(only_warning(w), "unchecked") != NULL);
     json_array_clear(w);
-    before = json_pack("{s:f, s:f, s:{s:{s:f, s:i}, s:{s:f, s:i}}}",
-                       "det_se", 1.0, "macro_f1", 0.70, "classes", "V", "f1",
+    before = json_pack("{s:f, s:f, s:i, s:i, s:{s:{s:f, s:i}, "
+                       "s:{s:f, s:i}}}", "det_se", 1.0, "macro_f1", 0.70,
+                       "det_tp", 100, "det_fn", 0, "classes", "V", "f1",
                        1.0, "support", 10, "F", "f1", 1.0, "support", 4);
-    after = json_pack("{s:f, s:f, s:{s:{s:f, s:i}, s:{s:f, s:i}}}",
-                      "det_se", 0.97, "macro_f1", 0.69, "classes", "V", "f1",
+    after = json_pack("{s:f, s:f, s:i, s:i, s:{s:{s:f, s:i}, "
+                      "s:{s:f, s:i}}}", "det_se", 0.97, "macro_f1", 0.69,
+                      "det_tp", 97, "det_fn", 3, "classes", "V", "f1",
                       0.85, "support", 10, "F", "f1", 0.0, "support", 4);
     ed_warn_holdout(w, before, after, 1);
     CHECK_MSG(strcmp(only_warning(w), "held-out scores fell: detection Se "
@@ -309,6 +311,15 @@ static void test_warnings(void)
     CHECK_EQ_INT((int)json_array_size(w), 0);
     json_decref(before);
     json_decref(after);
+
+    /* Held out, but without a single annotated beat: all scores are 0 and
+     * say nothing, which the warning must tell. */
+    before = json_pack("{s:f, s:f, s:i, s:i}", "det_se", 0.0, "macro_f1",
+                       0.0, "det_tp", 0, "det_fn", 0);
+    ed_warn_holdout(w, before, before, 1);
+    CHECK(strstr(only_warning(w), "no annotated beats") != NULL);
+    json_array_clear(w);
+    json_decref(before);
     json_decref(w);
 }
 
