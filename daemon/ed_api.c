@@ -16,27 +16,29 @@ typedef struct ed_route {
     const char *method;
     const char *pattern;       /* "{id}" matches one positive integer */
     ed_handler_fn handler;
+    int takes_query;           /* the handler reads its own parameter;
+                                * other routes refuse any query */
 } ed_route;
 
 static const ed_route routes[] = {
-    {"GET", "/v2/health/live", ed_api_live},
-    {"GET", "/v2/health/ready", ed_api_ready},
-    {"GET", "/metrics", ed_api_metrics},
-    {"POST", "/v1/models", ed_api_models_create},
-    {"GET", "/v1/models", ed_api_models_list},
-    {"GET", "/v1/models/{id}", ed_api_models_get},
-    {"DELETE", "/v1/models/{id}", ed_api_models_delete},
-    {"GET", "/v1/models/{id}/file", ed_api_models_file},
-    {"POST", "/v1/models/{id}/infer", ed_api_infer},
-    {"POST", "/v1/batches", ed_api_batches_create},
-    {"GET", "/v1/batches", ed_api_batches_list},
-    {"GET", "/v1/batches/{id}", ed_api_batches_get},
-    {"DELETE", "/v1/batches/{id}", ed_api_batches_delete},
-    {"POST", "/v1/jobs", ed_api_jobs_create},
-    {"GET", "/v1/jobs", ed_api_jobs_list},
-    {"GET", "/v1/jobs/{id}", ed_api_jobs_get},
-    {"DELETE", "/v1/jobs/{id}", ed_api_jobs_cancel},
-    {"GET", "/v1/jobs/{id}/masks", ed_api_jobs_masks},
+    {"GET", "/v2/health/live", ed_api_live, 0},
+    {"GET", "/v2/health/ready", ed_api_ready, 0},
+    {"GET", "/metrics", ed_api_metrics, 0},
+    {"POST", "/v1/models", ed_api_models_create, 1},
+    {"GET", "/v1/models", ed_api_models_list, 0},
+    {"GET", "/v1/models/{id}", ed_api_models_get, 0},
+    {"DELETE", "/v1/models/{id}", ed_api_models_delete, 0},
+    {"GET", "/v1/models/{id}/file", ed_api_models_file, 0},
+    {"POST", "/v1/models/{id}/infer", ed_api_infer, 1},
+    {"POST", "/v1/batches", ed_api_batches_create, 0},
+    {"GET", "/v1/batches", ed_api_batches_list, 0},
+    {"GET", "/v1/batches/{id}", ed_api_batches_get, 0},
+    {"DELETE", "/v1/batches/{id}", ed_api_batches_delete, 0},
+    {"POST", "/v1/jobs", ed_api_jobs_create, 0},
+    {"GET", "/v1/jobs", ed_api_jobs_list, 1},
+    {"GET", "/v1/jobs/{id}", ed_api_jobs_get, 0},
+    {"DELETE", "/v1/jobs/{id}", ed_api_jobs_cancel, 0},
+    {"GET", "/v1/jobs/{id}/masks", ed_api_jobs_masks, 0},
 };
 #define N_ROUTES ((int)(sizeof routes / sizeof routes[0]))
 
@@ -77,6 +79,20 @@ static int match(const char *pattern, const char *path, int64_t *id,
     return *p == '\0' && *s == '\0';
 }
 
+/* A query on a route that takes none is refused (400) like an unknown
+ * key elsewhere: ?force=1 on a DELETE must not look as if it did
+ * something.  1 when refused. */
+static int refuse_query(ed_request *req)
+{
+    const char *value;
+    char msg[160];
+
+    if (ed_http_query_param(req, NULL, &value, msg, sizeof msg) == 0)
+        return 0;
+    ed_http_problem(req, 400, "%s", msg);
+    return 1;
+}
+
 void ed_api_dispatch(ed_request *req, void *arg)
 {
     ed_app *app = arg;
@@ -101,6 +117,8 @@ void ed_api_dispatch(ed_request *req, void *arg)
                             "positive integers)", bad_id, req->path);
             return;
         }
+        if (!routes[r].takes_query && refuse_query(req))
+            return;
         routes[r].handler(app, req, id);
         return;
     }

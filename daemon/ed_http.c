@@ -172,7 +172,7 @@ static enum MHD_Result count_key(void *cls, enum MHD_ValueKind kind,
     (void)kind;
     (void)key_size;
     (void)value_size;
-    if (strcasecmp(key, q->key) == 0) {
+    if (q->key != NULL && strcasecmp(key, q->key) == 0) {
         q->n++;
         q->value = value != NULL ? value : "";
     } else if (q->n_other++ == 0) {
@@ -194,6 +194,11 @@ unsigned ed_http_query_param(ed_request *req, const char *key,
     *value = NULL;
     MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, count_key,
                                 &q);
+    if (q.n_other > 0 && key == NULL) {
+        snprintf(msg, ms, "unknown query parameter \"%.60s\" (this route "
+                 "takes none)", q.other);
+        return 400;
+    }
     if (q.n_other > 0) {
         snprintf(msg, ms, "unknown query parameter \"%.60s\" (this route "
                  "takes \"%s\" only)", q.other, key);

@@ -350,6 +350,12 @@ bad 422 'holdout.fraction: 1e-09 of batch [0-9]+ is 0 samples, less than the 2 s
     POST /v1/jobs "${J[@]}" -d "$(job ".batch_ids = [$AID] |
     .holdout = {fraction: 1e-9}")"
 bad 400 'query parameter state="done"' GET '/v1/jobs?state=done'
+# Routes without parameters refuse any (once ignored: ?subject= listed
+# every subject's batches, ?force=1 looked as if it forced something).
+bad 400 'unknown query parameter "subject" \(this route takes none\)' \
+    GET '/v1/batches?subject=x'
+bad 400 'unknown query parameter "force"' DELETE '/v1/batches/99?force=1'
+bad 400 'unknown query parameter "x"' GET "/v1/models/$MID?x=1&x=2"
 
 # Bodies held at once are bounded by limits.max_pending_bytes (6 MiB
 # here).  Buffers grow with the bytes received, up to the announced
