@@ -263,25 +263,32 @@ static void test_gross_and_average(void)
  * detection called F at 5000 makes F occur (FP 1, F1 0): macro F1
  * (1 + 1 + 0) / 3.
  */
-static void test_macro_f1_absent_classes(void)
+/* The record of the comment above, scored with its first n_det
+ * detections. */
+static void score_first(size_t n_det, ep_score_counts *c, ep_score_stats *s)
 {
-    ep_ref_beat ref[] = {
-        ref_beat(1000, EP_AAMI_N), ref_beat(2000, EP_AAMI_N),
-        ref_beat(3000, EP_AAMI_V)
+    static const ep_ref_beat ref[] = {
+        {1000, EP_AAMI_N}, {2000, EP_AAMI_N}, {3000, EP_AAMI_V}
     };
-    ep_beat det[] = {
-        det_beat(1000, EP_AAMI_N), det_beat(2000, EP_AAMI_N),
-        det_beat(3000, EP_AAMI_V), det_beat(5000, EP_AAMI_F)
+    static const ep_beat det[] = {
+        {1000, 1000 / FS, EP_AAMI_N, 1.0f}, {2000, 2000 / FS, EP_AAMI_N, 1.0f},
+        {3000, 3000 / FS, EP_AAMI_V, 1.0f}, {5000, 5000 / FS, EP_AAMI_F, 1.0f}
     };
-    ep_score_counts c;
-    ep_score_stats s;
     ep_error err = {0};
 
-    REQUIRE(ep_score_record(ref, 3, det, 3, FS, EC57_WINDOW, &c, &err) == 0);
-    ep_score_stats_from(&c, &s);
+    REQUIRE(ep_score_record(ref, 3, det, n_det, FS, EC57_WINDOW, c,
+                            &err) == 0);
+    ep_score_stats_from(c, s);
+}
+
+static void test_macro_f1_absent_classes(void)
+{
+    ep_score_counts c;
+    ep_score_stats s;
+
+    score_first(3, &c, &s);
     CHECK_NEAR(s.macro_f1, 1.0, 1e-12);
-    REQUIRE(ep_score_record(ref, 3, det, 4, FS, EC57_WINDOW, &c, &err) == 0);
-    ep_score_stats_from(&c, &s);
+    score_first(4, &c, &s);
     CHECK_EQ_INT(s.cls[EP_AAMI_F].fp, 1);
     CHECK_NEAR(s.macro_f1, 2.0 / 3.0, 1e-12);
     ep_score_average(&c, 1, &s);

@@ -133,12 +133,17 @@ jq -c '.samples = .samples[0:100]' "$WORK/seg.json" > "$WORK/short.json"
 bad 422 'less than two seconds' POST "/v1/models/$MID/infer" "${J[@]}" \
     --data-binary "@$WORK/short.json"
 
-# Huge bodies: announced (Content-Length) and streamed (chunked).
+# upload_both STATUS PATTERN FILE: FILE as a model upload, announced
+# (Content-Length) and streamed (chunked), refused alike.
+upload_both() {
+    bad "$1" "$2" POST "/v1/models?name=up" --data-binary "@$3"
+    bad "$1" "$2" POST "/v1/models?name=up" -H 'Transfer-Encoding: chunked' \
+        --data-binary "@$3"
+}
+
+# Huge bodies.
 head -c 6000000 /dev/zero > "$WORK/huge.bin"
-bad 413 'exceeds the limit of 4194304 bytes' POST "/v1/models?name=h" \
-    --data-binary "@$WORK/huge.bin"
-bad 413 'exceeds the limit of 4194304 bytes' POST "/v1/models?name=h" \
-    -H 'Transfer-Encoding: chunked' --data-binary "@$WORK/huge.bin"
+upload_both 413 'exceeds the limit of 4194304 bytes' "$WORK/huge.bin"
 
 # A body shorter than its Content-Length, then the client hangs up.
 exec 3<>"/dev/tcp/127.0.0.1/${URL##*:}"
@@ -400,10 +405,7 @@ bad 422 'not an ecgprune safetensors model' POST "/v1/models?name=zeros" \
 # A body of exactly max_body_bytes fits, announced or chunked (the
 # budget once charged a byte more, and chunked buffers a power of two).
 head -c 4194304 /dev/zero > "$WORK/4mib"
-bad 422 'not an ecgprune safetensors model' POST "/v1/models?name=max" \
-    --data-binary "@$WORK/4mib"
-bad 422 'not an ecgprune safetensors model' POST "/v1/models?name=max" \
-    -H 'Transfer-Encoding: chunked' --data-binary "@$WORK/4mib"
+upload_both 422 'not an ecgprune safetensors model' "$WORK/4mib"
 
 # Still fully working: a correct inference after all of the above.
 req POST "/v1/models/$MID/infer" "${J[@]}" --data-binary "@$WORK/seg.json"
