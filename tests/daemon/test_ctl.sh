@@ -52,6 +52,11 @@ grep -q "^2	.*	1	p-7$" "$WORK/models" ||
 grep -q "^1	ctl-model	.*	-	-$" "$WORK/models" ||
     fail "list models: upload row: $(cat "$WORK/models")"
 
+# The job list gives progress in percent.
+ctl list jobs succeeded > "$WORK/jobs"
+grep -q "^$JOB	succeeded	1	.*	100$" "$WORK/jobs" ||
+    fail "list jobs: $(cat "$WORK/jobs")"
+
 # Inference: one line per beat, then the summary, whose count matches;
 # named for another subject the pruned model refuses.
 ctl infer "$PRUNED" "$EXCERPT/100" p-7 > "$WORK/beats" ||
