@@ -147,13 +147,13 @@ static int check_keys(json_t *obj, const char *where,
 }
 
 /* "limits": {"max_body_bytes", "max_pending_bytes", "max_samples",
- * "max_running_jobs"}. */
+ * "max_running_jobs", "max_connections_per_ip"}. */
 static int load_limits(ed_config *cfg, json_t *o, const char *path,
                        char *err, size_t es)
 {
     static const char *const limit_keys[] = {
         "max_body_bytes", "max_pending_bytes", "max_samples",
-        "max_running_jobs", NULL};
+        "max_running_jobs", "max_connections_per_ip", NULL};
     int64_t n = cfg->max_running_jobs;
 
     if (!o)
@@ -167,7 +167,9 @@ static int load_limits(ed_config *cfg, json_t *o, const char *path,
                 &cfg->max_pending_bytes, err, es) ||
         get_int(o, "max_samples", "limits", 1000, INT64_C(1) << 31,
                 &cfg->max_samples, err, es) ||
-        get_int(o, "max_running_jobs", "limits", 1, 64, &n, err, es))
+        get_int(o, "max_running_jobs", "limits", 1, 64, &n, err, es) ||
+        get_int(o, "max_connections_per_ip", "limits", 0, 512,
+                &cfg->max_connections_per_ip, err, es))
         return -1;
     cfg->max_running_jobs = (int)n;
 

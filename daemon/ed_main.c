@@ -287,11 +287,12 @@ static int check_config(const ed_config *cfg)
                cfg->workers);
     printf("ecgpruned: configuration ok: listen %s:%d, data_dir %s, "
            "workers %d, max_running_jobs %d, max_body_bytes %lld, "
-           "max_pending_bytes %lld, max_samples %lld, tokens %d, tls %s, "
-           "log %s%s%s%s%s\n",
+           "max_pending_bytes %lld, max_samples %lld, "
+           "max_connections_per_ip %lld, tokens %d, tls %s, log %s%s%s%s%s\n",
            cfg->listen_addr, cfg->port, cfg->data_dir, cfg->workers,
            cfg->max_running_jobs, (long long)cfg->max_body_bytes,
-           (long long)cfg->max_pending_bytes, (long long)cfg->max_samples, cfg->n_tokens,
+           (long long)cfg->max_pending_bytes, (long long)cfg->max_samples,
+           (long long)cfg->max_connections_per_ip, cfg->n_tokens,
            cfg->tls_cert[0] ? "on" : "off",
            ed_log_level_name(cfg->log_level), cfg->log_file[0] ? " to " : "",
            cfg->log_file, cfg->preload[0] ? ", preload " : "", cfg->preload);

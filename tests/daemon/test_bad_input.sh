@@ -49,10 +49,28 @@ refused "cannot be created" --data-dir /proc/ecgpruned-test --check-config
 # quick to send.
 cat > "$WORK/config.json" <<'JSON'
 { "limits": { "max_body_bytes": 4194304, "max_pending_bytes": 6291456,
-              "max_samples": 50000 } }
+              "max_samples": 50000, "max_connections_per_ip": 8 } }
 JSON
 start_daemon --config "$WORK/config.json"
 MODEL=$(test_model)
+
+# Eight idle connections from this address use up
+# limits.max_connections_per_ip: a ninth is closed unanswered; once they
+# are gone requests are served again.
+for fd in 4 5 6 7 8 9 10 11; do
+    eval "exec $fd<>/dev/tcp/127.0.0.1/${URL##*:}"
+done
+req GET /v2/health/live
+[ "$STATUS" = 000 ] || fail "a ninth connection was served ($STATUS)"
+for fd in 4 5 6 7 8 9 10 11; do
+    eval "exec $fd>&-"
+done
+for _ in $(seq 1 50); do
+    req GET /v2/health/live
+    [ "$STATUS" = 200 ] && break
+    sleep 0.1
+done
+expect 200 "served again once the idle connections closed"
 req POST "/v1/models?name=m" --data-binary "@$MODEL"
 expect 201 "model upload"
 MID=$(body .id)
