@@ -104,7 +104,6 @@ static unsigned check_keys(json_t *obj, const char *where,
     return 0;
 }
 
-/* A list of existing batch ids; beats_needed: each must be annotated. */
 /* Samples batch id becomes at the model's rate, which the job resamples
  * it to: a batch at a low rate grows by the ratio of the rates. */
 static int64_t resampled_length(ed_app *app, int64_t batch, int64_t model)
@@ -118,6 +117,8 @@ static int64_t resampled_length(ed_app *app, int64_t batch, int64_t model)
                         model);
 }
 
+/* A list of existing batch ids, each short enough once resampled to the
+ * model's rate; beats_needed: each must be annotated. */
 static unsigned batch_list(ed_app *app, int64_t model, json_t *arr,
                            const char *where, int beats_needed, char *msg,
                            size_t ms)
@@ -340,9 +341,9 @@ static unsigned check_params(ed_app *app, json_t *in, json_t **out,
     if (!json_object_get(in, "batch_ids"))
         return bad(msg, ms, 422, "\"batch_ids\" is required");
     if ((st = batch_list(app, json_integer_value(json_object_get(
-                             p, "model_id")), json_object_get(in, "batch_ids"),
-                         "batch_ids",
-                         0, msg, ms)))
+                             p, "model_id")),
+                         json_object_get(in, "batch_ids"), "batch_ids", 0,
+                         msg, ms)))
         return st;
     json_object_set(p, "batch_ids", json_object_get(in, "batch_ids"));
 

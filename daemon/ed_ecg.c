@@ -306,7 +306,7 @@ static unsigned parse_json(const unsigned char *body, size_t body_len,
             st = refuse(422, msg, ms, "\"subject\" (a pseudonymous id) is "
                         "required");
         else if (!json_is_string(v) ||
-                 !valid_token(json_string_value(v), ED_SUBJECT_MAX, 0))
+                 !ed_ecg_valid_subject(json_string_value(v)))
             st = refuse(422, msg, ms, "\"subject\": expected a pseudonym of "
                         "1..%d letters, digits, '.', '-', '_' (no spaces, "
                         "no names)", ED_SUBJECT_MAX);
@@ -545,7 +545,7 @@ static unsigned wfdb_ecg(const ed_ecg_parts *w, int64_t max_samples,
                     "(.hea) and a \"signal\" (.dat) part");
     if (!st && kind == ED_ECG_BATCH) {
         if (!w->subject.len ||
-            !valid_token((const char *)w->subject.data, ED_SUBJECT_MAX, 0))
+            !ed_ecg_valid_subject((const char *)w->subject.data))
             st = refuse(422, msg, ms, "\"subject\": a pseudonym of 1..%d "
                         "letters, digits, '.', '-', '_' is required",
                         ED_SUBJECT_MAX);

@@ -1,8 +1,8 @@
 /*
- * ep_ops.c - numerical kernels of the layers: 1-D convolution as im2col
- * followed by one sgemm (or, for narrow layers on x86-64 with AVX2, as a
- * direct sum), single-level periodic DWT/IDWT per channel, and a
- * numerically stable softmax over channels.
+ * ep_ops.c - numerical kernels of the layers: 1-D convolution as a direct
+ * sum (stride 1 on x86-64 with AVX2) or as im2col followed by one sgemm,
+ * single-level periodic DWT/IDWT per channel, and a numerically stable
+ * softmax over channels.
  */
 #include "ecgprune/ep_ops.h"
 
