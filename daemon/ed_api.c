@@ -5,6 +5,7 @@
 #include "ed_api.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,13 +26,13 @@ static const ed_route routes[] = {
     {"GET", "/v2/health/ready", ed_api_ready, 0},
     {"GET", "/metrics", ed_api_metrics, 0},
     {"POST", "/v1/models", ed_api_models_create, 1},
-    {"GET", "/v1/models", ed_api_models_list, 0},
+    {"GET", "/v1/models", ed_api_models_list, 1},
     {"GET", "/v1/models/{id}", ed_api_models_get, 0},
     {"DELETE", "/v1/models/{id}", ed_api_models_delete, 0},
     {"GET", "/v1/models/{id}/file", ed_api_models_file, 0},
     {"POST", "/v1/models/{id}/infer", ed_api_infer, 1},
     {"POST", "/v1/batches", ed_api_batches_create, 0},
-    {"GET", "/v1/batches", ed_api_batches_list, 0},
+    {"GET", "/v1/batches", ed_api_batches_list, 1},
     {"GET", "/v1/batches/{id}", ed_api_batches_get, 0},
     {"DELETE", "/v1/batches/{id}", ed_api_batches_delete, 0},
     {"POST", "/v1/jobs", ed_api_jobs_create, 0},
@@ -130,6 +131,58 @@ void ed_api_dispatch(ed_request *req, void *arg)
     }
     req->route = "(unmatched)";
     ed_http_problem(req, 404, "no route for %s", req->path);
+}
+
+/* One page parameter: a decimal integer in [lo, hi], or 400. */
+static int page_number(ed_request *req, const char *key, const char *s,
+                       int64_t lo, int64_t hi, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = s[0] >= '0' && s[0] <= '9' ? strtoll(s, &end, 10) : 0;
+    if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno || v < lo ||
+        v > hi) {
+        ed_http_problem(req, 400, "query parameter %s=\"%.40s\": expected "
+                        "an integer from %lld to %lld", key, s,
+                        (long long)lo, (long long)hi);
+        return 1;
+    }
+    *out = v;
+    return 0;
+}
+
+int ed_api_page_parse(ed_request *req, const char *limit, const char *after,
+                      ed_page *page)
+{
+    page->after = 0;
+    page->limit = ED_API_PAGE_DEFAULT;
+    if (limit != NULL && page_number(req, "limit", limit, 1,
+                                     ED_API_PAGE_MAX, &page->limit))
+        return 1;
+    return after != NULL &&
+           page_number(req, "after", after, 0, INT64_MAX, &page->after);
+}
+
+void ed_api_page_answer(ed_request *req, const ed_page *page,
+                        const char *key, json_t *rows,
+                        json_t *(*row_json)(json_t *row))
+{
+    json_t *out = json_array(), *row, *next = json_null();
+    size_t i;
+
+    json_array_foreach(rows, i, row) {
+        if ((int64_t)i == page->limit) {
+            next = json_integer(json_integer_value(
+                json_object_get(json_array_get(rows, i - 1), "id")));
+            break;
+        }
+        json_array_append_new(out, row_json(row));
+    }
+    json_decref(rows);
+    ed_http_json(req, 200, json_pack("{s:o,s:o}", key, out, "next_after",
+                                     next));
 }
 
 void ed_api_store_error(ed_app *app, ed_request *req)

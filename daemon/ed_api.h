@@ -6,6 +6,7 @@
 #ifndef ED_API_H
 #define ED_API_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "ed_app.h"
@@ -48,6 +49,30 @@ void ed_api_jobs_masks(ed_app *app, ed_request *req, int64_t id);
 
 /* Inference (ed_api_infer.c). */
 void ed_api_infer(ed_app *app, ed_request *req, int64_t id);
+
+/* Pages of the list routes (ed_api.c): ?limit=N&after=ID lists at most
+ * N rows (default ED_API_PAGE_DEFAULT, at most ED_API_PAGE_MAX) whose id
+ * is above ID, in id order; the answer's "next_after" is the ID of the
+ * next page, or null after the last. */
+#define ED_API_PAGE_DEFAULT 100
+#define ED_API_PAGE_MAX 1000
+
+typedef struct ed_page {
+    int64_t after;
+    int64_t limit;
+} ed_page;
+
+/* Parse the values of ?limit= and ?after= (NULL when absent) into page;
+ * 1 after answering 400 for a bad value, else 0. */
+int ed_api_page_parse(ed_request *req, const char *limit, const char *after,
+                      ed_page *page);
+
+/* Answer 200 with {key: [row_json(row)...], "next_after": ...} from rows
+ * fetched with LIMIT page->limit + 1 (one more tells whether a next page
+ * exists).  Takes rows. */
+void ed_api_page_answer(ed_request *req, const ed_page *page,
+                        const char *key, json_t *rows,
+                        json_t *(*row_json)(json_t *row));
 
 /* The answer for a store failure. */
 void ed_api_store_error(ed_app *app, ed_request *req);

@@ -574,19 +574,21 @@ void ed_api_jobs_list(ed_app *app, ed_request *req, int64_t unused)
 {
     static const char *const states[] = {
         "queued", "running", "succeeded", "failed", "cancelled", NULL};
-    const char *state;
+    static const char *const keys[] = {"state", "limit", "after", NULL};
+    const char *values[3], *state;
     char msg[200];
-    json_t *rows, *out, *row;
-    size_t i;
+    json_t *rows;
+    ed_page page;
     unsigned st;
     int k, ok = 0;
 
     (void)unused;
-    st = ed_http_query_param(req, "state", &state, msg, sizeof msg);
+    st = ed_http_query_params(req, keys, values, msg, sizeof msg);
     if (st) {
         ed_http_problem(req, st, "%s", msg);
         return;
     }
+    state = values[0];
     for (k = 0; state && states[k]; k++)
         ok |= strcmp(state, states[k]) == 0;
     if (state && !ok) {
@@ -595,20 +597,17 @@ void ed_api_jobs_list(ed_app *app, ed_request *req, int64_t unused)
                         state);
         return;
     }
-    rows = state ? ed_store_rows(app->store, "SELECT " JOB_COLUMNS " FROM "
-                                 "jobs WHERE state = ? ORDER BY id", "t",
-                                 state)
-                 : ed_store_rows(app->store, "SELECT " JOB_COLUMNS " FROM "
-                                 "jobs ORDER BY id", NULL);
+    if (ed_api_page_parse(req, values[1], values[2], &page))
+        return;
+    rows = ed_store_rows(app->store, "SELECT " JOB_COLUMNS " FROM jobs "
+                         "WHERE (?1 IS NULL OR state = ?1) AND id > ?2 "
+                         "ORDER BY id LIMIT ?3", "tii", state, page.after,
+                         page.limit + 1);
     if (!rows) {
         ed_api_store_error(app, req);
         return;
     }
-    out = json_array();
-    json_array_foreach(rows, i, row)
-        json_array_append_new(out, job_json(row));
-    json_decref(rows);
-    ed_http_json(req, 200, json_pack("{s:o}", "jobs", out));
+    ed_api_page_answer(req, &page, "jobs", rows, job_json);
 }
 
 void ed_api_jobs_cancel(ed_app *app, ed_request *req, int64_t id)

@@ -207,23 +207,37 @@ void ed_api_models_create(ed_app *app, ed_request *req, int64_t unused)
              (long long)id);
 }
 
+/* A model of a list: without its architecture. */
+static json_t *model_list_json(json_t *row)
+{
+    return model_json(row, 0);
+}
+
 void ed_api_models_list(ed_app *app, ed_request *req, int64_t unused)
 {
-    json_t *rows, *out, *row;
-    size_t i;
+    static const char *const keys[] = {"limit", "after", NULL};
+    const char *values[2];
+    char msg[200];
+    unsigned st;
+    ed_page page;
+    json_t *rows;
 
     (void)unused;
+    st = ed_http_query_params(req, keys, values, msg, sizeof msg);
+    if (st) {
+        ed_http_problem(req, st, "%s", msg);
+        return;
+    }
+    if (ed_api_page_parse(req, values[0], values[1], &page))
+        return;
     rows = ed_store_rows(app->store, "SELECT " MODEL_COLUMNS " FROM models "
-                         "ORDER BY id", NULL);
+                         "WHERE id > ? ORDER BY id LIMIT ?", "ii",
+                         page.after, page.limit + 1);
     if (!rows) {
         ed_api_store_error(app, req);
         return;
     }
-    out = json_array();
-    json_array_foreach(rows, i, row)
-        json_array_append_new(out, model_json(row, 0));
-    json_decref(rows);
-    ed_http_json(req, 200, json_pack("{s:o}", "models", out));
+    ed_api_page_answer(req, &page, "models", rows, model_list_json);
 }
 
 void ed_api_models_get(ed_app *app, ed_request *req, int64_t id)

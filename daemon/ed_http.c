@@ -156,10 +156,12 @@ int ed_http_is_json(const char *ct)
            (ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ');
 }
 
+#define QUERY_MAX_KEYS 4
+
 typedef struct query_count {
-    const char *key;
-    const char *value;         /* key's value, "" when it has none */
-    int n, n_other;
+    const char *const *keys;   /* NULL-terminated; NULL: none taken */
+    const char *values[QUERY_MAX_KEYS]; /* a key's value, "" without '=' */
+    int n[QUERY_MAX_KEYS], n_other;
     char other[64];            /* the first other key */
 } query_count;
 
@@ -168,49 +170,86 @@ static enum MHD_Result count_key(void *cls, enum MHD_ValueKind kind,
                                  const char *value, size_t value_size)
 {
     query_count *q = cls;
+    int k;
 
     (void)kind;
     (void)key_size;
     (void)value_size;
-    if (q->key != NULL && strcasecmp(key, q->key) == 0) {
-        q->n++;
-        q->value = value != NULL ? value : "";
-    } else if (q->n_other++ == 0) {
+    for (k = 0; q->keys != NULL && q->keys[k] != NULL; k++)
+        if (strcasecmp(key, q->keys[k]) == 0) {
+            q->n[k]++;
+            q->values[k] = value != NULL ? value : "";
+            return MHD_YES;
+        }
+    if (q->n_other++ == 0) {
         snprintf(q->other, sizeof q->other, "%s", key);
         ed_utf8_scrub(q->other);
     }
     return MHD_YES;
 }
 
-unsigned ed_http_query_param(ed_request *req, const char *key,
-                             const char **value, char *msg, size_t ms)
+/* "\"a\"", "\"a\" and \"b\"", "\"a\", \"b\" and \"c\"" into buf. */
+static void list_keys(const char *const *keys, int n, char *buf, size_t size)
 {
-    query_count q = {key, NULL, 0, 0, ""};
+    size_t used = 0;
+    int k;
+
+    buf[0] = '\0';
+    for (k = 0; k < n && used < size; k++) {
+        const char *sep = k == 0 ? "" : k == n - 1 ? " and " : ", ";
+        int w = snprintf(buf + used, size - used, "%s\"%s\"", sep, keys[k]);
+
+        used += w > 0 ? (size_t)w : 0;
+    }
+}
+
+unsigned ed_http_query_params(ed_request *req, const char *const *keys,
+                              const char **values, char *msg, size_t ms)
+{
+    query_count q;
+    char taken[96];
+    int k, n_keys = 0;
 
     /* libmicrohttpd answers the first of repeated keys; which one the
      * client meant is unknowable, so the request is refused.  So is a
      * misspelt key (?subjct=), which would otherwise switch its check
      * off without a sign. */
-    *value = NULL;
+    memset(&q, 0, sizeof q);
+    q.keys = keys;
+    while (keys != NULL && keys[n_keys] != NULL && n_keys < QUERY_MAX_KEYS)
+        n_keys++;
+    for (k = 0; k < n_keys; k++)
+        values[k] = NULL;
     MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, count_key,
                                 &q);
-    if (q.n_other > 0 && key == NULL) {
+    if (q.n_other > 0 && n_keys == 0) {
         snprintf(msg, ms, "unknown query parameter \"%.60s\" (this route "
                  "takes none)", q.other);
         return 400;
     }
     if (q.n_other > 0) {
+        list_keys(keys, n_keys, taken, sizeof taken);
         snprintf(msg, ms, "unknown query parameter \"%.60s\" (this route "
-                 "takes \"%s\" only)", q.other, key);
+                 "takes %s only)", q.other, taken);
         return 400;
     }
-    if (q.n > 1) {
-        snprintf(msg, ms, "query parameter \"%s\" is given %d times; give "
-                 "it once", key, q.n);
-        return 400;
+    for (k = 0; k < n_keys; k++) {
+        if (q.n[k] > 1) {
+            snprintf(msg, ms, "query parameter \"%s\" is given %d times; "
+                     "give it once", keys[k], q.n[k]);
+            return 400;
+        }
+        values[k] = q.values[k];
     }
-    *value = q.value;
     return 0;
+}
+
+unsigned ed_http_query_param(ed_request *req, const char *key,
+                             const char **value, char *msg, size_t ms)
+{
+    const char *keys[2] = {key, NULL};
+
+    return ed_http_query_params(req, keys, value, msg, ms);
 }
 
 const char *ed_http_header(ed_request *req, const char *name)

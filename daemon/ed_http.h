@@ -62,10 +62,14 @@ void ed_http_stop(ed_server *srv);
 size_t ed_http_pending_bytes(const ed_server *srv);
 
 /* Request accessors. */
-/* The one query parameter a route takes: 0 with *value NULL when absent
- * ("" when given without '='), or 400 with msg filled when it is given
- * more than once or the query holds any other key.  key NULL: the route
- * takes none, and any key is refused. */
+/* The query parameters a route takes, keys NULL-terminated (at most 4):
+ * 0 with values[k] set for keys[k] (NULL when absent, "" when given
+ * without '='), or 400 with msg filled when a key is given more than once
+ * or the query holds any other key.  keys NULL: the route takes none, and
+ * any key is refused. */
+unsigned ed_http_query_params(ed_request *req, const char *const *keys,
+                              const char **values, char *msg, size_t ms);
+/* The same for one key (NULL: none). */
 unsigned ed_http_query_param(ed_request *req, const char *key,
                              const char **value, char *msg, size_t ms);
 const char *ed_http_header(ed_request *req, const char *name);

@@ -327,6 +327,16 @@ bad 400 'query parameter "state" is given 2 times' GET \
 bad 400 'unknown query parameter "subjct"' POST \
     "/v1/models/$MID/infer?subjct=p1" "${J[@]}" --data-binary "@$WORK/seg.json"
 bad 400 'unknown query parameter "stat"' GET '/v1/jobs?stat=running'
+bad 400 'takes "state", "limit" and "after" only' GET '/v1/jobs?page=2'
+bad 400 'limit="0": expected an integer from 1 to 1000' GET '/v1/jobs?limit=0'
+bad 400 'limit="1001": expected an integer from 1' GET '/v1/models?limit=1001'
+bad 400 'after="-1": expected an integer from 0' GET '/v1/batches?after=-1'
+bad 400 'after="": expected an integer' GET '/v1/batches?after'
+bad 400 'limit="2x"' GET '/v1/models?limit=2x'
+bad 400 'after="99999999999999999999"' GET \
+    '/v1/jobs?after=99999999999999999999'
+bad 400 'query parameter "limit" is given 2 times' GET \
+    '/v1/batches?limit=1&limit=2'
 bad 400 'multipart field "subject": an inference names its subject in the' \
     POST "/v1/models/$MID/infer" -F "header=@$EXCERPT/100.hea" \
     -F "signal=@$EXCERPT/100.dat" -F subject=p1
@@ -376,6 +386,8 @@ bad 400 'query parameter state="done"' GET '/v1/jobs?state=done'
 # Routes without parameters refuse any (once ignored: ?subject= listed
 # every subject's batches, ?force=1 looked as if it forced something).
 bad 400 'unknown query parameter "subject" \(this route takes none\)' \
+    GET "/v1/models/$MID?subject=x"
+bad 400 'unknown query parameter "subject" \(this route takes "limit" and' \
     GET '/v1/batches?subject=x'
 bad 400 'unknown query parameter "force"' DELETE '/v1/batches/99?force=1'
 bad 400 'unknown query parameter "x"' GET "/v1/models/$MID?x=1&x=2"

@@ -2,7 +2,8 @@
 # test_concurrency.sh - 32 inference requests, 8 at a time, on four
 # different 10 s segments of record 208 while a pruning job runs: every
 # answer is 200 and identical to the answer the same segment got alone,
-# all within a time bound, and the job still completes.
+# all within a time bound, and the job still completes.  Then cancelling,
+# and the list routes' pages over the jobs and models made here.
 # shellcheck source=tests/daemon/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -95,5 +96,28 @@ expect 409 "cancel of a finished job"
 req GET "/v1/jobs?state=cancelled"
 [ "$(body '[.jobs[].id] | sort | tostring')" = "[$RUNNING,$QUEUED]" ] ||
     fail "jobs?state=cancelled: $(body '[.jobs[].id]')"
+
+# Paging: small pages, followed by next_after, give every row once and in
+# order, as the test created them.
+req GET "/v1/jobs/$JOB"
+PRUNED=$(body .result.model_id)
+pages() {
+    local path=$1 key=$2 after=0
+    while [ "$after" != null ]; do
+        req GET "$path&after=$after"
+        expect 200 "page of $path after $after"
+        body ".${key}[].id"
+        after=$(body .next_after)
+    done | paste -sd ' '
+}
+[ "$(pages '/v1/jobs?limit=2' jobs)" = "$JOB $RUNNING $QUEUED" ] ||
+    fail "job pages: $(pages '/v1/jobs?limit=2' jobs)"
+[ "$(pages '/v1/models?limit=1' models)" = "$MID $JOB_MID $PRUNED" ] ||
+    fail "model pages: $(pages '/v1/models?limit=1' models)"
+[ "$(pages '/v1/jobs?state=cancelled&limit=1' jobs)" = "$RUNNING $QUEUED" ] ||
+    fail "cancelled job pages"
+req GET "/v1/batches?after=$BATCH"
+[ "$(body '.batches | length')/$(body .next_after)" = 0/null ] ||
+    fail "batches after the last: $(cat "$WORK/body")"
 stop_daemon
 echo "ok: concurrency"
