@@ -275,15 +275,16 @@ versus() {
 breakdown() {
     lines=$({ rows "$1"; tail -q -n +2 "$raw/breakdown/$1".*.tsv \
         2>/dev/null; } | awk -F '\t' -v want="$1" '
-    $1 == want && $2 == "pruned" && $4 != "none" && $5 == "on" && NF >= 20 {
+    $1 == want && $2 == "pruned" && $4 != "none" && $5 == "on" && NF >= 22 {
         k = $3 "\t" $4; n[k]++; ag[k] += $16; rk[k] += $19; fx[k] += $20
+        ss[k] += $21; sa[k] += $22
     }
     END {
         for (k in n) {
             split(k, f, "\t")
-            printf "| %s | %s | %d | %.2f | %.2f | %.1f |\n", f[1], f[2],
-                n[k], 100 * ag[k] / n[k], 100 * rk[k] / n[k],
-                100 * fx[k] / n[k]
+            printf "| %s | %s | %d | %.2f | %.2f | %.1f | %.1f | %.2f |\n",
+                f[1], f[2], n[k], 100 * ag[k] / n[k], 100 * rk[k] / n[k],
+                100 * fx[k] / n[k], 100 * ss[k] / n[k], 100 * sa[k] / n[k]
         }
     }' | sort -t '|' -k2,2r -k3,3)
     if [ -z "$lines" ]; then
@@ -292,8 +293,10 @@ breakdown() {
     fi
     printf '| keep | method | seeds | agreement %% |'
     printf ' unpruned-correct labels kept %% |'
-    printf ' differing labels where the pruned model is right %% |\n'
-    printf '|---|---|---|---|---|---|\n%s\n' "$lines"
+    printf ' differing labels where the pruned model is right %% |'
+    printf ' unpruned beats with confidence >= 0.9 %% |'
+    printf ' agreement on those %% |\n'
+    printf '|---|---|---|---|---|---|---|---|\n%s\n' "$lines"
 }
 
 # The figure of one setting, written beside the Markdown in img/ and
@@ -393,7 +396,11 @@ EOF
             printf 'cardiologists did (nearest\nannotation within 150 ms), '
             printf 'the share the pruned model labels the same;\nof the '
             printf 'beats whose label changed, the share where the pruned '
-            printf 'model now\nagrees with the annotation.\n\n'
+            printf 'model now\nagrees with the annotation; then the '
+            printf 'share of the unpruned model'"'"'s beats\nwhose label '
+            printf 'it gives with confidence >= 0.9 (its class'"'"'s share of '
+            printf 'the\nmean class probabilities over the beat), and the '
+            printf 'agreement on those.\n\n'
             breakdown "$setting"
             printf '\n'
         fi

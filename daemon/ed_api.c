@@ -153,16 +153,30 @@ static int page_number(ed_request *req, const char *key, const char *s,
     return 0;
 }
 
-int ed_api_page_parse(ed_request *req, const char *limit, const char *after,
-                      ed_page *page)
+int ed_api_list_params(ed_request *req, const char *filter,
+                       const char **filter_value, ed_page *page)
 {
+    /* The filter first, so that errors list it first. */
+    const char *keys[4] = {filter, "limit", "after", NULL};
+    const char *const *taken = filter != NULL ? keys : keys + 1;
+    const char *values[3], **paging = filter != NULL ? values + 1 : values;
+    char msg[200];
+    unsigned st;
+
+    st = ed_http_query_params(req, taken, values, msg, sizeof msg);
+    if (st) {
+        ed_http_problem(req, st, "%s", msg);
+        return 1;
+    }
+    if (filter != NULL)
+        *filter_value = values[0];
     page->after = 0;
     page->limit = ED_API_PAGE_DEFAULT;
-    if (limit != NULL && page_number(req, "limit", limit, 1,
-                                     ED_API_PAGE_MAX, &page->limit))
+    if (paging[0] != NULL && page_number(req, "limit", paging[0], 1,
+                                         ED_API_PAGE_MAX, &page->limit))
         return 1;
-    return after != NULL &&
-           page_number(req, "after", after, 0, INT64_MAX, &page->after);
+    return paging[1] != NULL &&
+           page_number(req, "after", paging[1], 0, INT64_MAX, &page->after);
 }
 
 void ed_api_page_answer(ed_request *req, const ed_page *page,
@@ -183,6 +197,24 @@ void ed_api_page_answer(ed_request *req, const ed_page *page,
     json_decref(rows);
     ed_http_json(req, 200, json_pack("{s:o,s:o}", key, out, "next_after",
                                      next));
+}
+
+void ed_api_list(ed_app *app, ed_request *req, const char *select,
+                 const char *key, json_t *(*row_json)(json_t *row))
+{
+    char sql[512];
+    ed_page page;
+    json_t *rows;
+
+    if (ed_api_list_params(req, NULL, NULL, &page))
+        return;
+    snprintf(sql, sizeof sql, "%s WHERE id > ? ORDER BY id LIMIT ?", select);
+    rows = ed_store_rows(app->store, sql, "ii", page.after, page.limit + 1);
+    if (!rows) {
+        ed_api_store_error(app, req);
+        return;
+    }
+    ed_api_page_answer(req, &page, key, rows, row_json);
 }
 
 void ed_api_store_error(ed_app *app, ed_request *req)

@@ -62,10 +62,11 @@ typedef struct ed_page {
     int64_t limit;
 } ed_page;
 
-/* Parse the values of ?limit= and ?after= (NULL when absent) into page;
- * 1 after answering 400 for a bad value, else 0. */
-int ed_api_page_parse(ed_request *req, const char *limit, const char *after,
-                      ed_page *page);
+/* Read a list route's query: limit and after into page, and the value of
+ * the route's own filter key into *filter_value (filter NULL: none; the
+ * value is NULL when absent).  1 after answering 400, else 0. */
+int ed_api_list_params(ed_request *req, const char *filter,
+                       const char **filter_value, ed_page *page);
 
 /* Answer 200 with {key: [row_json(row)...], "next_after": ...} from rows
  * fetched with LIMIT page->limit + 1 (one more tells whether a next page
@@ -73,6 +74,11 @@ int ed_api_page_parse(ed_request *req, const char *limit, const char *after,
 void ed_api_page_answer(ed_request *req, const ed_page *page,
                         const char *key, json_t *rows,
                         json_t *(*row_json)(json_t *row));
+
+/* A whole list route without a filter: `select` is "SELECT columns FROM
+ * table", the page's WHERE, ORDER and LIMIT are added here. */
+void ed_api_list(ed_app *app, ed_request *req, const char *select,
+                 const char *key, json_t *(*row_json)(json_t *row));
 
 /* The answer for a store failure. */
 void ed_api_store_error(ed_app *app, ed_request *req);

@@ -92,29 +92,9 @@ void ed_api_batches_create(ed_app *app, ed_request *req, int64_t unused)
 
 void ed_api_batches_list(ed_app *app, ed_request *req, int64_t unused)
 {
-    static const char *const keys[] = {"limit", "after", NULL};
-    const char *values[2];
-    char msg[200];
-    unsigned st;
-    ed_page page;
-    json_t *rows;
-
     (void)unused;
-    st = ed_http_query_params(req, keys, values, msg, sizeof msg);
-    if (st) {
-        ed_http_problem(req, st, "%s", msg);
-        return;
-    }
-    if (ed_api_page_parse(req, values[0], values[1], &page))
-        return;
-    rows = ed_store_rows(app->store, "SELECT " BATCH_COLUMNS " FROM batches "
-                         "WHERE id > ? ORDER BY id LIMIT ?", "ii",
-                         page.after, page.limit + 1);
-    if (!rows) {
-        ed_api_store_error(app, req);
-        return;
-    }
-    ed_api_page_answer(req, &page, "batches", rows, batch_json);
+    ed_api_list(app, req, "SELECT " BATCH_COLUMNS " FROM batches", "batches",
+                batch_json);
 }
 
 void ed_api_batches_get(ed_app *app, ed_request *req, int64_t id)

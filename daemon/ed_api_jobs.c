@@ -574,21 +574,14 @@ void ed_api_jobs_list(ed_app *app, ed_request *req, int64_t unused)
 {
     static const char *const states[] = {
         "queued", "running", "succeeded", "failed", "cancelled", NULL};
-    static const char *const keys[] = {"state", "limit", "after", NULL};
-    const char *values[3], *state;
-    char msg[200];
+    const char *state;
     json_t *rows;
     ed_page page;
-    unsigned st;
     int k, ok = 0;
 
     (void)unused;
-    st = ed_http_query_params(req, keys, values, msg, sizeof msg);
-    if (st) {
-        ed_http_problem(req, st, "%s", msg);
+    if (ed_api_list_params(req, "state", &state, &page))
         return;
-    }
-    state = values[0];
     for (k = 0; state && states[k]; k++)
         ok |= strcmp(state, states[k]) == 0;
     if (state && !ok) {
@@ -597,8 +590,6 @@ void ed_api_jobs_list(ed_app *app, ed_request *req, int64_t unused)
                         state);
         return;
     }
-    if (ed_api_page_parse(req, values[1], values[2], &page))
-        return;
     rows = ed_store_rows(app->store, "SELECT " JOB_COLUMNS " FROM jobs "
                          "WHERE (?1 IS NULL OR state = ?1) AND id > ?2 "
                          "ORDER BY id LIMIT ?3", "tii", state, page.after,

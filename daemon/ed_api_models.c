@@ -215,29 +215,9 @@ static json_t *model_list_json(json_t *row)
 
 void ed_api_models_list(ed_app *app, ed_request *req, int64_t unused)
 {
-    static const char *const keys[] = {"limit", "after", NULL};
-    const char *values[2];
-    char msg[200];
-    unsigned st;
-    ed_page page;
-    json_t *rows;
-
     (void)unused;
-    st = ed_http_query_params(req, keys, values, msg, sizeof msg);
-    if (st) {
-        ed_http_problem(req, st, "%s", msg);
-        return;
-    }
-    if (ed_api_page_parse(req, values[0], values[1], &page))
-        return;
-    rows = ed_store_rows(app->store, "SELECT " MODEL_COLUMNS " FROM models "
-                         "WHERE id > ? ORDER BY id LIMIT ?", "ii",
-                         page.after, page.limit + 1);
-    if (!rows) {
-        ed_api_store_error(app, req);
-        return;
-    }
-    ed_api_page_answer(req, &page, "models", rows, model_list_json);
+    ed_api_list(app, req, "SELECT " MODEL_COLUMNS " FROM models", "models",
+                model_list_json);
 }
 
 void ed_api_models_get(ed_app *app, ed_request *req, int64_t id)
