@@ -229,6 +229,33 @@ goals() {
     }'
 }
 
+# The goal with personal fine-tuning: each fine-tuned pruned model against
+# the unpruned model fine-tuned the same way, on macro-F1.
+ftgoal() {
+    rows "$1" | awk -F '\t' -v want="$1" '
+    $1 != want || $2 != "finetuned" { next }
+    $4 == "none" { base += $11; nb++; next }
+    {
+        k = $3 "\t" $4 "\t" $5; n[k]++; f1[k] += $11
+        if (!(k in seen)) { seen[k] = 1; order[++m] = k }
+    }
+    END {
+        if (m == 0 || nb == 0) { print "(not run)"; exit }
+        base /= nb
+        print "| keep | method | refit | seeds | macro-F1 | unpruned" \
+              " fine-tuned | at least as good |"
+        print "|---|---|---|---|---|---|---|"
+        for (i = 1; i <= m; i++) {
+            k = order[i]; split(k, f, "\t"); v = f1[k] / n[k]
+            printf "| %s | %s | %s | %d | %.4f | %.4f | %s |\n", f[1], f[2],
+                f[3], n[k], v, base, (v >= base ? "yes" : "**no**")
+        }
+    }' | { read -r first; printf '%s\n' "$first"
+           if [ "$first" != "(not run)" ]; then
+               read -r second; printf '%s\n' "$second"; sort -t '|' -k2,2r -k3,3
+           fi; }
+}
+
 # Ising against the baselines on the fidelity measures, per keep ratio
 # (refit on, no fine-tuning): the best of each side by mean agreement and
 # by mean score error.
@@ -389,6 +416,11 @@ EOF
         if ls "$raw/$setting".*.tsv > /dev/null 2>&1; then
             printf '### Goals without fine-tuning (%s)\n\n' "$setting"
             goals "$setting"
+            if grep -q "^$setting	finetuned	" "$raw/$setting".*.tsv; then
+                printf '\n### Goal with personal fine-tuning (%s)\n\n' \
+                    "$setting"
+                ftgoal "$setting"
+            fi
             printf '\n### Ising against the baselines (%s)\n\n' "$setting"
             versus "$setting"
             printf '\n### Where the labels differ (%s)\n\n' "$setting"
