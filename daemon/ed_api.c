@@ -137,13 +137,17 @@ void ed_api_dispatch(ed_request *req, void *arg)
 static int page_number(ed_request *req, const char *key, const char *s,
                        int64_t lo, int64_t hi, int64_t *out)
 {
-    char *end;
-    long long v;
+    /* Digits only: strtoll alone would take "+5", " 5" and "-0". */
+    int ok = s[0] >= '0' && s[0] <= '9';
+    char *end = NULL;
+    long long v = 0;
 
-    errno = 0;
-    v = s[0] >= '0' && s[0] <= '9' ? strtoll(s, &end, 10) : 0;
-    if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno || v < lo ||
-        v > hi) {
+    if (ok) {
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        ok = *end == '\0' && errno == 0 && v >= lo && v <= hi;
+    }
+    if (!ok) {
         ed_http_problem(req, 400, "query parameter %s=\"%.40s\": expected "
                         "an integer from %lld to %lld", key, s,
                         (long long)lo, (long long)hi);

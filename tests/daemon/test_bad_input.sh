@@ -333,6 +333,7 @@ bad 400 'limit="1001": expected an integer from 1' GET '/v1/models?limit=1001'
 bad 400 'after="-1": expected an integer from 0' GET '/v1/batches?after=-1'
 bad 400 'after="": expected an integer' GET '/v1/batches?after'
 bad 400 'limit="2x"' GET '/v1/models?limit=2x'
+bad 400 'limit="\+5"' GET '/v1/models?limit=%2B5'
 bad 400 'after="99999999999999999999"' GET \
     '/v1/jobs?after=99999999999999999999'
 bad 400 'query parameter "limit" is given 2 times' GET \
