@@ -52,6 +52,10 @@ grep -q "^2	.*	1	p-7$" "$WORK/models" ||
 grep -q "^1	ctl-model	.*	-	-$" "$WORK/models" ||
     fail "list models: upload row: $(cat "$WORK/models")"
 
+# Pages of one row give the same list.
+ECGPRUNE_PAGE_SIZE=1 ctl list models | cmp -s - "$WORK/models" ||
+    fail "list models in pages of one differs"
+
 # The job list gives progress in percent.
 ctl list jobs succeeded > "$WORK/jobs"
 grep -q "^$JOB	succeeded	1	.*	100$" "$WORK/jobs" ||
