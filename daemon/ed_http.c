@@ -11,13 +11,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "ed_log.h"
 #include "ed_metrics.h"
 #include "ed_utf8.h"
+
+/* Memory libmicrohttpd gives each connection for its request line,
+ * headers and query parameters (its default is 32 KiB).  Limitation: a
+ * request that needs more gets no answer (a warning is logged), and
+ * libmicrohttpd may hold its socket open until it next times out another
+ * connection; at 64 KiB a query of 900 short parameters still gets its
+ * 400, one of 1,000 does not.  512 connections take at most 32 MiB this way. */
+#define ED_HTTP_CONNECTION_MEMORY (64 * 1024)
 
 struct ed_server {
     uv_loop_t *loop;
@@ -175,8 +182,13 @@ static enum MHD_Result count_key(void *cls, enum MHD_ValueKind kind,
     (void)kind;
     (void)key_size;
     (void)value_size;
+    /* An empty key ("?&limit=2") carries nothing: skipped, as
+     * libmicrohttpd skips a trailing '&'.  Keys are matched exactly:
+     * ?LIMIT= is as unknown as a misspelt key. */
+    if (key[0] == '\0')
+        return MHD_YES;
     for (k = 0; q->keys != NULL && q->keys[k] != NULL; k++)
-        if (strcasecmp(key, q->keys[k]) == 0) {
+        if (strcmp(key, q->keys[k]) == 0) {
             q->n[k]++;
             q->values[k] = value != NULL ? value : "";
             return MHD_YES;
@@ -573,8 +585,12 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    ed_log(ED_LOG_DEBUG, "mhd", "msg=%s",
-           ed_log_quote(quoted, sizeof quoted, msg));
+    /* libmicrohttpd reports clients that hang up or speak bad HTTP, which
+     * is noise at the default level; running out of a connection's
+     * memory drops a request without an answer, which an operator should
+     * see. */
+    ed_log(strstr(msg, "Not enough memory") ? ED_LOG_WARN : ED_LOG_DEBUG,
+           "mhd", "msg=%s", ed_log_quote(quoted, sizeof quoted, msg));
 }
 
 static int hex_value(char c)
@@ -671,6 +687,7 @@ int ed_http_start(uv_loop_t *loop, const ed_config *cfg,
         MHD_OPTION_SOCK_ADDR, addr,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ED_HTTP_CONNECTION_MEMORY,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)512,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)cfg->max_connections_per_ip,

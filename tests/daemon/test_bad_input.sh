@@ -334,6 +334,22 @@ bad 400 'after="-1": expected an integer from 0' GET '/v1/batches?after=-1'
 bad 400 'after="": expected an integer' GET '/v1/batches?after'
 bad 400 'limit="2x"' GET '/v1/models?limit=2x'
 bad 400 'limit="\+5"' GET '/v1/models?limit=%2B5'
+# 900 parameters get their answer; 2,000 overflow libmicrohttpd's memory
+# for the connection, which gets no answer (libmicrohttpd may hold it open
+# until it next closes a timed-out connection, hence --max-time) and a
+# warning in the log.
+bad 400 'unknown query parameter "x"' GET \
+    "/v1/models?$(printf 'x=1&%.0s' $(seq 900))"
+req GET "/v1/models?$(printf 'x=1&%.0s' $(seq 2000))" --max-time 5
+[ "$STATUS" = 000 ] || fail "2000 parameters: status $STATUS"
+grep -q 'level=warn event=mhd msg="Not enough memory' "$WORK/daemon.log" ||
+    fail "no warning for a request beyond the connection's memory"
+req GET /v2/health/live
+expect 200 "alive after 2000 parameters"
+# Keys are matched exactly; empty keys are skipped.
+bad 400 'unknown query parameter "LIMIT"' GET '/v1/models?LIMIT=1'
+req GET '/v1/jobs?&limit=1&&'
+expect 200 "empty query keys"
 bad 400 'after="99999999999999999999"' GET \
     '/v1/jobs?after=99999999999999999999'
 bad 400 'query parameter "limit" is given 2 times' GET \

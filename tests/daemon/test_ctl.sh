@@ -52,9 +52,16 @@ grep -q "^2	.*	1	p-7$" "$WORK/models" ||
 grep -q "^1	ctl-model	.*	-	-$" "$WORK/models" ||
     fail "list models: upload row: $(cat "$WORK/models")"
 
-# Pages of one row give the same list.
+# Pages of one row give the same list; a page size that would change the
+# request ('#' ends a URL) is refused before any request.
 ECGPRUNE_PAGE_SIZE=1 ctl list models | cmp -s - "$WORK/models" ||
     fail "list models in pages of one differs"
+for size in 0 1001 abc '5#x' ' 1'; do
+    ECGPRUNE_PAGE_SIZE=$size ctl_fails 1 \
+        'ECGPRUNE_PAGE_SIZE=.*expected a number from 1 to 1000' list models
+done
+ctl_fails 2 'list models|batches|jobs' list models extra
+ctl_fails 2 'list models|batches|jobs' list jobs ''
 
 # The job list gives progress in percent.
 ctl list jobs succeeded > "$WORK/jobs"
