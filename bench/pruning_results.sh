@@ -230,7 +230,7 @@ goals() {
 }
 
 # The goal with personal fine-tuning: each fine-tuned pruned model against
-# the unpruned model fine-tuned the same way, on macro-F1.
+# the unpruned model fine-tuned the same way, on macro-F1 (in rows' order).
 ftgoal() {
     rows "$1" | awk -F '\t' -v want="$1" '
     $1 != want || $2 != "finetuned" { next }
@@ -250,10 +250,7 @@ ftgoal() {
             printf "| %s | %s | %s | %d | %.4f | %.4f | %s |\n", f[1], f[2],
                 f[3], n[k], v, base, (v >= base ? "yes" : "**no**")
         }
-    }' | { read -r first; printf '%s\n' "$first"
-           if [ "$first" != "(not run)" ]; then
-               read -r second; printf '%s\n' "$second"; sort -t '|' -k2,2r -k3,3
-           fi; }
+    }'
 }
 
 # Ising against the baselines on the fidelity measures, per keep ratio

@@ -23,7 +23,8 @@
  * request that needs more gets no answer (a warning is logged), and
  * libmicrohttpd may hold its socket open until it next times out another
  * connection; at 64 KiB a query of 900 short parameters still gets its
- * 400, one of 1,000 does not.  512 connections take at most 32 MiB this way. */
+ * 400, one of 1,000 does not.  512 connections take at most 32 MiB
+ * this way. */
 #define ED_HTTP_CONNECTION_MEMORY (64 * 1024)
 
 struct ed_server {
@@ -166,7 +167,8 @@ int ed_http_is_json(const char *ct)
 #define QUERY_MAX_KEYS 4
 
 typedef struct query_count {
-    const char *const *keys;   /* NULL-terminated; NULL: none taken */
+    const char *const *keys;   /* the n_keys keys taken */
+    int n_keys;
     const char *values[QUERY_MAX_KEYS]; /* a key's value, "" without '=' */
     int n[QUERY_MAX_KEYS], n_other;
     char other[64];            /* the first other key */
@@ -187,7 +189,7 @@ static enum MHD_Result count_key(void *cls, enum MHD_ValueKind kind,
      * ?LIMIT= is as unknown as a misspelt key. */
     if (key[0] == '\0')
         return MHD_YES;
-    for (k = 0; q->keys != NULL && q->keys[k] != NULL; k++)
+    for (k = 0; k < q->n_keys; k++)
         if (strcmp(key, q->keys[k]) == 0) {
             q->n[k]++;
             q->values[k] = value != NULL ? value : "";
@@ -220,7 +222,7 @@ unsigned ed_http_query_params(ed_request *req, const char *const *keys,
 {
     query_count q;
     char taken[96];
-    int k, n_keys = 0;
+    int k;
 
     /* libmicrohttpd answers the first of repeated keys; which one the
      * client meant is unknowable, so the request is refused.  So is a
@@ -228,24 +230,25 @@ unsigned ed_http_query_params(ed_request *req, const char *const *keys,
      * off without a sign. */
     memset(&q, 0, sizeof q);
     q.keys = keys;
-    while (keys != NULL && keys[n_keys] != NULL && n_keys < QUERY_MAX_KEYS)
-        n_keys++;
-    for (k = 0; k < n_keys; k++)
+    while (keys != NULL && keys[q.n_keys] != NULL &&
+           q.n_keys < QUERY_MAX_KEYS)
+        q.n_keys++;
+    for (k = 0; k < q.n_keys; k++)
         values[k] = NULL;
     MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, count_key,
                                 &q);
-    if (q.n_other > 0 && n_keys == 0) {
+    if (q.n_other > 0 && q.n_keys == 0) {
         snprintf(msg, ms, "unknown query parameter \"%.60s\" (this route "
                  "takes none)", q.other);
         return 400;
     }
     if (q.n_other > 0) {
-        list_keys(keys, n_keys, taken, sizeof taken);
+        list_keys(keys, q.n_keys, taken, sizeof taken);
         snprintf(msg, ms, "unknown query parameter \"%.60s\" (this route "
                  "takes %s only)", q.other, taken);
         return 400;
     }
-    for (k = 0; k < n_keys; k++) {
+    for (k = 0; k < q.n_keys; k++) {
         if (q.n[k] > 1) {
             snprintf(msg, ms, "query parameter \"%s\" is given %d times; "
                      "give it once", keys[k], q.n[k]);
