@@ -74,7 +74,8 @@ typedef struct bench_args {
     int n_seeds;
     const char *records[MAX_LIST];
     int n_records;
-    int finetune, max_windows, refit_drifted;
+    int finetune, max_windows, refit_drifted, distill_steps;
+    double distill_lr;
     double calib_from, calib_seconds, personal_seconds;
 } bench_args;
 
@@ -133,7 +134,8 @@ static void usage(void)
         "  [--keeps 0.75,0.5,0.3] [--methods all|M1,M2] [--recon on,off]\n"
         "  [--seeds 1,2,3] [--records 100,103|ds2] [--finetune]\n"
         "  [--calib-from S] [--calib-seconds S] [--personal-seconds S]\n"
-        "  [--max-windows N] [--refit-drifted]\n");
+        "  [--max-windows N] [--refit-drifted] [--distill STEPS]\n"
+        "  [--distill-lr X]\n");
     exit(2);
 }
 
@@ -212,6 +214,10 @@ static void parse_args(int argc, char **argv, bench_args *a)
             a->personal_seconds = atof(argv[++i]);
         else if (strcmp(opt, "--max-windows") == 0)
             a->max_windows = atoi(argv[++i]);
+        else if (strcmp(opt, "--distill") == 0)
+            a->distill_steps = atoi(argv[++i]);
+        else if (strcmp(opt, "--distill-lr") == 0)
+            a->distill_lr = atof(argv[++i]);
         else if (strcmp(opt, "--keeps") == 0 || strcmp(opt, "--seeds") == 0 ||
                  strcmp(opt, "--records") == 0 ||
                  strcmp(opt, "--recon") == 0 || strcmp(opt, "--methods") == 0)
@@ -483,6 +489,9 @@ static void eval_stretch(const ep_net *net, const rec_data *r, int64_t from,
     ep_inferer_free(inf);
 }
 
+/* The "recon" value of a refit followed by distillation (--distill). */
+#define RECON_DISTILL 2
+
 /* ---- output ------------------------------------------------------------- */
 
 static void print_header(void)
@@ -505,7 +514,8 @@ static void print_line(const char *setting, const char *stage, double keep,
            "\t%.4f\t%.4f\t%.4f\t%.5f\t%.5f\t%.2f\t%.5f\t%.5f\t%.5f\t%.5f\n",
            setting,
            stage, keep,
-           method, recon ? "on" : "off", (unsigned long long)seed,
+           method, recon == RECON_DISTILL ? "distill" : recon ? "on" : "off",
+           (unsigned long long)seed,
            (long long)ep_net_parameters(net), ep_net_macs_per_second(net),
            m->infer_s, base->infer_s, s.macro_f1, s.cls[EP_AAMI_N].f1,
            s.cls[EP_AAMI_S].f1, s.cls[EP_AAMI_V].f1, s.cls[EP_AAMI_F].f1,
@@ -526,7 +536,7 @@ static void print_line(const char *setting, const char *stage, double keep,
 typedef struct config {
     double keep;
     ep_prune_method method;
-    int recon;
+    int recon;              /* 0 off, 1 on, RECON_DISTILL */
     uint64_t seed;
 } config;
 
@@ -542,7 +552,10 @@ static int list_configs(const bench_args *a, config *out, int cap)
                                   a->methods[m] == EP_PRUNE_CONTRIB))
                         continue;
                     out[n++] = (config){a->keeps[k], a->methods[m],
-                                        a->recons[r], a->seeds[s]};
+                                        a->recons[r] && a->distill_steps > 0
+                                            ? RECON_DISTILL
+                                            : a->recons[r],
+                                        a->seeds[s]};
                 }
     return n;
 }
@@ -559,15 +572,21 @@ static ep_net *prune_with(const bench_args *a, const ep_net *net,
     ep_prune_default_opts(&o);
     o.method = c->method;
     o.keep = c->keep;
-    o.reconstruct = c->recon;
+    o.reconstruct = c->recon != 0;
     o.seed = c->seed;
     o.prune_head_input = strcmp(a->setting, "literal") == 0;
     if (a->max_windows > 0)
         o.max_windows = a->max_windows;
     o.refit_drifted = a->refit_drifted;
+    o.distill_steps = c->recon == RECON_DISTILL ? a->distill_steps : 0;
+    o.distill_lr = a->distill_lr;
     if (ep_prune_run(net, segs, n_segs, &o, NULL, NULL, &res, &err))
         die("prune", &err);
     *seconds = res->seconds;
+    if (o.distill_steps > 0)
+        fprintf(stderr, "distill: divergence %.5f -> %.5f in %.1f s\n",
+                res->distill_kl_before, res->distill_kl_after,
+                res->distill_seconds);
     out = res->net;
     res->net = NULL;
     ep_prune_result_free(res);

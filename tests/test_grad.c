@@ -363,6 +363,79 @@ static void test_xent(void)
     }
 }
 
+/* ---- softmax against soft targets ----------------------------------------- */
+
+typedef struct soft_case {
+    float logits[4 * 6];
+    float probs[4 * 6];
+} soft_case;
+
+/* sum_t sum_c q log(q / p), p = softmax(logits), in double. */
+static double soft_f(void *ctx)
+{
+    const soft_case *x = ctx;
+    double total = 0.0;
+    int c, t;
+
+    for (t = 0; t < 6; t++) {
+        double z = 0.0;
+
+        for (c = 0; c < 4; c++)
+            z += exp(x->logits[c * 6 + t]);
+        for (c = 0; c < 4; c++) {
+            double q = x->probs[c * 6 + t];
+
+            if (q > 0.0)
+                total += q * (log(q) - (x->logits[c * 6 + t] - log(z)));
+        }
+    }
+    return total;
+}
+
+static void test_soft_xent(void)
+{
+    soft_case x;
+    float d[4 * 6];
+    ep_rng rng;
+    int c, t, i;
+
+    /* Targets: random distributions, one column with a zero. */
+    ep_rng_seed(&rng, 5);
+    fill_normal(&rng, x.logits, 24);
+    for (t = 0; t < 6; t++) {
+        double sum = 0.0;
+
+        for (c = 0; c < 4; c++)
+            sum += x.probs[c * 6 + t] = (float)ep_rng_uniform(&rng);
+        for (c = 0; c < 4; c++)
+            x.probs[c * 6 + t] = (float)(x.probs[c * 6 + t] / sum);
+    }
+    x.probs[0 * 6 + 2] += x.probs[1 * 6 + 2];
+    x.probs[1 * 6 + 2] = 0.0f;
+    CHECK_NEAR(ep_grad_softmax_soft_xent(4, 6, x.logits, x.probs, 0.25, d),
+               soft_f(&x), 1e-5);
+    for (i = 0; i < 24; i++)
+        CHECK_NEAR(d[i], 0.25 * central_h(&x.logits[i], 1e-2, soft_f, &x),
+                   2e-3);
+
+    /* Hand-worked: targets equal to the softmax give 0 and no gradient;
+     * two equal logits against (1, 0) give log 2 and (-0.5, 0.5). */
+    {
+        const float l2[2] = {0.3f, 0.3f}, half[2] = {0.5f, 0.5f};
+        const float one[2] = {1.0f, 0.0f};
+        float d2[2];
+
+        CHECK_NEAR(ep_grad_softmax_soft_xent(2, 1, l2, half, 1.0, d2), 0.0,
+                   1e-7);
+        CHECK_NEAR(d2[0], 0.0, 1e-7);
+        CHECK_NEAR(d2[1], 0.0, 1e-7);
+        CHECK_NEAR(ep_grad_softmax_soft_xent(2, 1, l2, one, 1.0, d2),
+                   log(2.0), 1e-6);
+        CHECK_NEAR(d2[0], -0.5, 1e-6);
+        CHECK_NEAR(d2[1], 0.5, 1e-6);
+    }
+}
+
 /* ---- a whole U-Net --------------------------------------------------------- */
 
 typedef struct unet_case {
@@ -370,6 +443,7 @@ typedef struct unet_case {
     float *x;
     uint8_t *target;
     float weights[6];
+    float *probs;    /* non-NULL: soft targets instead of target */
 } unet_case;
 
 static double unet_f(void *ctx)
@@ -378,8 +452,12 @@ static double unet_f(void *ctx)
     double loss = 0.0;
     ep_error err;
 
-    REQUIRE(ep_trainer_gradients(u->tr, u->x, u->target, u->weights, &loss,
-                                 &err) == EP_OK);
+    if (u->probs != NULL)
+        REQUIRE(ep_trainer_gradients_soft(u->tr, u->x, u->probs, &loss,
+                                          &err) == EP_OK);
+    else
+        REQUIRE(ep_trainer_gradients(u->tr, u->x, u->target, u->weights,
+                                     &loss, &err) == EP_OK);
     return loss;
 }
 
@@ -397,14 +475,11 @@ static void check_tensor(unet_case *u, ep_net *net, int layer, int which)
                    ? (size_t)l->channels * l->in_channels * l->kernel
                    : (size_t)l->channels;
     size_t i, step = n > 6 ? n / 6 : 1;
-    double loss;
-    ep_error err;
 
     for (i = 0; i < n; i += step) {
         double analytic, numeric;
 
-        REQUIRE(ep_trainer_gradients(u->tr, u->x, u->target, u->weights,
-                                     &loss, &err) == EP_OK);
+        unet_f(u);
         analytic = ep_trainer_param_grad(u->tr, layer, which)[i];
         numeric = central_h(&value[i], 5e-4, unet_f, u);
         CHECK_MSG(fabs(analytic - numeric) <=
@@ -446,6 +521,7 @@ static void test_unet(void)
             l->bias[c] = (float)(0.1 * ep_rng_normal(&rng));
     }
     REQUIRE(ep_trainer_create(net, batch, len, 0, &u.tr, &err) == EP_OK);
+    u.probs = NULL;
     u.x = malloc((size_t)batch * len * sizeof(float));
     u.target = malloc((size_t)batch * len);
     REQUIRE(u.x && u.target);
@@ -464,6 +540,19 @@ static void test_unet(void)
             checked++;
         }
     CHECK(checked >= 12);
+
+    /* Against soft targets (one-hot columns smoothed towards uniform). */
+    u.probs = malloc((size_t)batch * 6 * len * sizeof(float));
+    REQUIRE(u.probs);
+    for (i = 0; i < batch * 6 * len; i++) {
+        int item = i / (6 * len), c = i / len % 6, t = i % len;
+
+        u.probs[i] = c == u.target[item * len + t] ? 0.75f : 0.05f;
+    }
+    check_tensor(&u, net, ep_net_find(net, "enc0.conv0"), 0);
+    check_tensor(&u, net, ep_net_find(net, "head"), 1);
+    free(u.probs);
+    u.probs = NULL;
     ep_trainer_free(u.tr);
 
     /* With the encoder frozen its layers get no gradient, the head does. */
@@ -494,6 +583,7 @@ int main(void)
     check_wavelet(EP_WAVELET_DB2, 1);
     check_wavelet(EP_WAVELET_DB4, 1);
     test_xent();
+    test_soft_xent();
     test_unet();
     return check_exit();
 }

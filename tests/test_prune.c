@@ -10,13 +10,17 @@
  *   an exactly redundant channel is reconstructed to zero error;
  *   the reported errors match errors measured directly;
  *   l1 keeps the largest norms computed here; seeds; progress and
- *   cancellation; hostile parameters.
+ *   cancellation; hostile parameters;
+ *   distillation: the divergences it reports equal ones computed here from
+ *   the two networks' outputs, it lowers the divergence, repeats itself
+ *   exactly, cancels, refuses bad arguments, and runs inside a prune.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "ecgprune/ep_distill.h"
 #include "ecgprune/ep_model.h"
 #include "ecgprune/ep_plan.h"
 #include "ecgprune/ep_prune.h"
@@ -759,6 +763,150 @@ static void test_head_input_kept(void)
     ep_net_free(net);
 }
 
+/* ---- distillation ------------------------------------------------------- */
+
+/* Mean per-sample KL divergence of student from teacher on the windows,
+ * from the raw network outputs, softmax in double. */
+static double naive_divergence(const ep_net *student, const ep_net *teacher)
+{
+    float *ys = run_net(student), *yt = run_net(teacher);
+    int classes = teacher->layers[teacher->output].channels, w, c, t;
+    double sum = 0.0;
+
+    for (w = 0; w < N_WIN; w++)
+        for (t = 0; t < WINDOW; t++) {
+            const float *s = ys + (size_t)w * classes * WINDOW + t;
+            const float *q = yt + (size_t)w * classes * WINDOW + t;
+            double zs = 0.0, zt = 0.0;
+
+            for (c = 0; c < classes; c++) {
+                zs += exp(s[c * WINDOW]);
+                zt += exp(q[c * WINDOW]);
+            }
+            for (c = 0; c < classes; c++) {
+                double pt = exp(q[c * WINDOW]) / zt;
+
+                sum += pt * (log(pt) - (s[c * WINDOW] - log(zs)));
+            }
+        }
+    free(ys);
+    free(yt);
+    return sum / ((double)N_WIN * WINDOW);
+}
+
+static int cancel_at_third(const ep_distill_progress *p, void *ud)
+{
+    int *calls = ud;
+
+    (*calls)++;
+    return p->step == 3;
+}
+
+static void expect_distill_refusal(ep_net *student, const ep_net *teacher,
+                                   int length, const ep_distill_opts *o,
+                                   const char *word)
+{
+    ep_error err;
+
+    memset(&err, 0, sizeof err);
+    CHECK_EQ_INT(ep_distill_run(student, teacher, windows, N_WIN, length, o,
+                                NULL, NULL, NULL, &err), EP_EINVAL);
+    CHECK_MSG(strstr(err.msg, word) != NULL, "'%s' lacks '%s'", err.msg,
+              word);
+}
+
+static void test_distill(void)
+{
+    ep_net *teacher = small_unet(2), *again, *other;
+    ep_prune_result *res = prune(teacher, EP_PRUNE_ISING_KERNEL, 0.5, 1, 1);
+    ep_distill_opts o;
+    ep_distill_report rep;
+    ep_unet_config cfg;
+    float *y1, *y2;
+    ep_error err;
+    int calls = 0;
+
+    /* The reported divergences are the ones computed here, and fall. */
+    REQUIRE(ep_net_clone(res->net, &again, &err) == EP_OK);
+    ep_distill_default_opts(&o);
+    o.steps = 40;
+    o.batch = 4;
+    o.lr = 3e-3;
+    CHECK_EQ_INT(ep_distill_run(res->net, teacher, windows, N_WIN, WINDOW,
+                                &o, NULL, NULL, NULL, &err), EP_OK);
+    memset(&rep, 0, sizeof rep);
+    CHECK_EQ_INT(ep_distill_run(again, teacher, windows, N_WIN, WINDOW, &o,
+                                NULL, NULL, &rep, &err), EP_OK);
+    CHECK(rep.kl_after < 0.8 * rep.kl_before);
+    CHECK_NEAR(rep.kl_after, naive_divergence(again, teacher), 1e-4);
+    CHECK(rep.seconds > 0.0);
+
+    /* Same inputs and seed: the same network. */
+    y1 = run_net(res->net);
+    y2 = run_net(again);
+    CHECK(memcmp(y1, y2, output_floats(again) * sizeof *y1) == 0);
+    free(y1);
+    free(y2);
+    ep_net_free(again);
+
+    /* Cancelled at step 3: EP_ECANCELED after three calls. */
+    REQUIRE(ep_net_clone(res->net, &again, &err) == EP_OK);
+    CHECK(naive_divergence(again, teacher) > 0.0);
+    CHECK_EQ_INT(ep_distill_run(again, teacher, windows, N_WIN, WINDOW, &o,
+                                cancel_at_third, &calls, NULL, &err),
+                 EP_ECANCELED);
+    CHECK_EQ_INT(calls, 3);
+    CHECK(strstr(err.msg, "cancelled") != NULL);
+
+    /* Bad arguments, each named. */
+    o.steps = 0;
+    expect_distill_refusal(again, teacher, WINDOW, &o, "steps");
+    o.steps = 2;
+    o.lr = -1.0;
+    expect_distill_refusal(again, teacher, WINDOW, &o, "learning rate");
+    o.lr = 1e-3;
+    expect_distill_refusal(again, teacher, WINDOW - 2, &o, "multiple");
+    ep_unet_default_config(&cfg);
+    cfg.depth = 3;
+    cfg.widths[0] = cfg.widths[1] = cfg.widths[2] = 4;
+    cfg.kernel = 3;
+    cfg.meta.window = WINDOW;
+    cfg.meta.n_classes = 3;
+    REQUIRE(ep_unet_build(&cfg, 1, &other, &err) == EP_OK);
+    expect_distill_refusal(again, other, WINDOW, &o, "output channels");
+    ep_net_free(other);
+    ep_net_free(again);
+    ep_prune_result_free(res);
+    ep_net_free(teacher);
+}
+
+/* Distillation inside a prune: reported, in the masks, and refused out of
+ * range. */
+static void test_prune_distill(void)
+{
+    ep_net *net = small_unet(1);
+    ep_prune_opts opts;
+    ep_prune_result *res = NULL;
+    ep_error err;
+    char *json = NULL;
+
+    ep_prune_default_opts(&opts);
+    opts.mask_list = 4;
+    opts.keep = 0.5;
+    opts.distill_steps = 30;
+    REQUIRE(ep_prune_run_windows(net, windows, N_WIN, &opts, NULL, NULL,
+                                 &res, &err) == EP_OK);
+    CHECK(res->distill_kl_after < res->distill_kl_before);
+    CHECK_NEAR(res->distill_kl_after, naive_divergence(res->net, net), 1e-4);
+    REQUIRE(ep_prune_masks_json(res, &opts, &json, &err) == EP_OK);
+    CHECK(strstr(json, "\"distill_steps\": 30") != NULL);
+    free(json);
+    ep_prune_result_free(res);
+    opts.distill_steps = -1;
+    expect_refusal(net, &opts, windows, N_WIN, "distillation");
+    ep_net_free(net);
+}
+
 int main(void)
 {
     load_windows();
@@ -773,5 +921,7 @@ int main(void)
     test_general_graph();
     test_segments();
     test_head_input_kept();
+    test_distill();
+    test_prune_distill();
     return check_exit();
 }

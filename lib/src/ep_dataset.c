@@ -288,8 +288,8 @@ static int draw_rare(const ep_dataset *ds, ep_rng *rng, int *seg,
  * Limitation: the wander and the noise are synthetic; real electrode
  * motion and muscle artefacts are not modelled.
  */
-static void augment_window(ep_rng *rng, double fs, double unit, int n,
-                           float *x)
+void ep_dataset_augment(ep_rng *rng, double fs, double unit, int n,
+                        float *x)
 {
     double scale = exp(log(0.7) + ep_rng_uniform(rng) * log(2.0));
     double amp = 0.2 * unit * ep_rng_uniform(rng);
@@ -321,6 +321,6 @@ void ep_dataset_draw(const ep_dataset *ds, ep_rng *rng, int batch,
         memcpy(x + b * w, ds->segs[seg].x + start, w * sizeof *x);
         memcpy(target + b * w, ds->segs[seg].target + start, w);
         if (augment)
-            augment_window(rng, ds->fs, ds->unit, ds->window, x + b * w);
+            ep_dataset_augment(rng, ds->fs, ds->unit, ds->window, x + b * w);
     }
 }

@@ -160,3 +160,32 @@ double ep_grad_softmax_xent(int n_classes, int len, const float *logits,
     }
     return loss;
 }
+
+double ep_grad_softmax_soft_xent(int n_classes, int len, const float *logits,
+                                 const float *probs, double scale,
+                                 float *dlogits)
+{
+    double loss = 0.0;
+    int c, t;
+
+    for (t = 0; t < len; t++) {
+        double top = logits[t], sum = 0.0, log_sum;
+
+        for (c = 1; c < n_classes; c++)
+            if (logits[(size_t)c * len + t] > top)
+                top = logits[(size_t)c * len + t];
+        for (c = 0; c < n_classes; c++)
+            sum += exp(logits[(size_t)c * len + t] - top);
+        log_sum = log(sum);
+        for (c = 0; c < n_classes; c++) {
+            double log_p = logits[(size_t)c * len + t] - top - log_sum;
+            double q = probs[(size_t)c * len + t];
+
+            /* A class the teacher rules out adds nothing: q log q -> 0. */
+            if (q > 0.0)
+                loss += q * (log(q) - log_p);
+            dlogits[(size_t)c * len + t] = (float)(scale * (exp(log_p) - q));
+        }
+    }
+    return loss;
+}

@@ -377,20 +377,46 @@ static void backward(ep_trainer *tr)
     }
 }
 
+/* Forward pass on x, then clear every gradient but the output's, which
+ * the loss overwrites. */
+static int forward_and_clear(ep_trainer *tr, const float *x,
+                             const float **logits, int *classes, int *len,
+                             ep_error *err)
+{
+    const ep_net *net = tr->net;
+    int i, rc;
+
+    if (!tr->needs_grad[net->output])
+        return ep_error_set(err, EP_EINVAL, "train: nothing to train");
+    rc = ep_plan_run(tr->plan, x, err);
+    if (rc != EP_OK)
+        return rc;
+    *logits = ep_plan_output(tr->plan, net->output, classes, len);
+    memset(tr->pgrad, 0, tr->n_floats * sizeof *tr->pgrad);
+    for (i = 0; i < net->n_layers; i++)
+        if (tr->grad[i] != NULL && i != net->output) {
+            int channels, length;
+
+            ep_plan_output(tr->plan, i, &channels, &length);
+            memset(tr->grad[i], 0, (size_t)tr->batch * channels * length *
+                                       sizeof(float));
+        }
+    return EP_OK;
+}
+
 int ep_trainer_gradients(ep_trainer *tr, const float *x,
                          const uint8_t *target, const float *class_weights,
                          double *loss, ep_error *err)
 {
-    const ep_net *net = tr->net;
-    int out = net->output, classes, len, n, i, rc;
+    float *dlogits = tr->grad[tr->net->output];
+    int classes, len, n, rc;
     double total_w = 0.0, sum = 0.0;
     size_t k, per_item;
     const float *logits;
 
-    rc = ep_plan_run(tr->plan, x, err);
+    rc = forward_and_clear(tr, x, &logits, &classes, &len, err);
     if (rc != EP_OK)
         return rc;
-    logits = ep_plan_output(tr->plan, out, &classes, &len);
     per_item = (size_t)classes * len;
     for (k = 0; k < (size_t)tr->batch * len; k++) {
         if (target[k] >= classes)
@@ -403,24 +429,37 @@ int ep_trainer_gradients(ep_trainer *tr, const float *x,
         return ep_error_set(err, EP_EINVAL, "train: the targets' class "
                             "weights sum to %g", total_w);
 
-    /* Clear the gradients, seed the output's with the loss's. */
-    if (!tr->needs_grad[out])
-        return ep_error_set(err, EP_EINVAL, "train: nothing to train");
-    memset(tr->pgrad, 0, tr->n_floats * sizeof *tr->pgrad);
-    for (i = 0; i < net->n_layers; i++)
-        if (tr->grad[i] != NULL && i != out) {
-            int channels, length;
-
-            ep_plan_output(tr->plan, i, &channels, &length);
-            memset(tr->grad[i], 0, (size_t)tr->batch * channels * length *
-                                       sizeof(float));
-        }
     for (n = 0; n < tr->batch; n++)
         sum += ep_grad_softmax_xent(classes, len, logits + n * per_item,
                                     target + (size_t)n * len, class_weights,
-                                    1.0 / total_w,
-                                    tr->grad[out] + n * per_item);
+                                    1.0 / total_w, dlogits + n * per_item);
     *loss = sum / total_w;
+    if (!isfinite(*loss))
+        return ep_error_set(err, EP_ENUMERIC, "train: loss is %g", *loss);
+    backward(tr);
+    return EP_OK;
+}
+
+int ep_trainer_gradients_soft(ep_trainer *tr, const float *x,
+                              const float *probs, double *loss,
+                              ep_error *err)
+{
+    float *dlogits = tr->grad[tr->net->output];
+    int classes, len, n, rc;
+    double sum = 0.0, scale;
+    size_t per_item;
+    const float *logits;
+
+    rc = forward_and_clear(tr, x, &logits, &classes, &len, err);
+    if (rc != EP_OK)
+        return rc;
+    per_item = (size_t)classes * len;
+    scale = 1.0 / ((double)tr->batch * len);
+    for (n = 0; n < tr->batch; n++)
+        sum += ep_grad_softmax_soft_xent(classes, len, logits + n * per_item,
+                                         probs + n * per_item, scale,
+                                         dlogits + n * per_item);
+    *loss = sum * scale;
     if (!isfinite(*loss))
         return ep_error_set(err, EP_ENUMERIC, "train: loss is %g", *loss);
     backward(tr);

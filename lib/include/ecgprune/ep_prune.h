@@ -60,6 +60,12 @@ typedef struct ep_prune_opts {
                                kept every channel once an earlier group was
                                pruned, since their inputs moved (default 0,
                                as the spec has it) */
+    int distill_steps;      /* > 0: after the refits, that many steps of
+                               distillation towards the original network
+                               on the calibration windows (ep_distill.h;
+                               default 0, the spec's method alone) */
+    double distill_lr;      /* its peak learning rate; 0: the default of
+                               ep_distill_default_opts */
 } ep_prune_opts;
 
 void ep_prune_default_opts(ep_prune_opts *opts);
@@ -82,7 +88,7 @@ typedef struct ep_prune_progress {
     double fraction;        /* overall work done, 0..1 */
     double elapsed_s;
     const char *stage;      /* "calibrate", "select", "sampling",
-                               "reconstruct" */
+                               "reconstruct", "distill" (round = step) */
 } ep_prune_progress;
 
 /* Called between rounds; returning non-zero cancels the run, which then
@@ -108,6 +114,9 @@ typedef struct ep_prune_result {
     int n_groups;
     ep_prune_group_report *groups;
     double seconds;
+    double distill_kl_before;        /* with distillation: mean divergence */
+    double distill_kl_after;         /* from the original's probabilities */
+    double distill_seconds;          /* on the calibration windows */
 } ep_prune_result;
 
 /*

@@ -100,6 +100,13 @@ int ep_trainer_gradients(ep_trainer *tr, const float *x,
                          const uint8_t *target, const float *class_weights,
                          double *loss, ep_error *err);
 
+/* The same against soft targets: probs (batch x classes x length, each
+ * sample's column a distribution, e.g. a teacher network's softmax).
+ * *loss is the mean per-sample Kullback-Leibler divergence. */
+int ep_trainer_gradients_soft(ep_trainer *tr, const float *x,
+                              const float *probs, double *loss,
+                              ep_error *err);
+
 /* Gradient of the last ep_trainer_gradients for a layer's tensor:
  * which 0 = conv weight or BN gamma, 1 = conv bias or BN beta; NULL when
  * the layer has no such tensor or is frozen. */
@@ -167,6 +174,13 @@ void ep_dataset_targets(const ep_ref_beat *beats, size_t n_beats,
 void ep_dataset_draw(const ep_dataset *ds, ep_rng *rng, int batch,
                      double rare_fraction, int augment, float *x,
                      uint8_t *target);
+
+/* The augmentation ep_dataset_draw applies, on one window of n samples at
+ * rate fs in model input units (unit per mV): amplitude scale
+ * log-uniform in [0.7, 1.4], a sinusoidal baseline wander of 0.05-0.5 Hz
+ * up to 0.2 mV, white noise up to 0.03 mV. */
+void ep_dataset_augment(ep_rng *rng, double fs, double unit, int n,
+                        float *x);
 
 #ifdef __cplusplus
 }
