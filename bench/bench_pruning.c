@@ -584,8 +584,9 @@ static ep_net *prune_with(const bench_args *a, const ep_net *net,
         die("prune", &err);
     *seconds = res->seconds;
     if (o.distill_steps > 0)
-        fprintf(stderr, "distill: divergence %.5f -> %.5f in %.1f s\n",
-                res->distill_kl_before, res->distill_kl_after,
+        fprintf(stderr, "distill: divergence %.5f -> %.5f (%s) in %.1f s\n",
+                res->distill_kl_before, res->distill_kl_trained,
+                res->distill_adopted ? "kept" : "not kept",
                 res->distill_seconds);
     out = res->net;
     res->net = NULL;

@@ -301,6 +301,9 @@ static void fill_defaults(json_t *p)
                             json_boolean(d.refit_drifted));
     if (!json_object_get(p, "max_windows"))
         json_object_set_new(p, "max_windows", json_integer(d.max_windows));
+    if (!json_object_get(p, "distill_steps"))
+        json_object_set_new(p, "distill_steps",
+                            json_integer(d.distill_steps));
     if (!json_object_get(p, "stratify"))
         json_object_set_new(p, "stratify", json_true());
 }
@@ -313,7 +316,7 @@ static unsigned check_params(ed_app *app, json_t *in, json_t **out,
         "model_id", "batch_ids", "method", "keep", "mask_list", "candidates",
         "coreset_scale", "seed", "reconstruct", "lambda", "batch_windows",
         "max_windows", "stratify", "prune_head_input", "refit_drifted",
-        "finetune", "holdout", NULL};
+        "distill_steps", "distill_lr", "finetune", "holdout", NULL};
     json_t *p, *v;
     ep_prune_method m;
     int found;
@@ -373,6 +376,8 @@ static unsigned check_params(ed_app *app, json_t *in, json_t **out,
         (st = opt_num(in, p, "", "lambda", 0, 0, 1e6, msg, ms)) ||
         (st = opt_int(in, p, "", "batch_windows", 1, 4096, msg, ms)) ||
         (st = opt_int(in, p, "", "max_windows", 1, 1000000, msg, ms)) ||
+        (st = opt_int(in, p, "", "distill_steps", 0, 100000, msg, ms)) ||
+        (st = opt_num(in, p, "", "distill_lr", 0, 1, 1, msg, ms)) ||
         (st = opt_bool(in, p, "", "stratify", msg, ms)))
         return st;
 
@@ -692,7 +697,7 @@ void ed_api_jobs_masks(ed_app *app, ed_request *req, int64_t id)
     snprintf(seed, sizeof seed, "%" JSON_INTEGER_FORMAT,
              json_integer_value(json_object_get(params, "seed")));
     ed_http_json(req, 200, json_pack(
-        "{s:I, s:O, s:O, s:s, s:b, s:b, s:b, s:o}", "job_id",
+        "{s:I, s:O, s:O, s:s, s:b, s:b, s:b, s:I, s:o}", "job_id",
         (json_int_t)id,
         "method", json_object_get(params, "method"), "keep",
         json_object_get(params, "keep"), "seed", seed, "reconstruct",
@@ -700,7 +705,9 @@ void ed_api_jobs_masks(ed_app *app, ed_request *req, int64_t id)
         "prune_head_input",
         json_is_true(json_object_get(params, "prune_head_input")),
         "refit_drifted",
-        json_is_true(json_object_get(params, "refit_drifted")), "groups",
-        groups));
+        json_is_true(json_object_get(params, "refit_drifted")),
+        "distill_steps",
+        json_integer_value(json_object_get(params, "distill_steps")),
+        "groups", groups));
     json_decref(params);
 }

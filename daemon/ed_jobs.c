@@ -241,6 +241,11 @@ static void read_options(job_run *run, json_t *p)
         run->prune.batch_windows = (int)json_integer_value(v);
     if ((v = json_object_get(p, "max_windows")))
         run->prune.max_windows = (int)json_integer_value(v);
+    /* Jobs stored before distillation existed ran without it. */
+    run->prune.distill_steps =
+        (int)json_integer_value(json_object_get(p, "distill_steps"));
+    if ((v = json_object_get(p, "distill_lr")))
+        run->prune.distill_lr = json_number_value(v);
     run->stratify = !json_is_false(json_object_get(p, "stratify"));
 
     run->finetune = json_is_object(ft);
@@ -581,6 +586,13 @@ static int record_success(ed_app *app, job_run *run, double seconds)
                        run->scores_after ? run->scores_after : json_null(),
                        "warnings", job_warnings(run));
     json_decref(row);
+    if (result && run->prune.distill_steps > 0)
+        json_object_set_new(result, "distill", json_pack(
+            "{s:i, s:f, s:f, s:b, s:f}", "steps", run->prune.distill_steps,
+            "kl_before", run->result->distill_kl_before, "kl_trained",
+            run->result->distill_kl_trained, "adopted",
+            run->result->distill_adopted, "seconds",
+            run->result->distill_seconds));
     /* Nine significant digits, as in every answer: MAC counts stay exact. */
     text = json_dumps(result, JSON_COMPACT | JSON_REAL_PRECISION(9));
     json_decref(result);

@@ -837,8 +837,9 @@ static void test_distill(void)
     memset(&rep, 0, sizeof rep);
     CHECK_EQ_INT(ep_distill_run(again, teacher, windows, N_WIN, WINDOW, &o,
                                 NULL, NULL, &rep, &err), EP_OK);
-    CHECK(rep.kl_after < 0.8 * rep.kl_before);
-    CHECK_NEAR(rep.kl_after, naive_divergence(again, teacher), 1e-4);
+    CHECK(rep.kl_trained < 0.8 * rep.kl_before);
+    CHECK(rep.adopted);
+    CHECK_NEAR(rep.kl_trained, naive_divergence(again, teacher), 1e-4);
     CHECK(rep.seconds > 0.0);
 
     /* Same inputs and seed: the same network. */
@@ -848,6 +849,21 @@ static void test_distill(void)
     free(y1);
     free(y2);
     ep_net_free(again);
+
+    /* A rate that makes things worse: the student keeps its weights. */
+    REQUIRE(ep_net_clone(res->net, &again, &err) == EP_OK);
+    y1 = run_net(again);
+    o.lr = 5.0;
+    CHECK_EQ_INT(ep_distill_run(again, teacher, windows, N_WIN, WINDOW, &o,
+                                NULL, NULL, &rep, &err), EP_OK);
+    CHECK(!rep.adopted);
+    CHECK(rep.kl_trained > rep.kl_before);
+    y2 = run_net(again);
+    CHECK(memcmp(y1, y2, output_floats(again) * sizeof *y1) == 0);
+    free(y1);
+    free(y2);
+    ep_net_free(again);
+    o.lr = 3e-3;
 
     /* Cancelled at step 3: EP_ECANCELED after three calls. */
     REQUIRE(ep_net_clone(res->net, &again, &err) == EP_OK);
@@ -896,8 +912,10 @@ static void test_prune_distill(void)
     opts.distill_steps = 30;
     REQUIRE(ep_prune_run_windows(net, windows, N_WIN, &opts, NULL, NULL,
                                  &res, &err) == EP_OK);
-    CHECK(res->distill_kl_after < res->distill_kl_before);
-    CHECK_NEAR(res->distill_kl_after, naive_divergence(res->net, net), 1e-4);
+    CHECK(res->distill_adopted);
+    CHECK(res->distill_kl_trained < res->distill_kl_before);
+    CHECK_NEAR(res->distill_kl_trained, naive_divergence(res->net, net),
+               1e-4);
     REQUIRE(ep_prune_masks_json(res, &opts, &json, &err) == EP_OK);
     CHECK(strstr(json, "\"distill_steps\": 30") != NULL);
     free(json);

@@ -342,8 +342,11 @@ static void print_report(const ep_net *before, const ep_prune_result *res)
            (double)ep_net_parameters(res->net) / ep_net_parameters(before));
     printf("MACs per second %.4g -> %.4g (ratio %.3f)\n", m0, m1, m1 / m0);
     if (res->distill_seconds > 0.0)
-        printf("distillation: divergence from MODEL %.5f -> %.5f "
-               "(%.2f s)\n", res->distill_kl_before, res->distill_kl_after,
+        printf("distillation: divergence from MODEL %.5f -> %.5f, %s "
+               "(%.2f s)\n", res->distill_kl_before, res->distill_kl_trained,
+               res->distill_adopted ? "kept"
+                                    : "not kept (it rose; the refitted "
+                                      "weights stay)",
                res->distill_seconds);
     printf("time %.2f s\n", res->seconds);
 }
@@ -389,7 +392,10 @@ static json_t *report_json(const ep_net *before, const ep_prune_result *res,
         json_object_set_new(d, "steps", json_integer(a->opts.distill_steps));
         json_object_set_new(d, "kl_before",
                             json_real(res->distill_kl_before));
-        json_object_set_new(d, "kl_after", json_real(res->distill_kl_after));
+        json_object_set_new(d, "kl_trained",
+                            json_real(res->distill_kl_trained));
+        json_object_set_new(d, "adopted",
+                            json_boolean(res->distill_adopted));
         json_object_set_new(d, "seconds", json_real(res->distill_seconds));
         json_object_set_new(obj, "distill", d);
     }

@@ -2,8 +2,10 @@
  * ep_distill.c - distillation of a pruned network towards the original:
  * each step draws windows from the calibration set, augments them, runs
  * the teacher for its class probabilities and takes one AdamW step of the
- * student on the divergence from them.  The divergence on the windows as
- * given is measured before and after.
+ * student on the divergence from them.  The steps run on a copy; the copy
+ * replaces the student only if it lowered the divergence on the windows
+ * as given, so a poor choice of steps or rate cannot leave the caller a
+ * worse network than it passed in.
  *
  * Determinism: step k draws from a generator seeded with (seed, k), as
  * training does, so a run depends only on its inputs, the seed and the
@@ -182,11 +184,20 @@ static int run_steps(distill_run *r, ep_distill_progress_fn progress,
                      void *ud, ep_error *err)
 {
     const ep_distill_opts *o = r->o;
-    int step, rc;
+    int step, rc, warm = (o->steps + 9) / 10;
 
     for (step = 0; step < o->steps; step++) {
-        double loss, cosine = 0.5 * (1.0 + cos(M_PI * step / o->steps));
+        double loss, lr;
         ep_distill_progress p;
+
+        /* Linear warm-up over the first tenth: AdamW's first steps move
+         * every weight by about the full rate, whatever its gradient. */
+        if (step < warm)
+            lr = o->lr * (step + 1) / warm;
+        else
+            lr = o->lr * (0.01 + 0.99 * 0.5 *
+                                     (1.0 + cos(M_PI * (step - warm) /
+                                                (o->steps - warm))));
 
         draw_batch(r, step);
         rc = probabilities(r->teacher, r->x, r->probs, err);
@@ -195,7 +206,7 @@ static int run_steps(distill_run *r, ep_distill_progress_fn progress,
                                            err);
         if (rc != EP_OK)
             return rc;
-        ep_trainer_step(r->tr, o->lr * (0.01 + 0.99 * cosine), 0.0);
+        ep_trainer_step(r->tr, lr, 0.0);
         p.step = step + 1;
         p.steps = o->steps;
         p.loss = loss;
@@ -206,6 +217,16 @@ static int run_steps(distill_run *r, ep_distill_progress_fn progress,
     return EP_OK;
 }
 
+/* Put the trained copy's contents in place of the student's, so that
+ * the caller's handle now holds the trained network. */
+static void adopt(ep_net *student, ep_net *trained)
+{
+    ep_net keep = *student;
+
+    *student = *trained;
+    *trained = keep;
+}
+
 int ep_distill_run(ep_net *student, const ep_net *teacher,
                    const float *windows, int n_windows, int length,
                    const ep_distill_opts *opts,
@@ -214,6 +235,7 @@ int ep_distill_run(ep_net *student, const ep_net *teacher,
 {
     ep_distill_opts defaults;
     distill_run r;
+    ep_net *work = NULL;
     double t0 = now_s(), kl_before = 0.0, kl_after = 0.0;
     int rc;
 
@@ -235,11 +257,13 @@ int ep_distill_run(ep_net *student, const ep_net *teacher,
     r.unit = student->meta.input_scale > 0.0 ? student->meta.input_scale
                                              : 1.0;
 
-    /* Divergence before, then the steps, then the divergence after. */
+    /* Divergence before, then the steps on a copy, then its divergence. */
     rc = mean_divergence(student, teacher, windows, n_windows, length,
                          &kl_before, err);
     if (rc == EP_OK)
-        rc = ep_trainer_create(student, opts->batch, length, 0, &r.tr, err);
+        rc = ep_net_clone(student, &work, err);
+    if (rc == EP_OK)
+        rc = ep_trainer_create(work, opts->batch, length, 0, &r.tr, err);
     if (rc == EP_OK)
         rc = ep_plan_create(teacher, opts->batch, length, EP_PLAN_INFER,
                             &r.teacher, err);
@@ -253,15 +277,21 @@ int ep_distill_run(ep_net *student, const ep_net *teacher,
     if (rc == EP_OK)
         rc = run_steps(&r, progress, ud, err);
     if (rc == EP_OK)
-        rc = mean_divergence(student, teacher, windows, n_windows, length,
+        rc = mean_divergence(work, teacher, windows, n_windows, length,
                              &kl_after, err);
     free(r.x);
     free(r.probs);
     ep_plan_free(r.teacher);
     ep_trainer_free(r.tr);
+
+    /* Keep whichever of the two is closer to the teacher. */
+    if (rc == EP_OK && kl_after < kl_before)
+        adopt(student, work);
+    ep_net_free(work);
     if (rc == EP_OK && report != NULL) {
         report->kl_before = kl_before;
-        report->kl_after = kl_after;
+        report->kl_trained = kl_after;
+        report->adopted = kl_after < kl_before;
         report->seconds = now_s() - t0;
     }
     return rc;

@@ -1095,7 +1095,8 @@ static int distill(prune_ctx *ctx, ep_prune_result *res)
     if (rc != EP_OK)
         return rc;
     res->distill_kl_before = rep.kl_before;
-    res->distill_kl_after = rep.kl_after;
+    res->distill_kl_trained = rep.kl_trained;
+    res->distill_adopted = rep.adopted;
     res->distill_seconds = rep.seconds;
     return EP_OK;
 }

@@ -293,6 +293,12 @@ job() {
 }
 bad 422 '"method" "magic" is not one of' POST /v1/jobs "${J[@]}" \
     -d "$(job '.method = "magic"')"
+bad 422 '"distill_steps" = -1 is outside 0..100000' POST /v1/jobs \
+    "${J[@]}" -d "$(job '.distill_steps = -1')"
+bad 400 '"distill_steps": expected an integer' POST /v1/jobs "${J[@]}" \
+    -d "$(job '.distill_steps = "many"')"
+bad 422 '"distill_lr" = 0 is outside \(0, 1\]' POST /v1/jobs "${J[@]}" \
+    -d "$(job '.distill_lr = 0')"
 bad 404 'batch_ids\[0\]: no batch with id 77' POST /v1/jobs "${J[@]}" \
     -d "$(job '.batch_ids = [77]')"
 bad 400 'unknown parameter "kepe"' POST /v1/jobs "${J[@]}" \

@@ -107,13 +107,36 @@ body '.groups[] | select((.kept | length) == 0 or (.kept | length) >
     > "$WORK/badmasks"
 [ ! -s "$WORK/badmasks" ] || fail "bad masks for $(cat "$WORK/badmasks")"
 [ "$(body '.seed | tojson')" = '"3"' ] || fail "masks seed: $(body .seed)"
-[ "$(body '[.reconstruct, .prune_head_input, .refit_drifted] | tojson')" = \
-    '[true,false,false]' ] || fail "masks options: $(cat "$WORK/body")"
+[ "$(body '[.reconstruct, .prune_head_input, .refit_drifted,
+    .distill_steps] | tojson')" = '[true,false,false,0]' ] ||
+    fail "masks options: $(cat "$WORK/body")"
 # Only the group the classifier reads keeps every channel (by default).
 [ "$(body '[.groups[] | select((.kept | length) == .channels_before)
     | .producer] | join(",")')" = dec0.conv1 ] ||
     fail "groups kept whole: $(body '[.groups[] | select((.kept | length) ==
     .channels_before) | .producer]')"
+
+# A job with distillation: the parameters, the masks and the result say
+# so, and the pruned model's divergence from the original fell.
+req POST /v1/jobs -H 'Content-Type: application/json' -d "$(jq -cn \
+    --argjson m "$MODEL_ID" --argjson b "$B100" '{model_id: $m, batch_ids:
+    [$b], method: "l1", keep: 0.5, distill_steps: 12, distill_lr: 0.0001}')"
+expect 202 "job with distillation"
+DJOB=$(body .id)
+STATE=$(wait_job "$DJOB" 900)
+[ "$STATE" = succeeded ] || fail "distillation job ended $STATE: $(body .error)"
+[ "$(body '[.params.distill_steps, .params.distill_lr] | tojson')" = \
+    '[12,0.0001]' ] || fail "distillation params: $(body .params)"
+[ "$(body '.result.distill.steps')" = 12 ] ||
+    fail "distillation result: $(body .result)"
+[ "$(body '.result.distill | .adopted and .kl_trained < .kl_before and
+    .kl_trained >= 0')" = true ] ||
+    fail "divergence did not fall: $(body .result.distill)"
+note "distillation, 12 steps: divergence $(body .result.distill.kl_before)" \
+    "-> $(body .result.distill.kl_trained)"
+req GET "/v1/jobs/$DJOB/masks"
+expect 200 "masks of the distillation job"
+[ "$(body .distill_steps)" = 12 ] || fail "masks distill_steps"
 
 # Inference with the pruned model on 10 s of record 100 (JSON body).
 # Named as another subject's ECG it is refused; the general model takes
@@ -176,13 +199,14 @@ done
 req GET /metrics
 expect 200 "metrics"
 INFER_ROUTE='route="/v1/models/{id}/infer",method="POST",status="200"'
-# Three inferences succeeded: the general model named for subj-208, the
-# pruned one for subj-100, the general one again; the refusal is a 409.
+# Two jobs succeeded.  Three inferences succeeded: the general model
+# named for subj-208, the pruned one for subj-100, the general one again;
+# the refusal is a 409.
 grep -qF "ecgpruned_http_requests_total{$INFER_ROUTE} 3" "$WORK/body" ||
     fail "metrics: the infer requests are not counted"
 grep -qF "${INFER_ROUTE/200/409}} 1" "$WORK/body" ||
     fail "metrics: the refused inference is not counted"
-grep -q '^ecgpruned_job_duration_seconds_count{state="succeeded"} 1$' \
+grep -q '^ecgpruned_job_duration_seconds_count{state="succeeded"} 2$' \
     "$WORK/body" || fail "metrics: job duration"
 N_FULL=$(jq '.beats | length' "$WORK/infer_full.json")
 # (the general model ran twice on the same segment)

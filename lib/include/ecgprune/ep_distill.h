@@ -26,8 +26,9 @@ extern "C" {
 typedef struct ep_distill_opts {
     int steps;        /* optimiser steps, >= 1 */
     int batch;        /* windows per step (default 8) */
-    double lr;        /* peak AdamW learning rate, cosine decay to 1 % of
-                         it (default 5e-4) */
+    double lr;        /* peak AdamW learning rate, reached after a linear
+                         warm-up over the first tenth of the steps, then a
+                         cosine decay to 1 % of it (default 5e-4) */
     uint64_t seed;    /* window draws and augmentation */
     int augment;      /* 1: scale, wander and noise on each drawn window,
                          which the teacher then labels afresh (default 1) */
@@ -45,18 +46,24 @@ typedef int (*ep_distill_progress_fn)(const ep_distill_progress *p,
                                       void *ud);
 
 typedef struct ep_distill_report {
-    double kl_before, kl_after;  /* mean per-sample Kullback-Leibler
-                                    divergence of the student from the
-                                    teacher on the calibration windows as
-                                    given (no augmentation) */
+    double kl_before;   /* mean per-sample Kullback-Leibler divergence of
+                           the student from the teacher on the windows as
+                           given (no augmentation), before the steps */
+    double kl_trained;  /* the same for the trained network */
+    int adopted;        /* 1: kl_trained < kl_before and the student now
+                           holds the trained weights; 0: it kept its own */
     double seconds;
 } ep_distill_report;
 
 /*
- * Train student in place towards teacher on windows (n_windows x input
- * channels x length floats in model input form, length a multiple of
- * both networks' ep_net_length_multiple).  The two networks must have
- * the same input and output channels.  report may be NULL.
+ * Train student towards teacher on windows (n_windows x input channels x
+ * length floats in model input form, length a multiple of both networks'
+ * ep_net_length_multiple).  The two networks must have the same input
+ * and output channels.  The steps run on a copy, which replaces the
+ * student's weights only if it lowered the divergence on the windows.
+ * Limitation: that check reuses the training windows, so it guards
+ * against a rate that diverges, not against overfitting them.  report
+ * may be NULL.
  */
 int ep_distill_run(ep_net *student, const ep_net *teacher,
                    const float *windows, int n_windows, int length,

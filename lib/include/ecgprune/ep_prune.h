@@ -114,9 +114,10 @@ typedef struct ep_prune_result {
     int n_groups;
     ep_prune_group_report *groups;
     double seconds;
-    double distill_kl_before;        /* with distillation: mean divergence */
-    double distill_kl_after;         /* from the original's probabilities */
-    double distill_seconds;          /* on the calibration windows */
+    double distill_kl_before;        /* with distillation: the report of */
+    double distill_kl_trained;       /* ep_distill_run (mean divergences */
+    int distill_adopted;             /* from the original, whether the */
+    double distill_seconds;          /* trained weights were kept, time) */
 } ep_prune_result;
 
 /*
