@@ -97,6 +97,26 @@ check "refit-drifted: masks say so" jq -e \
 check "default: masks say not" jq -e '.refit_drifted == false' \
     "$work/l1.json"
 
+# --distill: the report gives the divergence before and after; when the
+# trained weights are kept it fell and the model differs from the refitted
+# one, with the same channels; the masks record the steps (test_prune
+# checks the divergences against ones computed from the outputs).
+# shellcheck disable=SC2086
+"$ecgprune" prune "$model" $calib --method l1 --keep 0.5 --distill 20 \
+    --distill-lr 1e-3 --out "$work/kd.safetensors" --masks "$work/kd.json" \
+    --json > "$work/kd.report" 2> /dev/null
+check "distill: divergence fell and the weights were kept" jq -e \
+    '.distill.steps == 20 and .distill.adopted and
+     .distill.kl_trained < .distill.kl_before and .distill.kl_trained >= 0' \
+    "$work/kd.report"
+check "distill: masks say so" jq -e '.distill_steps == 20' "$work/kd.json"
+check "distill: the same channels as without" jq -e --slurpfile m \
+    "$work/l1.json" '.groups == $m[0].groups' "$work/kd.json"
+check "distill: another model than without" sh -c \
+    '! cmp -s "$1" "$2"' sh "$work/kd.safetensors" "$work/l1.safetensors"
+check "default: no distillation" jq -e '.distill_steps == 0 and
+    (has("distill") | not)' "$work/l1.json"
+
 # Hostile parameters: usage errors (2) and run-time errors (1).
 expect() {  # expect STATUS PATTERN ARGS...
     status=$1
@@ -118,6 +138,8 @@ expect 2 "keep" "$model" $calib --keep 0 $out
 expect 2 "keep" "$model" $calib --keep 1.5 $out
 expect 2 "mask-list" "$model" $calib --mask-list 0 $out
 expect 2 "unknown method" "$model" $calib --method best $out
+expect 2 "distill -1: expected 0..100000" "$model" $calib --distill -1 $out
+expect 2 "distill-lr 0: expected a rate" "$model" $calib --distill-lr 0 $out
 expect 2 "required" "$model" $out
 expect 1 "shorter than one model window" "$model" \
     --calib "$excerpt/100:0-1" $out

@@ -28,7 +28,8 @@ static void usage(FILE *out)
         "         [--method M] [--keep K] --out PRUNED [--masks MASKS.json]\n"
         "         [--mask-list L] [--candidates G] [--coreset-scale S]\n"
         "         [--seed N] [--no-reconstruct] [--prune-head-input]\n"
-        "         [--refit-drifted] [--lambda X] [--distill STEPS]\n"
+        "         [--refit-drifted] [--lambda X]\n"
+        "         [--distill STEPS] [--distill-lr X]\n"
         "         [--batch-windows B] [--max-windows W] [--signal NAME]\n"
         "         [--no-stratify] [--json]\n"
         "\n"
@@ -53,7 +54,8 @@ static void usage(FILE *out)
         "  --lambda X         ridge of the refit (default: 1e-5 trace/size)\n"
         "  --distill STEPS    then STEPS steps of distillation towards\n"
         "                     MODEL on the calibration windows (default 0:\n"
-        "                     none; 200 takes about 20 s at keep 0.5)\n"
+        "                     none; 200 take about 30 s at keep 0.5)\n"
+        "  --distill-lr X     its peak learning rate, (0, 1] (default 5e-4)\n"
         "  --batch-windows B  calibration windows per batch (default 8)\n"
         "  --max-windows W    calibration windows used at most (default 64)\n"
         "  --signal NAME      signal to read (default MLII, else the first)\n"
@@ -116,6 +118,11 @@ static int parse_value(prune_args *a, const char *opt, const char *val)
             return cli_usage_error("prune", "--distill %s: expected 0..100000"
                                    " steps", val);
         a->opts.distill_steps = (int)v;
+    } else if (strcmp(opt, "--distill-lr") == 0) {
+        if (cli_parse_double(val, 0.0, 1.0, &a->opts.distill_lr) != 0 ||
+            !(a->opts.distill_lr > 0.0))
+            return cli_usage_error("prune", "--distill-lr %s: expected a "
+                                   "rate in (0, 1]", val);
     } else if (strcmp(opt, "--coreset-scale") == 0) {
         if (cli_parse_double(val, 1.0, 1000.0, &a->opts.coreset_scale) != 0)
             return cli_usage_error("prune", "--coreset-scale %s: expected "
