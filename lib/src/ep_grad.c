@@ -162,14 +162,15 @@ double ep_grad_softmax_xent(int n_classes, int len, const float *logits,
 }
 
 double ep_grad_softmax_soft_xent(int n_classes, int len, const float *logits,
-                                 const float *probs, double scale,
-                                 float *dlogits)
+                                 const float *probs, const float *weight,
+                                 double scale, float *dlogits)
 {
     double loss = 0.0;
     int c, t;
 
     for (t = 0; t < len; t++) {
         double top = logits[t], sum = 0.0, log_sum;
+        double w = weight != NULL ? weight[t] : 1.0;
 
         for (c = 1; c < n_classes; c++)
             if (logits[(size_t)c * len + t] > top)
@@ -183,8 +184,9 @@ double ep_grad_softmax_soft_xent(int n_classes, int len, const float *logits,
 
             /* A class the teacher rules out adds nothing: q log q -> 0. */
             if (q > 0.0)
-                loss += q * (log(q) - log_p);
-            dlogits[(size_t)c * len + t] = (float)(scale * (exp(log_p) - q));
+                loss += w * q * (log(q) - log_p);
+            dlogits[(size_t)c * len + t] =
+                (float)(scale * w * (exp(log_p) - q));
         }
     }
     return loss;
