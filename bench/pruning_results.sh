@@ -7,6 +7,7 @@
 #       [--settings general,personal,literal] [--keeps 0.75,0.5,0.3]
 #       [--methods all|M1,M2] [--recon on,off] [--seeds 1,2,3,4,5]
 #       [--records ds2|100,103] [--finetune] [--jobs N] [--tag NAME]
+#       [--distill STEPS [--distill-lr X]]
 #       [--out docs/pruning-results.md] [--raw DIR] [--from-raw]
 #
 # Run from the repository root.  Each setting runs bench_pruning (see
@@ -25,7 +26,9 @@
 # by bench/pruning_plot.awk.  Lines in --raw/breakdown (same format) feed
 # only the "Where the labels differ" tables: they are seed-1 reruns made
 # when bench_pruning gained its last two columns, after the grid had run;
-# delete them once the grid itself has been rerun.
+# delete them once the grid itself has been rerun.  With --distill, the
+# refitted models are also distilled (docs/pruning.md) and their lines say
+# "distill" as refit; the tables then show them as a refit of their own.
 set -eu
 
 build=build
@@ -38,6 +41,7 @@ recon=on,off
 seeds=1,2,3,4,5
 records=ds2
 finetune=
+distill=
 jobs=2
 out=docs/pruning-results.md
 raw=bench/results
@@ -57,6 +61,8 @@ while [ $# -gt 0 ]; do
     --seeds) seeds=$2; shift ;;
     --records) records=$2; shift ;;
     --finetune) finetune=--finetune ;;
+    --distill) distill="$distill --distill $2"; shift ;;
+    --distill-lr) distill="$distill --distill-lr $2"; shift ;;
     --jobs) jobs=$2; shift ;;
     --out) out=$2; shift ;;
     --raw) raw=$2; shift ;;
@@ -88,7 +94,7 @@ measure_setting() {
             OPENBLAS_NUM_THREADS=1 "$bench" --model "$model" \
                 --mitdb "$mitdb" --setting "$setting" --keeps "$keeps" \
                 --methods "$mine" --recon "$recon" --seeds "$seeds" \
-                --records "$records" $finetune \
+                --records "$records" $finetune $distill \
                 > "$raw/$setting.$tag.$slot.tsv" \
                 2> "$raw/$setting.$tag.$slot.log" &
             pids="$pids $!"
@@ -206,15 +212,15 @@ goals() {
     rows "$1" | awk -F '\t' -v want="$1" '
     $1 != want || $2 != "pruned" { next }
     $4 == "none" { base = $11; next }
-    $5 == "on" && ($3 == "0.75" || $3 == "0.50") {
-        k = $3 "\t" $4; n[k]++; f1[k] += $11; ag[k] += $16
+    ($5 == "on" || $5 == "distill") && ($3 == "0.75" || $3 == "0.50") {
+        k = $3 "\t" $4 "\t" $5; n[k]++; f1[k] += $11; ag[k] += $16
         if (!(k in seen)) { seen[k] = 1; order[++m] = k }
     }
     END {
         if (m == 0) { print "(not run)"; exit }
-        print "| keep | method | macro-F1 vs unpruned (pts) | agreement % |" \
-              " goal | met |"
-        print "|---|---|---|---|---|---|"
+        print "| keep | method | refit | seeds | macro-F1 vs unpruned (pts) |" \
+              " agreement % | goal | met |"
+        print "|---|---|---|---|---|---|---|---|"
         for (i = 1; i <= m; i++) {
             k = order[i]; split(k, f, "\t")
             d = 100 * (f1[k] / n[k] - base); a = 100 * ag[k] / n[k]
@@ -223,8 +229,8 @@ goals() {
             } else {
                 goal = "within 3 pts, >= 95 %"; ok = d >= -3 && a >= 95
             }
-            printf "| %s | %s | %+.2f | %.2f | %s | %s |\n", f[1], f[2],
-                d, a, goal, ok ? "yes" : "**no**"
+            printf "| %s | %s | %s | %d | %+.2f | %.2f | %s | %s |\n",
+                f[1], f[2], f[3], n[k], d, a, goal, ok ? "yes" : "**no**"
         }
     }'
 }
@@ -254,11 +260,11 @@ ftgoal() {
 }
 
 # Ising against the baselines on the fidelity measures, per keep ratio
-# (refit on, no fine-tuning): the best of each side by mean agreement and
-# by mean score error.
+# (refit $2, i.e. on or distill; no fine-tuning): the best of each side by
+# mean agreement and by mean score error.
 versus() {
-    rows "$1" | awk -F '\t' -v want="$1" '
-    $1 != want || $2 != "pruned" || $4 == "none" || $5 != "on" { next }
+    rows "$1" | awk -F '\t' -v want="$1" -v refit="$2" '
+    $1 != want || $2 != "pruned" || $4 == "none" || $5 != refit { next }
     {
         k = $3 "\t" $4; n[k]++; ag[k] += $16; er[k] += $17
         if (!(k in seen)) { seen[k] = 1; order[++m] = k }
@@ -299,28 +305,30 @@ versus() {
 breakdown() {
     lines=$({ rows "$1"; tail -q -n +2 "$raw/breakdown/$1".*.tsv \
         2>/dev/null; } | awk -F '\t' -v want="$1" '
-    $1 == want && $2 == "pruned" && $4 != "none" && $5 == "on" && NF >= 22 {
-        k = $3 "\t" $4; n[k]++; ag[k] += $16; rk[k] += $19; fx[k] += $20
-        ss[k] += $21; sa[k] += $22
+    $1 == want && $2 == "pruned" && $4 != "none" &&
+    ($5 == "on" || $5 == "distill") && NF >= 22 {
+        k = $3 "\t" $4 "\t" $5; n[k]++; ag[k] += $16; rk[k] += $19
+        fx[k] += $20; ss[k] += $21; sa[k] += $22
     }
     END {
         for (k in n) {
             split(k, f, "\t")
-            printf "| %s | %s | %d | %.2f | %.2f | %.1f | %.1f | %.2f |\n",
-                f[1], f[2], n[k], 100 * ag[k] / n[k], 100 * rk[k] / n[k],
-                100 * fx[k] / n[k], 100 * ss[k] / n[k], 100 * sa[k] / n[k]
+            printf "| %s | %s | %s | %d | %.2f | %.2f | %.1f | %.1f |" \
+                   " %.2f |\n", f[1], f[2], f[3], n[k], 100 * ag[k] / n[k],
+                100 * rk[k] / n[k], 100 * fx[k] / n[k], 100 * ss[k] / n[k],
+                100 * sa[k] / n[k]
         }
-    }' | sort -t '|' -k2,2r -k3,3)
+    }' | sort -t '|' -k2,2r -k3,3 -k4,4r)
     if [ -z "$lines" ]; then
         printf '(not run)\n'
         return
     fi
-    printf '| keep | method | seeds | agreement %% |'
+    printf '| keep | method | refit | seeds | agreement %% |'
     printf ' unpruned-correct labels kept %% |'
     printf ' differing labels where the pruned model is right %% |'
     printf ' unpruned beats with confidence >= 0.9 %% |'
     printf ' agreement on those %% |\n'
-    printf '|---|---|---|---|---|---|---|---|\n%s\n' "$lines"
+    printf '|---|---|---|---|---|---|---|---|---|\n%s\n' "$lines"
 }
 
 # The figure of one setting, written beside the Markdown in img/ and
@@ -422,7 +430,13 @@ EOF
                 ftgoal "$setting"
             fi
             printf '\n### Ising against the baselines (%s)\n\n' "$setting"
-            versus "$setting"
+            versus "$setting" on
+            if grep -q "^$setting	pruned	[^	]*	[^	]*	distill" \
+                "$raw/$setting".*.tsv; then
+                printf '\nThe same with distillation after the refit (only '
+                printf 'the methods and keep\nratios run with it):\n\n'
+                versus "$setting" distill
+            fi
             printf '\n### Where the labels differ (%s)\n\n' "$setting"
             printf 'Of the beats the unpruned model labels as the '
             printf 'cardiologists did (nearest\nannotation within 150 ms), '

@@ -315,20 +315,26 @@ typedef struct xent_case {
 } xent_case;
 
 /* The weighted cross-entropy summed over time, in double. */
+/* log sum_c exp(logits[c][t]) of 4 classes x 6 samples, directly. */
+static double log_z4(const float *logits, int t)
+{
+    double z = 0.0;
+    int c;
+
+    for (c = 0; c < 4; c++)
+        z += exp(logits[c * 6 + t]);
+    return log(z);
+}
+
 static double xent_f(void *ctx)
 {
     const xent_case *x = ctx;
     double total = 0.0;
-    int c, t;
+    int t;
 
-    for (t = 0; t < 6; t++) {
-        double z = 0.0;
-
-        for (c = 0; c < 4; c++)
-            z += exp(x->logits[c * 6 + t]);
+    for (t = 0; t < 6; t++)
         total += x->weight[x->target[t]] *
-                 (log(z) - x->logits[x->target[t] * 6 + t]);
-    }
+                 (log_z4(x->logits, t) - x->logits[x->target[t] * 6 + t]);
     return total;
 }
 
@@ -378,19 +384,15 @@ static double soft_f(void *ctx)
     double total = 0.0;
     int c, t;
 
-    for (t = 0; t < 6; t++) {
-        double z = 0.0;
-
-        for (c = 0; c < 4; c++)
-            z += exp(x->logits[c * 6 + t]);
+    for (t = 0; t < 6; t++)
         for (c = 0; c < 4; c++) {
             double q = x->probs[c * 6 + t];
 
             if (q > 0.0)
                 total += x->weight[t] * q *
-                         (log(q) - (x->logits[c * 6 + t] - log(z)));
+                         (log(q) - x->logits[c * 6 + t] +
+                          log_z4(x->logits, t));
         }
-    }
     return total;
 }
 

@@ -131,6 +131,22 @@ void ep_grad_concat_part(int first_channel, int part_channels, int len,
                dy + (size_t)first_channel * len, dx_part);
 }
 
+/* log sum_c exp(logits[c][t]), shifted by the largest logit so that
+ * exp() cannot overflow. */
+static double log_partition(int n_classes, int len, const float *logits,
+                            int t)
+{
+    double top = logits[t], sum = 0.0;
+    int c;
+
+    for (c = 1; c < n_classes; c++)
+        if (logits[(size_t)c * len + t] > top)
+            top = logits[(size_t)c * len + t];
+    for (c = 0; c < n_classes; c++)
+        sum += exp(logits[(size_t)c * len + t] - top);
+    return top + log(sum);
+}
+
 double ep_grad_softmax_xent(int n_classes, int len, const float *logits,
                             const uint8_t *target, const float *weight,
                             double scale, float *dlogits)
@@ -139,20 +155,13 @@ double ep_grad_softmax_xent(int n_classes, int len, const float *logits,
     int c, t;
 
     for (t = 0; t < len; t++) {
-        double top = logits[t], sum = 0.0, w, log_sum;
+        double log_z = log_partition(n_classes, len, logits, t), w;
         int y = target[t];
 
-        /* Shift by the largest logit so exp() cannot overflow. */
-        for (c = 1; c < n_classes; c++)
-            if (logits[(size_t)c * len + t] > top)
-                top = logits[(size_t)c * len + t];
-        for (c = 0; c < n_classes; c++)
-            sum += exp(logits[(size_t)c * len + t] - top);
-        log_sum = log(sum);
         w = weight != NULL ? weight[y] : 1.0;
-        loss += w * (log_sum + top - logits[(size_t)y * len + t]);
+        loss += w * (log_z - logits[(size_t)y * len + t]);
         for (c = 0; c < n_classes; c++) {
-            double p = exp(logits[(size_t)c * len + t] - top - log_sum);
+            double p = exp(logits[(size_t)c * len + t] - log_z);
 
             dlogits[(size_t)c * len + t] =
                 (float)(scale * w * (p - (c == y ? 1.0 : 0.0)));
@@ -169,17 +178,11 @@ double ep_grad_softmax_soft_xent(int n_classes, int len, const float *logits,
     int c, t;
 
     for (t = 0; t < len; t++) {
-        double top = logits[t], sum = 0.0, log_sum;
+        double log_z = log_partition(n_classes, len, logits, t);
         double w = weight != NULL ? weight[t] : 1.0;
 
-        for (c = 1; c < n_classes; c++)
-            if (logits[(size_t)c * len + t] > top)
-                top = logits[(size_t)c * len + t];
-        for (c = 0; c < n_classes; c++)
-            sum += exp(logits[(size_t)c * len + t] - top);
-        log_sum = log(sum);
         for (c = 0; c < n_classes; c++) {
-            double log_p = logits[(size_t)c * len + t] - top - log_sum;
+            double log_p = logits[(size_t)c * len + t] - log_z;
             double q = probs[(size_t)c * len + t];
 
             /* A class the teacher rules out adds nothing: q log q -> 0. */

@@ -404,6 +404,18 @@ static int forward_and_clear(ep_trainer *tr, const float *x,
     return EP_OK;
 }
 
+/* With the output's gradient in place: check the loss, run backward. */
+static int finish_gradients(ep_trainer *tr, double mean_loss, double *loss,
+                            ep_error *err)
+{
+    *loss = mean_loss;
+    if (!isfinite(mean_loss))
+        return ep_error_set(err, EP_ENUMERIC, "train: loss is %g",
+                            mean_loss);
+    backward(tr);
+    return EP_OK;
+}
+
 int ep_trainer_gradients(ep_trainer *tr, const float *x,
                          const uint8_t *target, const float *class_weights,
                          double *loss, ep_error *err)
@@ -433,11 +445,7 @@ int ep_trainer_gradients(ep_trainer *tr, const float *x,
         sum += ep_grad_softmax_xent(classes, len, logits + n * per_item,
                                     target + (size_t)n * len, class_weights,
                                     1.0 / total_w, dlogits + n * per_item);
-    *loss = sum / total_w;
-    if (!isfinite(*loss))
-        return ep_error_set(err, EP_ENUMERIC, "train: loss is %g", *loss);
-    backward(tr);
-    return EP_OK;
+    return finish_gradients(tr, sum / total_w, loss, err);
 }
 
 int ep_trainer_gradients_soft(ep_trainer *tr, const float *x,
@@ -465,11 +473,7 @@ int ep_trainer_gradients_soft(ep_trainer *tr, const float *x,
             classes, len, logits + n * per_item, probs + n * per_item,
             weights != NULL ? weights + (size_t)n * len : NULL, scale,
             dlogits + n * per_item);
-    *loss = sum * scale;
-    if (!isfinite(*loss))
-        return ep_error_set(err, EP_ENUMERIC, "train: loss is %g", *loss);
-    backward(tr);
-    return EP_OK;
+    return finish_gradients(tr, sum * scale, loss, err);
 }
 
 /* ---- optimiser -------------------------------------------------------- */
