@@ -75,7 +75,7 @@ typedef struct bench_args {
     const char *records[MAX_LIST];
     int n_records;
     int finetune, max_windows, refit_drifted, distill_steps;
-    double distill_lr, distill_focus;
+    double distill_lr;
     double calib_from, calib_seconds, personal_seconds;
 } bench_args;
 
@@ -135,7 +135,7 @@ static void usage(void)
         "  [--seeds 1,2,3] [--records 100,103|ds2] [--finetune]\n"
         "  [--calib-from S] [--calib-seconds S] [--personal-seconds S]\n"
         "  [--max-windows N] [--refit-drifted] [--distill STEPS]\n"
-        "  [--distill-lr X] [--distill-focus F]\n");
+        "  [--distill-lr X]\n");
     exit(2);
 }
 
@@ -218,8 +218,6 @@ static void parse_args(int argc, char **argv, bench_args *a)
             a->distill_steps = atoi(argv[++i]);
         else if (strcmp(opt, "--distill-lr") == 0)
             a->distill_lr = atof(argv[++i]);
-        else if (strcmp(opt, "--distill-focus") == 0)
-            a->distill_focus = atof(argv[++i]);
         else if (strcmp(opt, "--keeps") == 0 || strcmp(opt, "--seeds") == 0 ||
                  strcmp(opt, "--records") == 0 ||
                  strcmp(opt, "--recon") == 0 || strcmp(opt, "--methods") == 0)
@@ -582,7 +580,6 @@ static ep_net *prune_with(const bench_args *a, const ep_net *net,
     o.refit_drifted = a->refit_drifted;
     o.distill_steps = c->recon == RECON_DISTILL ? a->distill_steps : 0;
     o.distill_lr = a->distill_lr;
-    o.distill_focus = a->distill_focus;
     if (ep_prune_run(net, segs, n_segs, &o, NULL, NULL, &res, &err))
         die("prune", &err);
     *seconds = res->seconds;

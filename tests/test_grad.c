@@ -374,10 +374,9 @@ static void test_xent(void)
 typedef struct soft_case {
     float logits[4 * 6];
     float probs[4 * 6];
-    float weight[6];
 } soft_case;
 
-/* sum_t w_t sum_c q log(q / p), p = softmax(logits), in double. */
+/* sum_t sum_c q log(q / p), p = softmax(logits), in double. */
 static double soft_f(void *ctx)
 {
     const soft_case *x = ctx;
@@ -389,9 +388,8 @@ static double soft_f(void *ctx)
             double q = x->probs[c * 6 + t];
 
             if (q > 0.0)
-                total += x->weight[t] * q *
-                         (log(q) - x->logits[c * 6 + t] +
-                          log_z4(x->logits, t));
+                total += q * (log(q) - x->logits[c * 6 + t] +
+                              log_z4(x->logits, t));
         }
     return total;
 }
@@ -416,10 +414,7 @@ static void test_soft_xent(void)
     }
     x.probs[0 * 6 + 2] += x.probs[1 * 6 + 2];
     x.probs[1 * 6 + 2] = 0.0f;
-    for (t = 0; t < 6; t++)
-        x.weight[t] = 0.5f + 0.25f * (float)t;
-    CHECK_NEAR(ep_grad_softmax_soft_xent(4, 6, x.logits, x.probs, x.weight,
-                                         0.25, d),
+    CHECK_NEAR(ep_grad_softmax_soft_xent(4, 6, x.logits, x.probs, 0.25, d),
                soft_f(&x), 1e-5);
     for (i = 0; i < 24; i++)
         CHECK_NEAR(d[i], 0.25 * central_h(&x.logits[i], 1e-2, soft_f, &x),
@@ -432,11 +427,11 @@ static void test_soft_xent(void)
         const float one[2] = {1.0f, 0.0f};
         float d2[2];
 
-        CHECK_NEAR(ep_grad_softmax_soft_xent(2, 1, l2, half, NULL, 1.0, d2), 0.0,
+        CHECK_NEAR(ep_grad_softmax_soft_xent(2, 1, l2, half, 1.0, d2), 0.0,
                    1e-7);
         CHECK_NEAR(d2[0], 0.0, 1e-7);
         CHECK_NEAR(d2[1], 0.0, 1e-7);
-        CHECK_NEAR(ep_grad_softmax_soft_xent(2, 1, l2, one, NULL, 1.0, d2),
+        CHECK_NEAR(ep_grad_softmax_soft_xent(2, 1, l2, one, 1.0, d2),
                    log(2.0), 1e-6);
         CHECK_NEAR(d2[0], -0.5, 1e-6);
         CHECK_NEAR(d2[1], 0.5, 1e-6);
@@ -451,7 +446,6 @@ typedef struct unet_case {
     uint8_t *target;
     float weights[6];
     float *probs;    /* non-NULL: soft targets instead of target */
-    float *sw;       /* their per-sample weights, or NULL */
 } unet_case;
 
 static double unet_f(void *ctx)
@@ -461,8 +455,8 @@ static double unet_f(void *ctx)
     ep_error err;
 
     if (u->probs != NULL)
-        REQUIRE(ep_trainer_gradients_soft(u->tr, u->x, u->probs, u->sw,
-                                          &loss, &err) == EP_OK);
+        REQUIRE(ep_trainer_gradients_soft(u->tr, u->x, u->probs, &loss,
+                                          &err) == EP_OK);
     else
         REQUIRE(ep_trainer_gradients(u->tr, u->x, u->target, u->weights,
                                      &loss, &err) == EP_OK);
@@ -530,7 +524,6 @@ static void test_unet(void)
     }
     REQUIRE(ep_trainer_create(net, batch, len, 0, &u.tr, &err) == EP_OK);
     u.probs = NULL;
-    u.sw = NULL;
     u.x = malloc((size_t)batch * len * sizeof(float));
     u.target = malloc((size_t)batch * len);
     REQUIRE(u.x && u.target);
@@ -560,14 +553,6 @@ static void test_unet(void)
     }
     check_tensor(&u, net, ep_net_find(net, "enc0.conv0"), 0);
     check_tensor(&u, net, ep_net_find(net, "head"), 1);
-    u.sw = malloc((size_t)batch * len * sizeof(float));
-    REQUIRE(u.sw);
-    for (i = 0; i < batch * len; i++)
-        u.sw[i] = 1.0f + (float)(i % 5);
-    check_tensor(&u, net, ep_net_find(net, "enc1.conv0"), 0);
-    check_tensor(&u, net, ep_net_find(net, "head"), 0);
-    free(u.sw);
-    u.sw = NULL;
     free(u.probs);
     u.probs = NULL;
     ep_trainer_free(u.tr);

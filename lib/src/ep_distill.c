@@ -27,7 +27,6 @@
 
 #define MAX_STEPS 1000000
 #define MAX_BATCH 4096
-#define MAX_FOCUS 1000.0
 
 void ep_distill_default_opts(ep_distill_opts *opts)
 {
@@ -63,13 +62,11 @@ static int check_args(const ep_net *student, const ep_net *teacher,
     int in = input_channels(student), classes = output_channels(student);
 
     if (o->steps < 1 || o->steps > MAX_STEPS || o->batch < 1 ||
-        o->batch > MAX_BATCH || !(o->lr > 0.0 && o->lr < 10.0) ||
-        !(o->focus >= 0.0 && o->focus <= MAX_FOCUS))
+        o->batch > MAX_BATCH || !(o->lr > 0.0 && o->lr < 10.0))
         return ep_error_set(err, EP_EINVAL, "distill: steps %d (1..%d), "
-                            "batch %d (1..%d), learning rate %g (0..10), "
-                            "focus %g (0..%g): out of range", o->steps,
-                            MAX_STEPS, o->batch, MAX_BATCH, o->lr, o->focus,
-                            MAX_FOCUS);
+                            "batch %d (1..%d), learning rate %g (0..10) "
+                            "out of range", o->steps, MAX_STEPS, o->batch,
+                            MAX_BATCH, o->lr);
     if (windows == NULL || n_windows < 1)
         return ep_error_set(err, EP_EINVAL, "distill: no windows");
     if (in < 1 || classes < 1 || in != input_channels(teacher) ||
@@ -104,33 +101,6 @@ static int probabilities(ep_plan *plan, const float *x, float *probs,
     for (b = 0; b < ep_plan_batch(plan); b++)
         ep_softmax_channels(classes, len, probs + (size_t)b * classes * len);
     return EP_OK;
-}
-
-/* Per-sample weights from the teacher's probabilities (batch x classes x
- * length): 1 + focus * (1 - margin between the two likeliest classes). */
-static void sample_weights(const float *probs, int batch, int classes,
-                           int len, double focus, float *w)
-{
-    int b, c, t;
-
-    for (b = 0; b < batch; b++)
-        for (t = 0; t < len; t++) {
-            const float *q = probs + (size_t)b * classes * len + t;
-            double first = 0.0, second = 0.0;
-
-            for (c = 0; c < classes; c++) {
-                double v = q[(size_t)c * len];
-
-                if (v > first) {
-                    second = first;
-                    first = v;
-                } else if (v > second) {
-                    second = v;
-                }
-            }
-            w[(size_t)b * len + t] =
-                (float)(1.0 + focus * (1.0 - (first - second)));
-        }
 }
 
 /* Mean per-sample divergence of student from teacher over the windows,
@@ -189,8 +159,7 @@ typedef struct distill_run {
     double fs, unit;
     ep_trainer *tr;
     ep_plan *teacher;
-    float *x, *probs, *weights;    /* weights NULL without focus */
-    int classes;
+    float *x, *probs;
 } distill_run;
 
 /* Draw and augment a batch of windows for step `step`. */
@@ -232,12 +201,9 @@ static int run_steps(distill_run *r, ep_distill_progress_fn progress,
 
         draw_batch(r, step);
         rc = probabilities(r->teacher, r->x, r->probs, err);
-        if (rc == EP_OK && r->weights != NULL)
-            sample_weights(r->probs, o->batch, r->classes, r->length,
-                           o->focus, r->weights);
         if (rc == EP_OK)
-            rc = ep_trainer_gradients_soft(r->tr, r->x, r->probs, r->weights,
-                                           &loss, err);
+            rc = ep_trainer_gradients_soft(r->tr, r->x, r->probs, &loss,
+                                           err);
         if (rc != EP_OK)
             return rc;
         ep_trainer_step(r->tr, lr, 0.0);
@@ -302,15 +268,10 @@ int ep_distill_run(ep_net *student, const ep_net *teacher,
         rc = ep_plan_create(teacher, opts->batch, length, EP_PLAN_INFER,
                             &r.teacher, err);
     if (rc == EP_OK) {
-        r.classes = output_channels(student);
         r.x = malloc((size_t)opts->batch * r.in * length * sizeof *r.x);
-        r.probs = malloc((size_t)opts->batch * r.classes * length *
-                         sizeof *r.probs);
-        if (opts->focus > 0.0)
-            r.weights = malloc((size_t)opts->batch * length *
-                               sizeof *r.weights);
-        if (r.x == NULL || r.probs == NULL ||
-            (opts->focus > 0.0 && r.weights == NULL))
+        r.probs = malloc((size_t)opts->batch * output_channels(student) *
+                         length * sizeof *r.probs);
+        if (r.x == NULL || r.probs == NULL)
             rc = ep_error_set(err, EP_ENOMEM, "distill: out of memory");
     }
     if (rc == EP_OK)
@@ -320,7 +281,6 @@ int ep_distill_run(ep_net *student, const ep_net *teacher,
                              &kl_after, err);
     free(r.x);
     free(r.probs);
-    free(r.weights);
     ep_plan_free(r.teacher);
     ep_trainer_free(r.tr);
 

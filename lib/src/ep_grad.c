@@ -171,15 +171,14 @@ double ep_grad_softmax_xent(int n_classes, int len, const float *logits,
 }
 
 double ep_grad_softmax_soft_xent(int n_classes, int len, const float *logits,
-                                 const float *probs, const float *weight,
-                                 double scale, float *dlogits)
+                                 const float *probs, double scale,
+                                 float *dlogits)
 {
     double loss = 0.0;
     int c, t;
 
     for (t = 0; t < len; t++) {
         double log_z = log_partition(n_classes, len, logits, t);
-        double w = weight != NULL ? weight[t] : 1.0;
 
         for (c = 0; c < n_classes; c++) {
             double log_p = logits[(size_t)c * len + t] - log_z;
@@ -187,9 +186,8 @@ double ep_grad_softmax_soft_xent(int n_classes, int len, const float *logits,
 
             /* A class the teacher rules out adds nothing: q log q -> 0. */
             if (q > 0.0)
-                loss += w * q * (log(q) - log_p);
-            dlogits[(size_t)c * len + t] =
-                (float)(scale * w * (exp(log_p) - q));
+                loss += q * (log(q) - log_p);
+            dlogits[(size_t)c * len + t] = (float)(scale * (exp(log_p) - q));
         }
     }
     return loss;

@@ -116,10 +116,6 @@ int ep_prune_check_opts(const ep_prune_opts *o, ep_error *err)
         return ep_error_set(err, EP_EINVAL,
                             "prune: %d distillation steps, expected 0..%d",
                             o->distill_steps, MAX_DISTILL_STEPS);
-    if (!(o->distill_focus >= 0.0 && o->distill_focus <= 1000.0))
-        return ep_error_set(err, EP_EINVAL,
-                            "prune: distillation focus %g, expected 0..1000",
-                            o->distill_focus);
     if (!(o->distill_lr >= 0.0 && o->distill_lr < 10.0))
         return ep_error_set(err, EP_EINVAL,
                             "prune: distillation learning rate %g, expected "
@@ -1090,7 +1086,6 @@ static int distill(prune_ctx *ctx, ep_prune_result *res)
     o.seed = ctx->opts->seed;
     if (ctx->opts->distill_lr > 0.0)
         o.lr = ctx->opts->distill_lr;
-    o.focus = ctx->opts->distill_focus;
     rc = ep_distill_run(ctx->work, ctx->orig, ctx->windows, ctx->n_win,
                         ctx->len, &o, distill_progress, ctx, &rep,
                         ctx->err);

@@ -449,30 +449,24 @@ int ep_trainer_gradients(ep_trainer *tr, const float *x,
 }
 
 int ep_trainer_gradients_soft(ep_trainer *tr, const float *x,
-                              const float *probs, const float *weights,
-                              double *loss, ep_error *err)
+                              const float *probs, double *loss,
+                              ep_error *err)
 {
     float *dlogits = tr->grad[tr->net->output];
     int classes, len, n, rc;
-    double sum = 0.0, total_w = 0.0, scale;
-    size_t per_item, k;
+    double sum = 0.0, scale;
+    size_t per_item;
     const float *logits;
 
     rc = forward_and_clear(tr, x, &logits, &classes, &len, err);
     if (rc != EP_OK)
         return rc;
     per_item = (size_t)classes * len;
-    for (k = 0; k < (size_t)tr->batch * len; k++)
-        total_w += weights != NULL ? weights[k] : 1.0;
-    if (!(total_w > 0.0))
-        return ep_error_set(err, EP_EINVAL, "train: the sample weights sum "
-                            "to %g", total_w);
-    scale = 1.0 / total_w;
+    scale = 1.0 / ((double)tr->batch * len);
     for (n = 0; n < tr->batch; n++)
-        sum += ep_grad_softmax_soft_xent(
-            classes, len, logits + n * per_item, probs + n * per_item,
-            weights != NULL ? weights + (size_t)n * len : NULL, scale,
-            dlogits + n * per_item);
+        sum += ep_grad_softmax_soft_xent(classes, len, logits + n * per_item,
+                                         probs + n * per_item, scale,
+                                         dlogits + n * per_item);
     return finish_gradients(tr, sum * scale, loss, err);
 }
 

@@ -32,11 +32,6 @@ typedef struct ep_distill_opts {
     uint64_t seed;    /* window draws and augmentation */
     int augment;      /* 1: scale, wander and noise on each drawn window,
                          which the teacher then labels afresh (default 1) */
-    double focus;     /* >= 0: each sample weighs 1 + focus * (1 - the
-                         teacher's margin between its two likeliest
-                         classes), so that the samples it hesitates on,
-                         where a label flips most easily, count more
-                         (default 0: all weigh 1) */
 } ep_distill_opts;
 
 void ep_distill_default_opts(ep_distill_opts *opts);

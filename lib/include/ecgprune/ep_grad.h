@@ -88,17 +88,16 @@ double ep_grad_softmax_xent(int n_classes, int len, const float *logits,
 /*
  * Softmax against soft targets (a teacher's class probabilities), one
  * batch item: logits and probs n_classes x len, each column of probs
- * summing to 1, weight[t] per sample (NULL: all 1).  Returns the item's
- * weighted Kullback-Leibler divergence
- *   sum_t weight[t] sum_c probs * (log probs - log softmax(logits)),
- * which is 0 when the two agree, and writes
- *   dlogits = scale * weight[t] * (softmax(logits) - probs)
+ * summing to 1.  Returns the item's summed Kullback-Leibler divergence
+ * sum_t sum_c probs * (log probs - log softmax(logits)), which is 0 when
+ * the two agree, and writes
+ *   dlogits = scale * (softmax(logits) - probs)
  * (overwritten), the gradient of the cross-entropy and of the divergence
  * alike.
  */
 double ep_grad_softmax_soft_xent(int n_classes, int len, const float *logits,
-                                 const float *probs, const float *weight,
-                                 double scale, float *dlogits);
+                                 const float *probs, double scale,
+                                 float *dlogits);
 
 #ifdef __cplusplus
 }

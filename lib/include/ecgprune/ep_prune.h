@@ -66,7 +66,6 @@ typedef struct ep_prune_opts {
                                default 0, the spec's method alone) */
     double distill_lr;      /* its peak learning rate; 0: the default of
                                ep_distill_default_opts */
-    double distill_focus;   /* its ep_distill_opts.focus (default 0) */
 } ep_prune_opts;
 
 void ep_prune_default_opts(ep_prune_opts *opts);

@@ -101,12 +101,11 @@ int ep_trainer_gradients(ep_trainer *tr, const float *x,
                          double *loss, ep_error *err);
 
 /* The same against soft targets: probs (batch x classes x length, each
- * sample's column a distribution, e.g. a teacher network's softmax), and
- * weights (batch x length; NULL: all 1).  *loss is the weighted mean
- * per-sample Kullback-Leibler divergence. */
+ * sample's column a distribution, e.g. a teacher network's softmax).
+ * *loss is the mean per-sample Kullback-Leibler divergence. */
 int ep_trainer_gradients_soft(ep_trainer *tr, const float *x,
-                              const float *probs, const float *weights,
-                              double *loss, ep_error *err);
+                              const float *probs, double *loss,
+                              ep_error *err);
 
 /* Gradient of the last ep_trainer_gradients for a layer's tensor:
  * which 0 = conv weight or BN gamma, 1 = conv bias or BN beta; NULL when
