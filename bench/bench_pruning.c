@@ -584,10 +584,11 @@ static ep_net *prune_with(const bench_args *a, const ep_net *net,
         die("prune", &err);
     *seconds = res->seconds;
     if (o.distill_steps > 0)
-        fprintf(stderr, "distill: divergence %.5f -> %.5f (%s) in %.1f s\n",
-                res->distill_kl_before, res->distill_kl_trained,
-                res->distill_adopted ? "kept" : "not kept",
-                res->distill_seconds);
+        fprintf(stderr, "distill: divergence %.5f -> %.5f (step %d of %d, "
+                "%d held out) in %.1f s\n", res->distill.kl_before,
+                res->distill.kl_after, res->distill.best_step,
+                o.distill_steps, res->distill.validation_windows,
+                res->distill.seconds);
     out = res->net;
     res->net = NULL;
     ep_prune_result_free(res);

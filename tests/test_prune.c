@@ -765,15 +765,18 @@ static void test_head_input_kept(void)
 
 /* ---- distillation ------------------------------------------------------- */
 
-/* Mean per-sample KL divergence of student from teacher on the windows,
- * from the raw network outputs, softmax in double. */
-static double naive_divergence(const ep_net *student, const ep_net *teacher)
+/* Mean per-sample KL divergence of student from teacher on windows
+ * first, first + step, ... below n, from the raw network outputs, softmax
+ * in double. */
+static double naive_divergence(const ep_net *student, const ep_net *teacher,
+                               int first, int step, int n)
 {
     float *ys = run_net(student), *yt = run_net(teacher);
     int classes = teacher->layers[teacher->output].channels, w, c, t;
+    int count = 0;
     double sum = 0.0;
 
-    for (w = 0; w < N_WIN; w++)
+    for (w = first; w < n; w += step, count++)
         for (t = 0; t < WINDOW; t++) {
             const float *s = ys + (size_t)w * classes * WINDOW + t;
             const float *q = yt + (size_t)w * classes * WINDOW + t;
@@ -791,7 +794,14 @@ static double naive_divergence(const ep_net *student, const ep_net *teacher)
         }
     free(ys);
     free(yt);
-    return sum / ((double)N_WIN * WINDOW);
+    return sum / ((double)count * WINDOW);
+}
+
+/* The held-out windows of a distillation on all N_WIN: every 4th. */
+static double held_out_divergence(const ep_net *student,
+                                  const ep_net *teacher)
+{
+    return naive_divergence(student, teacher, 3, 4, N_WIN);
 }
 
 static int cancel_at_third(const ep_distill_progress *p, void *ud)
@@ -824,10 +834,13 @@ static void test_distill(void)
     ep_unet_config cfg;
     float *y1, *y2;
     ep_error err;
+    double kl0;
     int calls = 0;
 
-    /* The reported divergences are the ones computed here, and fall. */
+    /* The reported divergences are the ones computed here on the held-out
+     * windows (every 4th), and fall; the step kept is a checkpoint. */
     REQUIRE(ep_net_clone(res->net, &again, &err) == EP_OK);
+    kl0 = held_out_divergence(again, teacher);
     ep_distill_default_opts(&o);
     o.steps = 40;
     o.batch = 4;
@@ -837,9 +850,11 @@ static void test_distill(void)
     memset(&rep, 0, sizeof rep);
     CHECK_EQ_INT(ep_distill_run(again, teacher, windows, N_WIN, WINDOW, &o,
                                 NULL, NULL, &rep, &err), EP_OK);
-    CHECK(rep.kl_trained < 0.8 * rep.kl_before);
-    CHECK(rep.adopted);
-    CHECK_NEAR(rep.kl_trained, naive_divergence(again, teacher), 1e-4);
+    CHECK_EQ_INT(rep.validation_windows, N_WIN / 4);
+    CHECK_NEAR(rep.kl_before, kl0, 1e-4);
+    CHECK(rep.kl_after < 0.8 * rep.kl_before);
+    CHECK(rep.best_step > 0 && rep.best_step % 4 == 0);
+    CHECK_NEAR(rep.kl_after, held_out_divergence(again, teacher), 1e-4);
     CHECK(rep.seconds > 0.0);
 
     /* Same inputs and seed: the same network. */
@@ -856,18 +871,25 @@ static void test_distill(void)
     o.lr = 5.0;
     CHECK_EQ_INT(ep_distill_run(again, teacher, windows, N_WIN, WINDOW, &o,
                                 NULL, NULL, &rep, &err), EP_OK);
-    CHECK(!rep.adopted);
-    CHECK(rep.kl_trained > rep.kl_before);
+    CHECK_EQ_INT(rep.best_step, 0);
+    CHECK(rep.kl_after == rep.kl_before);
     y2 = run_net(again);
     CHECK(memcmp(y1, y2, output_floats(again) * sizeof *y1) == 0);
     free(y1);
     free(y2);
-    ep_net_free(again);
     o.lr = 3e-3;
+
+    /* Fewer than 8 windows: all train and validate. */
+    CHECK_EQ_INT(ep_distill_run(again, teacher, windows, 5, WINDOW, &o,
+                                NULL, NULL, &rep, &err), EP_OK);
+    CHECK_EQ_INT(rep.validation_windows, 0);
+    CHECK_NEAR(rep.kl_after, naive_divergence(again, teacher, 0, 1, 5),
+               1e-4);
+    ep_net_free(again);
 
     /* Cancelled at step 3: EP_ECANCELED after three calls. */
     REQUIRE(ep_net_clone(res->net, &again, &err) == EP_OK);
-    CHECK(naive_divergence(again, teacher) > 0.0);
+    CHECK(held_out_divergence(again, teacher) > 0.0);
     CHECK_EQ_INT(ep_distill_run(again, teacher, windows, N_WIN, WINDOW, &o,
                                 cancel_at_third, &calls, NULL, &err),
                  EP_ECANCELED);
@@ -912,9 +934,9 @@ static void test_prune_distill(void)
     opts.distill_steps = 30;
     REQUIRE(ep_prune_run_windows(net, windows, N_WIN, &opts, NULL, NULL,
                                  &res, &err) == EP_OK);
-    CHECK(res->distill_adopted);
-    CHECK(res->distill_kl_trained < res->distill_kl_before);
-    CHECK_NEAR(res->distill_kl_trained, naive_divergence(res->net, net),
+    CHECK(res->distill.best_step > 0);
+    CHECK(res->distill.kl_after < res->distill.kl_before);
+    CHECK_NEAR(res->distill.kl_after, held_out_divergence(res->net, net),
                1e-4);
     REQUIRE(ep_prune_masks_json(res, &opts, &json, &err) == EP_OK);
     CHECK(strstr(json, "\"distill_steps\": 30") != NULL);

@@ -328,6 +328,19 @@ static int on_progress(const ep_prune_progress *p, void *ud)
     return interrupted != 0;
 }
 
+static void print_distill(const ep_distill_report *d)
+{
+    printf("distillation: divergence from MODEL on %s %.5f -> %.5f, ",
+           d->validation_windows > 0 ? "held-out windows"
+                                     : "the calibration windows",
+           d->kl_before, d->kl_after);
+    if (d->best_step > 0)
+        printf("step %d kept (%.2f s)\n", d->best_step, d->seconds);
+    else
+        printf("no step beat the refit, which stays (%.2f s)\n",
+               d->seconds);
+}
+
 static void print_report(const ep_net *before, const ep_prune_result *res)
 {
     double m0 = ep_net_macs_per_second(before);
@@ -348,13 +361,8 @@ static void print_report(const ep_net *before, const ep_prune_result *res)
            (long long)ep_net_parameters(res->net),
            (double)ep_net_parameters(res->net) / ep_net_parameters(before));
     printf("MACs per second %.4g -> %.4g (ratio %.3f)\n", m0, m1, m1 / m0);
-    if (res->distill_seconds > 0.0)
-        printf("distillation: divergence from MODEL %.5f -> %.5f, %s "
-               "(%.2f s)\n", res->distill_kl_before, res->distill_kl_trained,
-               res->distill_adopted ? "kept"
-                                    : "not kept (it rose; the refitted "
-                                      "weights stay)",
-               res->distill_seconds);
+    if (res->distill.seconds > 0.0)
+        print_distill(&res->distill);
     printf("time %.2f s\n", res->seconds);
 }
 
@@ -398,12 +406,13 @@ static json_t *report_json(const ep_net *before, const ep_prune_result *res,
 
         json_object_set_new(d, "steps", json_integer(a->opts.distill_steps));
         json_object_set_new(d, "kl_before",
-                            json_real(res->distill_kl_before));
-        json_object_set_new(d, "kl_trained",
-                            json_real(res->distill_kl_trained));
-        json_object_set_new(d, "adopted",
-                            json_boolean(res->distill_adopted));
-        json_object_set_new(d, "seconds", json_real(res->distill_seconds));
+                            json_real(res->distill.kl_before));
+        json_object_set_new(d, "kl_after", json_real(res->distill.kl_after));
+        json_object_set_new(d, "best_step",
+                            json_integer(res->distill.best_step));
+        json_object_set_new(d, "validation_windows",
+                            json_integer(res->distill.validation_windows));
+        json_object_set_new(d, "seconds", json_real(res->distill.seconds));
         json_object_set_new(obj, "distill", d);
     }
     json_object_set_new(obj, "groups", groups);

@@ -28,6 +28,13 @@
 #define MAX_STEPS 1000000
 #define MAX_BATCH 4096
 
+/* Every HOLDOUT_EVERY-th window validates once there are this many. */
+#define HOLDOUT_EVERY 4
+#define MIN_WINDOWS_TO_HOLD_OUT 8
+
+/* Validation checkpoints over a run (and one after the last step). */
+#define CHECKPOINTS 10
+
 void ep_distill_default_opts(ep_distill_opts *opts)
 {
     memset(opts, 0, sizeof *opts);
@@ -103,42 +110,100 @@ static int probabilities(ep_plan *plan, const float *x, float *probs,
     return EP_OK;
 }
 
-/* Mean per-sample divergence of student from teacher over the windows,
- * one window at a time. */
-static int mean_divergence(const ep_net *student, const ep_net *teacher,
-                           const float *windows, int n_windows, int length,
-                           double *kl, ep_error *err)
+/* State the steps share.  Windows are split by index into those trained
+ * on and those held out to choose the checkpoint. */
+typedef struct distill_run {
+    const ep_distill_opts *o;
+    const float *windows;
+    int *train, n_train, *val, n_val;
+    int length, in, classes;
+    double fs, unit;
+    const ep_net *teacher;
+    ep_net *work;              /* trained in place */
+    ep_net *best;              /* copy of the best checkpoint, or NULL */
+    double best_kl;
+    int best_step;
+    ep_trainer *tr;
+    ep_plan *teacher_plan;     /* batch of o->batch */
+    float *x, *probs;          /* one step's batch and its targets */
+    float *val_probs;          /* the teacher's, per validation window */
+} distill_run;
+
+static const float *window_at(const distill_run *r, int w)
 {
-    int in = input_channels(student), classes = output_channels(student);
-    size_t per = (size_t)classes * length;
-    ep_plan *ps = NULL, *pt = NULL;
-    float *q = malloc(per * sizeof *q), *p = malloc(per * sizeof *p);
+    return r->windows + (size_t)w * r->in * r->length;
+}
+
+/* Hold out every HOLDOUT_EVERY-th window when there are at least
+ * MIN_WINDOWS_TO_HOLD_OUT; with fewer, every window trains and validates.
+ * Limitation: the held-out windows come from the same calibration ECG,
+ * so they guard against overfitting single windows, not a patient's
+ * later beats that look like none of them. */
+static int split_windows(distill_run *r, int n_windows, ep_error *err)
+{
+    int w, hold = n_windows >= MIN_WINDOWS_TO_HOLD_OUT;
+
+    r->train = malloc((size_t)n_windows * sizeof *r->train);
+    r->val = malloc((size_t)n_windows * sizeof *r->val);
+    if (r->train == NULL || r->val == NULL)
+        return ep_error_set(err, EP_ENOMEM, "distill: out of memory");
+    for (w = 0; w < n_windows; w++) {
+        if (hold && w % HOLDOUT_EVERY == HOLDOUT_EVERY - 1) {
+            r->val[r->n_val++] = w;
+            continue;
+        }
+        r->train[r->n_train++] = w;
+        if (!hold)
+            r->val[r->n_val++] = w;
+    }
+    return EP_OK;
+}
+
+/* The teacher's probabilities on the validation windows, once. */
+static int cache_validation(distill_run *r, ep_error *err)
+{
+    size_t per = (size_t)r->classes * r->length;
+    ep_plan *plan = NULL;
+    int v, rc;
+
+    r->val_probs = malloc((size_t)r->n_val * per * sizeof *r->val_probs);
+    if (r->val_probs == NULL)
+        return ep_error_set(err, EP_ENOMEM, "distill: out of memory");
+    rc = ep_plan_create(r->teacher, 1, r->length, EP_PLAN_INFER, &plan,
+                        err);
+    for (v = 0; rc == EP_OK && v < r->n_val; v++)
+        rc = probabilities(plan, window_at(r, r->val[v]),
+                           r->val_probs + (size_t)v * per, err);
+    ep_plan_free(plan);
+    return rc;
+}
+
+/* Mean per-sample divergence of net from the teacher's probabilities
+ * (cached) over the validation windows, one window at a time. */
+static int validation_divergence(const distill_run *r, const ep_net *net,
+                                 double *kl, ep_error *err)
+{
+    size_t per = (size_t)r->classes * r->length, k;
+    ep_plan *plan = NULL;
+    float *p = malloc(per * sizeof *p);
     double sum = 0.0;
-    int w, rc;
-    size_t k;
+    int v, rc;
 
-    rc = q != NULL && p != NULL
-             ? EP_OK
-             : ep_error_set(err, EP_ENOMEM, "distill: out of memory");
+    rc = p != NULL ? EP_OK
+                   : ep_error_set(err, EP_ENOMEM, "distill: out of memory");
     if (rc == EP_OK)
-        rc = ep_plan_create(student, 1, length, EP_PLAN_INFER, &ps, err);
-    if (rc == EP_OK)
-        rc = ep_plan_create(teacher, 1, length, EP_PLAN_INFER, &pt, err);
-    for (w = 0; rc == EP_OK && w < n_windows; w++) {
-        const float *x = windows + (size_t)w * in * length;
+        rc = ep_plan_create(net, 1, r->length, EP_PLAN_INFER, &plan, err);
+    for (v = 0; rc == EP_OK && v < r->n_val; v++) {
+        const float *q = r->val_probs + (size_t)v * per;
 
-        rc = probabilities(pt, x, q, err);
-        if (rc == EP_OK)
-            rc = probabilities(ps, x, p, err);
+        rc = probabilities(plan, window_at(r, r->val[v]), p, err);
         for (k = 0; rc == EP_OK && k < per; k++)
             if (q[k] > 0.0f)
                 sum += q[k] * (log(q[k]) - log(p[k] > 1e-30f ? p[k]
                                                            : 1e-30f));
     }
-    *kl = sum / ((double)n_windows * length);
-    ep_plan_free(ps);
-    ep_plan_free(pt);
-    free(q);
+    *kl = sum / ((double)r->n_val * r->length);
+    ep_plan_free(plan);
     free(p);
     return rc;
 }
@@ -151,17 +216,6 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* State the steps share. */
-typedef struct distill_run {
-    const ep_distill_opts *o;
-    const float *windows;
-    int n_windows, length, in;
-    double fs, unit;
-    ep_trainer *tr;
-    ep_plan *teacher;
-    float *x, *probs;
-} distill_run;
-
 /* Draw and augment a batch of windows for step `step`. */
 static void draw_batch(distill_run *r, int step)
 {
@@ -171,13 +225,30 @@ static void draw_batch(distill_run *r, int step)
 
     ep_rng_seed(&rng, r->o->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)step);
     for (b = 0; b < r->o->batch; b++) {
-        uint64_t w = ep_rng_below(&rng, (uint64_t)r->n_windows);
+        int w = r->train[ep_rng_below(&rng, (uint64_t)r->n_train)];
 
-        memcpy(r->x + b * per, r->windows + w * per, per * sizeof *r->x);
+        memcpy(r->x + b * per, window_at(r, w), per * sizeof *r->x);
         for (c = 0; r->o->augment && c < r->in; c++)
             ep_dataset_augment(&rng, r->fs, r->unit, r->length,
                                r->x + b * per + (size_t)c * r->length);
     }
+}
+
+/* Keep a copy of the trained network if it beats the best so far on the
+ * validation windows. */
+static int checkpoint(distill_run *r, int step, ep_error *err)
+{
+    double kl;
+    int rc = validation_divergence(r, r->work, &kl, err);
+
+    if (rc != EP_OK || !(kl < r->best_kl))
+        return rc;
+    ep_net_free(r->best);
+    r->best = NULL;
+    rc = ep_net_clone(r->work, &r->best, err);
+    r->best_kl = kl;
+    r->best_step = step;
+    return rc;
 }
 
 static int run_steps(distill_run *r, ep_distill_progress_fn progress,
@@ -185,6 +256,7 @@ static int run_steps(distill_run *r, ep_distill_progress_fn progress,
 {
     const ep_distill_opts *o = r->o;
     int step, rc, warm = (o->steps + 9) / 10;
+    int every = o->steps >= CHECKPOINTS ? o->steps / CHECKPOINTS : 1;
 
     for (step = 0; step < o->steps; step++) {
         double loss, lr;
@@ -200,13 +272,18 @@ static int run_steps(distill_run *r, ep_distill_progress_fn progress,
                                                 (o->steps - warm))));
 
         draw_batch(r, step);
-        rc = probabilities(r->teacher, r->x, r->probs, err);
+        rc = probabilities(r->teacher_plan, r->x, r->probs, err);
         if (rc == EP_OK)
             rc = ep_trainer_gradients_soft(r->tr, r->x, r->probs, &loss,
                                            err);
         if (rc != EP_OK)
             return rc;
         ep_trainer_step(r->tr, lr, 0.0);
+        if ((step + 1) % every == 0 || step + 1 == o->steps) {
+            rc = checkpoint(r, step + 1, err);
+            if (rc != EP_OK)
+                return rc;
+        }
         p.step = step + 1;
         p.steps = o->steps;
         p.loss = loss;
@@ -227,6 +304,48 @@ static void adopt(ep_net *student, ep_net *trained)
     *trained = keep;
 }
 
+static void run_free(distill_run *r)
+{
+    free(r->train);
+    free(r->val);
+    free(r->x);
+    free(r->probs);
+    free(r->val_probs);
+    ep_plan_free(r->teacher_plan);
+    ep_trainer_free(r->tr);
+    ep_net_free(r->work);
+    ep_net_free(r->best);
+}
+
+/* Windows, teacher's validation targets, the copy to train, buffers. */
+static int run_init(distill_run *r, ep_net *student, int n_windows,
+                    ep_error *err)
+{
+    const ep_distill_opts *o = r->o;
+    int rc = split_windows(r, n_windows, err);
+
+    if (rc == EP_OK)
+        rc = cache_validation(r, err);
+    if (rc == EP_OK)
+        rc = validation_divergence(r, student, &r->best_kl, err);
+    if (rc == EP_OK)
+        rc = ep_net_clone(student, &r->work, err);
+    if (rc == EP_OK)
+        rc = ep_trainer_create(r->work, o->batch, r->length, 0, &r->tr,
+                               err);
+    if (rc == EP_OK)
+        rc = ep_plan_create(r->teacher, o->batch, r->length, EP_PLAN_INFER,
+                            &r->teacher_plan, err);
+    if (rc == EP_OK) {
+        r->x = malloc((size_t)o->batch * r->in * r->length * sizeof *r->x);
+        r->probs = malloc((size_t)o->batch * r->classes * r->length *
+                          sizeof *r->probs);
+        if (r->x == NULL || r->probs == NULL)
+            rc = ep_error_set(err, EP_ENOMEM, "distill: out of memory");
+    }
+    return rc;
+}
+
 int ep_distill_run(ep_net *student, const ep_net *teacher,
                    const float *windows, int n_windows, int length,
                    const ep_distill_opts *opts,
@@ -235,8 +354,7 @@ int ep_distill_run(ep_net *student, const ep_net *teacher,
 {
     ep_distill_opts defaults;
     distill_run r;
-    ep_net *work = NULL;
-    double t0 = now_s(), kl_before = 0.0, kl_after = 0.0;
+    double t0 = now_s(), kl_before = 0.0;
     int rc;
 
     if (opts == NULL) {
@@ -249,50 +367,30 @@ int ep_distill_run(ep_net *student, const ep_net *teacher,
     memset(&r, 0, sizeof r);
     r.o = opts;
     r.windows = windows;
-    r.n_windows = n_windows;
     r.length = length;
+    r.teacher = teacher;
     r.in = input_channels(student);
+    r.classes = output_channels(student);
     r.fs = student->meta.sampling_rate > 0.0 ? student->meta.sampling_rate
                                              : 360.0;
     r.unit = student->meta.input_scale > 0.0 ? student->meta.input_scale
                                              : 1.0;
 
-    /* Divergence before, then the steps on a copy, then its divergence. */
-    rc = mean_divergence(student, teacher, windows, n_windows, length,
-                         &kl_before, err);
-    if (rc == EP_OK)
-        rc = ep_net_clone(student, &work, err);
-    if (rc == EP_OK)
-        rc = ep_trainer_create(work, opts->batch, length, 0, &r.tr, err);
-    if (rc == EP_OK)
-        rc = ep_plan_create(teacher, opts->batch, length, EP_PLAN_INFER,
-                            &r.teacher, err);
-    if (rc == EP_OK) {
-        r.x = malloc((size_t)opts->batch * r.in * length * sizeof *r.x);
-        r.probs = malloc((size_t)opts->batch * output_channels(student) *
-                         length * sizeof *r.probs);
-        if (r.x == NULL || r.probs == NULL)
-            rc = ep_error_set(err, EP_ENOMEM, "distill: out of memory");
-    }
+    /* Divergence before, the steps on a copy with checkpoints, then the
+     * best checkpoint, if any beat the start, in place of the student. */
+    rc = run_init(&r, student, n_windows, err);
+    kl_before = r.best_kl;
     if (rc == EP_OK)
         rc = run_steps(&r, progress, ud, err);
-    if (rc == EP_OK)
-        rc = mean_divergence(work, teacher, windows, n_windows, length,
-                             &kl_after, err);
-    free(r.x);
-    free(r.probs);
-    ep_plan_free(r.teacher);
-    ep_trainer_free(r.tr);
-
-    /* Keep whichever of the two is closer to the teacher. */
-    if (rc == EP_OK && kl_after < kl_before)
-        adopt(student, work);
-    ep_net_free(work);
+    if (rc == EP_OK && r.best != NULL)
+        adopt(student, r.best);
     if (rc == EP_OK && report != NULL) {
         report->kl_before = kl_before;
-        report->kl_trained = kl_after;
-        report->adopted = kl_after < kl_before;
+        report->kl_after = r.best_kl;
+        report->best_step = r.best_step;
+        report->validation_windows = r.n_val < n_windows ? r.n_val : 0;
         report->seconds = now_s() - t0;
     }
+    run_free(&r);
     return rc;
 }

@@ -1078,7 +1078,6 @@ static int distill_progress(const ep_distill_progress *d, void *ud)
 static int distill(prune_ctx *ctx, ep_prune_result *res)
 {
     ep_distill_opts o;
-    ep_distill_report rep;
     int rc;
 
     ep_distill_default_opts(&o);
@@ -1087,18 +1086,12 @@ static int distill(prune_ctx *ctx, ep_prune_result *res)
     if (ctx->opts->distill_lr > 0.0)
         o.lr = ctx->opts->distill_lr;
     rc = ep_distill_run(ctx->work, ctx->orig, ctx->windows, ctx->n_win,
-                        ctx->len, &o, distill_progress, ctx, &rep,
+                        ctx->len, &o, distill_progress, ctx, &res->distill,
                         ctx->err);
     if (rc == EP_ECANCELED)
         return ep_error_set(ctx->err, EP_ECANCELED,
                             "prune: cancelled while distilling");
-    if (rc != EP_OK)
-        return rc;
-    res->distill_kl_before = rep.kl_before;
-    res->distill_kl_trained = rep.kl_trained;
-    res->distill_adopted = rep.adopted;
-    res->distill_seconds = rep.seconds;
-    return EP_OK;
+    return rc;
 }
 
 int ep_prune_run_rng(const ep_net *net, const float *windows, int n_windows,

@@ -46,12 +46,14 @@ typedef int (*ep_distill_progress_fn)(const ep_distill_progress *p,
                                       void *ud);
 
 typedef struct ep_distill_report {
-    double kl_before;   /* mean per-sample Kullback-Leibler divergence of
-                           the student from the teacher on the windows as
-                           given (no augmentation), before the steps */
-    double kl_trained;  /* the same for the trained network */
-    int adopted;        /* 1: kl_trained < kl_before and the student now
-                           holds the trained weights; 0: it kept its own */
+    double kl_before;        /* mean per-sample Kullback-Leibler divergence
+                                of the student from the teacher on the
+                                validation windows, before the steps */
+    double kl_after;         /* the same for the network kept */
+    int best_step;           /* step of the checkpoint kept; 0: none beat
+                                the start and the student is unchanged */
+    int validation_windows;  /* windows held out for the choice; 0: too
+                                few windows, all trained and validated */
     double seconds;
 } ep_distill_report;
 
@@ -59,11 +61,12 @@ typedef struct ep_distill_report {
  * Train student towards teacher on windows (n_windows x input channels x
  * length floats in model input form, length a multiple of both networks'
  * ep_net_length_multiple).  The two networks must have the same input
- * and output channels.  The steps run on a copy, which replaces the
- * student's weights only if it lowered the divergence on the windows.
- * Limitation: that check reuses the training windows, so it guards
- * against a rate that diverges, not against overfitting them.  report
- * may be NULL.
+ * and output channels.  With 8 windows or more, every 4th is held out:
+ * the steps draw from the others and run on a copy of the student, whose
+ * divergence on the held-out windows is measured 10 times over the run;
+ * the best of those checkpoints replaces the student's weights if it beats
+ * the start, so a rate too high or a run too long cannot leave a worse
+ * network on those windows.  report may be NULL.
  */
 int ep_distill_run(ep_net *student, const ep_net *teacher,
                    const float *windows, int n_windows, int length,

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ecgprune/ep_distill.h"
 #include "ecgprune/ep_error.h"
 #include "ecgprune/ep_net.h"
 #include "ecgprune/ep_score.h"
@@ -114,10 +115,7 @@ typedef struct ep_prune_result {
     int n_groups;
     ep_prune_group_report *groups;
     double seconds;
-    double distill_kl_before;        /* with distillation: the report of */
-    double distill_kl_trained;       /* ep_distill_run (mean divergences */
-    int distill_adopted;             /* from the original, whether the */
-    double distill_seconds;          /* trained weights were kept, time) */
+    ep_distill_report distill;       /* with distillation: its report */
 } ep_prune_result;
 
 /*
