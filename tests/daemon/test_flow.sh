@@ -129,11 +129,11 @@ STATE=$(wait_job "$DJOB" 900)
     '[12,0.0001]' ] || fail "distillation params: $(body .params)"
 [ "$(body '.result.distill.steps')" = 12 ] ||
     fail "distillation result: $(body .result)"
-[ "$(body '.result.distill | .adopted and .kl_trained < .kl_before and
-    .kl_trained >= 0')" = true ] ||
+[ "$(body '.result.distill | .best_step > 0 and .kl_after < .kl_before and
+    .kl_after >= 0 and .validation_windows > 0')" = true ] ||
     fail "divergence did not fall: $(body .result.distill)"
 note "distillation, 12 steps: divergence $(body .result.distill.kl_before)" \
-    "-> $(body .result.distill.kl_trained)"
+    "-> $(body .result.distill.kl_after) (step $(body .result.distill.best_step))"
 req GET "/v1/jobs/$DJOB/masks"
 expect 200 "masks of the distillation job"
 [ "$(body .distill_steps)" = 12 ] || fail "masks distill_steps"
