@@ -24,6 +24,9 @@
  * A third setting, speed, times the unpruned and l1-pruned models in
  * turns on one record for each keep ratio, for the speed-up column.
  *
+ * With --distill STEPS the refitted models are then distilled towards the
+ * unpruned one (ep_distill.h) and their lines say "distill" as refit.
+ *
  * Output: one tab-separated line per measured model on stdout (header
  * first), progress on stderr.  bench/pruning_results.sh turns the lines
  * into the Markdown table.
