@@ -2,10 +2,11 @@
  * ep_distill.c - distillation of a pruned network towards the original:
  * each step draws windows from the calibration set, augments them, runs
  * the teacher for its class probabilities and takes one AdamW step of the
- * student on the divergence from them.  The steps run on a copy; the copy
- * replaces the student only if it lowered the divergence on the windows
- * as given, so a poor choice of steps or rate cannot leave the caller a
- * worse network than it passed in.
+ * student on the divergence from them.  The steps run on a copy and draw
+ * from three windows in four; the fourth are held out, and the copy's
+ * divergence on them at ten checkpoints picks what replaces the student,
+ * if anything beats it, so a poor choice of steps or rate cannot leave
+ * the caller a network worse on those windows than it passed in.
  *
  * Determinism: step k draws from a generator seeded with (seed, k), as
  * training does, so a run depends only on its inputs, the seed and the
@@ -32,7 +33,8 @@
 #define HOLDOUT_EVERY 4
 #define MIN_WINDOWS_TO_HOLD_OUT 8
 
-/* Validation checkpoints over a run (and one after the last step). */
+/* Validation checkpoints: every steps / CHECKPOINTS steps, and after the
+ * last. */
 #define CHECKPOINTS 10
 
 void ep_distill_default_opts(ep_distill_opts *opts)
