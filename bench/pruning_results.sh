@@ -380,6 +380,10 @@ EOF
 - agreement: beats of the unpruned model that the pruned one finds within
   150 ms with the same label.  score error: relative error of the
   per-sample class probabilities against the unpruned model's.
+- refit *distill*: the least-squares refit followed by 200 steps of
+  distillation towards the unpruned model on the same calibration windows
+  (`--distill 200`; docs/pruning.md; not in the spec), seed 1, for the
+  methods and keep ratios listed.
 - Mean +- standard deviation over seeds; `l1` and `contrib` are
   deterministic and run once.
 
