@@ -67,8 +67,8 @@ static unsigned opt_num(json_t *in, json_t *out, const char *where,
         return bad(msg, ms, 400, "%s\"%s\": expected a number", where, key);
     x = json_number_value(v);
     if (!isfinite(x) || x > hi || (open_lo ? x <= lo : x < lo))
-        return bad(msg, ms, 422, "%s\"%s\" = %g is outside %s%g, %g]", where,
-                   key, x, open_lo ? "(" : "[", lo, hi);
+        return bad(msg, ms, 422, "%s\"%s\" = %.10g is outside %s%g, %g]",
+                   where, key, x, open_lo ? "(" : "[", lo, hi);
     json_object_set_new(out, key, json_real(x));
     return 0;
 }
@@ -304,6 +304,13 @@ static void fill_defaults(json_t *p)
     if (!json_object_get(p, "distill_steps"))
         json_object_set_new(p, "distill_steps",
                             json_integer(d.distill_steps));
+    if (json_integer_value(json_object_get(p, "distill_steps")) > 0 &&
+        !json_object_get(p, "distill_lr")) {
+        ep_distill_opts dd;
+
+        ep_distill_default_opts(&dd);
+        json_object_set_new(p, "distill_lr", json_real(dd.lr));
+    }
     if (!json_object_get(p, "stratify"))
         json_object_set_new(p, "stratify", json_true());
 }
@@ -381,6 +388,10 @@ static unsigned check_params(ed_app *app, json_t *in, json_t **out,
         (st = opt_bool(in, p, "", "stratify", msg, ms)))
         return st;
 
+    if (json_object_get(p, "distill_lr") &&
+        json_integer_value(json_object_get(p, "distill_steps")) == 0)
+        return bad(msg, ms, 422, "\"distill_lr\" given without "
+                   "\"distill_steps\" > 0: no distillation would run");
     fill_defaults(p);
 
     /* Optional fine-tuning and held-out scoring. */

@@ -105,7 +105,10 @@ check "default: masks say not" jq -e '.refit_drifted == false' \
 # shellcheck disable=SC2086
 "$ecgprune" prune "$model" $calib --method l1 --keep 0.5 --distill 20 \
     --distill-lr 1e-3 --out "$work/kd.safetensors" --masks "$work/kd.json" \
-    --json > "$work/kd.report" 2> /dev/null
+    --json > "$work/kd.report" 2> "$work/kd.err"
+check "distill: progress from step 1 to 20, each once" sh -c \
+    'grep "^distill step" "$1" | cut -d" " -f3 | paste -sd" " - |
+     grep -qx "1/20 5/20 10/20 15/20 20/20"' sh "$work/kd.err"
 check "distill: divergence fell and a checkpoint was kept" jq -e \
     '.distill.steps == 20 and .distill.best_step > 0 and
      .distill.best_step % 2 == 0 and .distill.validation_windows > 0 and
@@ -142,6 +145,7 @@ expect 2 "mask-list" "$model" $calib --mask-list 0 $out
 expect 2 "unknown method" "$model" $calib --method best $out
 expect 2 "distill -1: expected 0..100000" "$model" $calib --distill -1 $out
 expect 2 "distill-lr 0: expected a rate" "$model" $calib --distill-lr 0 $out
+expect 2 "distill-lr without --distill" "$model" $calib --distill-lr 1e-3 $out
 expect 2 "required" "$model" $out
 expect 1 "shorter than one model window" "$model" \
     --calib "$excerpt/100:0-1" $out

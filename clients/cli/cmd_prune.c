@@ -188,6 +188,9 @@ static int parse_args(int argc, char **argv, prune_args *a)
     if (a->model == NULL || a->out == NULL || a->n_calib == 0)
         return cli_usage_error("prune", "MODEL, --calib and --out are "
                                "required");
+    if (a->opts.distill_lr > 0.0 && a->opts.distill_steps == 0)
+        return cli_usage_error("prune", "--distill-lr without --distill "
+                               "STEPS > 0: no distillation would run");
     return 0;
 }
 

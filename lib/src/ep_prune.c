@@ -1054,7 +1054,8 @@ static int ctx_init(prune_ctx *ctx, const ep_net *net, int **producers,
     return rc;
 }
 
-/* Progress of the distillation steps, passed on as the stage "distill". */
+/* Progress of the distillation steps, passed on as the stage "distill"
+ * with the step just done (1-based) as the round. */
 static int distill_progress(const ep_distill_progress *d, void *ud)
 {
     prune_ctx *ctx = ud;
@@ -1064,7 +1065,7 @@ static int distill_progress(const ep_distill_progress *d, void *ud)
         return 0;
     p.group = ctx->n_groups;
     p.n_groups = ctx->n_groups;
-    p.round = d->step < d->steps ? d->step + 1 : d->steps;
+    p.round = d->step;
     p.n_rounds = d->steps;
     p.fraction = ctx->groups_share +
                  (1.0 - ctx->groups_share) * d->step / d->steps;

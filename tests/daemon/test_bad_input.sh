@@ -299,6 +299,10 @@ bad 400 '"distill_steps": expected an integer' POST /v1/jobs "${J[@]}" \
     -d "$(job '.distill_steps = "many"')"
 bad 422 '"distill_lr" = 0 is outside \(0, 1\]' POST /v1/jobs "${J[@]}" \
     -d "$(job '.distill_lr = 0')"
+bad 422 '"distill_lr" given without "distill_steps" > 0' POST /v1/jobs \
+    "${J[@]}" -d "$(job '.distill_lr = 0.5')"
+bad 422 '"distill_lr" = 1.0000001 is outside' POST /v1/jobs "${J[@]}" \
+    -d "$(job '.distill_lr = 1.0000001 | .distill_steps = 5')"
 bad 404 'batch_ids\[0\]: no batch with id 77' POST /v1/jobs "${J[@]}" \
     -d "$(job '.batch_ids = [77]')"
 bad 400 'unknown parameter "kepe"' POST /v1/jobs "${J[@]}" \

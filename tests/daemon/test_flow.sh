@@ -63,6 +63,8 @@ STATE=$(wait_job "$JOB" 900)
 [ "$STATE" = succeeded ] || fail "job ended $STATE: $(body .error)"
 PRUNED=$(body .result.model_id)
 [ "$(body .progress.fraction)" = 1 ] || fail "job progress not 1 at the end"
+[ "$(body '.params | .distill_steps == 0 and (has("distill_lr") | not)')" = \
+    true ] || fail "no distillation asked: params $(body .params)"
 [ "$(body '.result.scores.before.det_se | type')" = number ] ||
     fail "job result has no scores before"
 [ "$(body '.result.scores.after.det_se | type')" = number ] ||
