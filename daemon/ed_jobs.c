@@ -621,7 +621,7 @@ static void after_job(uv_work_t *w, int status)
     ed_jobs *jobs = app->jobs;
     double seconds = (double)(ed_http_now_ns() - run->start_ns) / 1e9;
     const char *state;
-    char now[32], quoted[600];
+    char now[32], quoted[600], distill[160];
     int stop = atomic_load(&run->stop);
 
     unlink_run(jobs, run);
@@ -658,9 +658,17 @@ static void after_job(uv_work_t *w, int status)
     }
     if (strcmp(state, "abandoned") != 0)
         ed_metrics_job(state, seconds);
+    distill[0] = '\0';
+    if (run->rc == 0 && run->result != NULL && run->prune.distill_steps > 0)
+        snprintf(distill, sizeof distill, " distill_kl_before=%.6g "
+                 "distill_kl_after=%.6g distill_best_step=%d",
+                 run->result->distill.kl_before,
+                 run->result->distill.kl_after,
+                 run->result->distill.best_step);
     ed_log(run->rc && run->rc != EP_ECANCELED ? ED_LOG_WARN : ED_LOG_INFO,
-           "job_finished", "job=%lld state=%s seconds=%.1f%s%s",
-           (long long)run->id, state, seconds, run->rc ? " error=" : "",
+           "job_finished", "job=%lld state=%s seconds=%.1f%s%s%s",
+           (long long)run->id, state, seconds, distill,
+           run->rc ? " error=" : "",
            run->rc ? ed_log_quote(quoted, sizeof quoted, run->err.msg) : "");
     free_run(run);
     if (!jobs->shutting_down)
@@ -727,9 +735,10 @@ static void start_job(ed_app *app, json_t *row)
     jobs->n_running++;
     uv_queue_work(app->loop, &run->work, job_work, after_job);
     ed_log(ED_LOG_INFO, "job_started", "job=%lld model=%lld batches=%d "
-           "holdout=%d method=%s keep=%g", (long long)run->id,
-           (long long)run->model_id, run->n_calib, run->n_holdout,
-           ep_prune_method_name(run->prune.method), run->prune.keep);
+           "holdout=%d method=%s keep=%g distill_steps=%d",
+           (long long)run->id, (long long)run->model_id, run->n_calib,
+           run->n_holdout, ep_prune_method_name(run->prune.method),
+           run->prune.keep, run->prune.distill_steps);
 }
 
 void ed_jobs_kick(ed_app *app)

@@ -136,6 +136,12 @@ STATE=$(wait_job "$DJOB" 900)
     fail "divergence did not fall: $(body .result.distill)"
 note "distillation, 12 steps: divergence $(body .result.distill.kl_before)" \
     "-> $(body .result.distill.kl_after) (step $(body .result.distill.best_step))"
+grep -q "event=job_started job=$DJOB .* distill_steps=12" "$WORK/daemon.log" ||
+    fail "job_started does not log the distillation steps"
+KL='[0-9.e-]+'
+grep -Eq "event=job_finished job=$DJOB state=succeeded .*distill_kl_before=$KL\
+ distill_kl_after=$KL distill_best_step=$(body .result.distill.best_step)( |$)" \
+    "$WORK/daemon.log" || fail "job_finished does not log the distillation"
 req GET "/v1/jobs/$DJOB/masks"
 expect 200 "masks of the distillation job"
 [ "$(body .distill_steps)" = 12 ] || fail "masks distill_steps"
