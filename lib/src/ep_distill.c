@@ -129,6 +129,8 @@ typedef struct distill_run {
     ep_plan *teacher_plan;     /* batch of o->batch */
     float *x, *probs;          /* one step's batch and its targets */
     float *val_probs;          /* the teacher's, per validation window */
+    ep_plan *work_plan;        /* batch of 1 on work, for validation */
+    float *work_probs;         /* its probabilities on one window */
 } distill_run;
 
 static const float *window_at(const distill_run *r, int w)
@@ -180,33 +182,27 @@ static int cache_validation(distill_run *r, ep_error *err)
     return rc;
 }
 
-/* Mean per-sample divergence of net from the teacher's probabilities
- * (cached) over the validation windows, one window at a time. */
-static int validation_divergence(const distill_run *r, const ep_net *net,
-                                 double *kl, ep_error *err)
+/* Mean per-sample divergence of the trained copy from the teacher's
+ * probabilities (cached) over the validation windows, one window at a
+ * time, with the copy's current weights. */
+static int validation_divergence(distill_run *r, double *kl, ep_error *err)
 {
     size_t per = (size_t)r->classes * r->length, k;
-    ep_plan *plan = NULL;
-    float *p = malloc(per * sizeof *p);
     double sum = 0.0;
-    int v, rc;
+    int v, rc = ep_plan_refresh(r->work_plan, err);
 
-    rc = p != NULL ? EP_OK
-                   : ep_error_set(err, EP_ENOMEM, "distill: out of memory");
-    if (rc == EP_OK)
-        rc = ep_plan_create(net, 1, r->length, EP_PLAN_INFER, &plan, err);
     for (v = 0; rc == EP_OK && v < r->n_val; v++) {
         const float *q = r->val_probs + (size_t)v * per;
+        const float *p = r->work_probs;
 
-        rc = probabilities(plan, window_at(r, r->val[v]), p, err);
+        rc = probabilities(r->work_plan, window_at(r, r->val[v]),
+                           r->work_probs, err);
         for (k = 0; rc == EP_OK && k < per; k++)
             if (q[k] > 0.0f)
                 sum += q[k] * (log(q[k]) - log(p[k] > 1e-30f ? p[k]
                                                            : 1e-30f));
     }
     *kl = sum / ((double)r->n_val * r->length);
-    ep_plan_free(plan);
-    free(p);
     return rc;
 }
 
@@ -241,7 +237,7 @@ static void draw_batch(distill_run *r, int step)
 static int checkpoint(distill_run *r, int step, ep_error *err)
 {
     double kl;
-    int rc = validation_divergence(r, r->work, &kl, err);
+    int rc = validation_divergence(r, &kl, err);
 
     if (rc != EP_OK || !(kl < r->best_kl))
         return rc;
@@ -313,6 +309,8 @@ static void run_free(distill_run *r)
     free(r->x);
     free(r->probs);
     free(r->val_probs);
+    free(r->work_probs);
+    ep_plan_free(r->work_plan);
     ep_plan_free(r->teacher_plan);
     ep_trainer_free(r->tr);
     ep_net_free(r->work);
@@ -329,9 +327,17 @@ static int run_init(distill_run *r, ep_net *student, int n_windows,
     if (rc == EP_OK)
         rc = cache_validation(r, err);
     if (rc == EP_OK)
-        rc = validation_divergence(r, student, &r->best_kl, err);
-    if (rc == EP_OK)
         rc = ep_net_clone(student, &r->work, err);
+    if (rc == EP_OK)
+        rc = ep_plan_create(r->work, 1, r->length, EP_PLAN_INFER,
+                            &r->work_plan, err);
+    if (rc == EP_OK) {
+        r->work_probs = malloc((size_t)r->classes * r->length *
+                               sizeof *r->work_probs);
+        rc = r->work_probs != NULL
+                 ? validation_divergence(r, &r->best_kl, err)
+                 : ep_error_set(err, EP_ENOMEM, "distill: out of memory");
+    }
     if (rc == EP_OK)
         rc = ep_trainer_create(r->work, o->batch, r->length, 0, &r->tr,
                                err);
