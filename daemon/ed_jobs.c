@@ -588,12 +588,13 @@ static int record_success(ed_app *app, job_run *run, double seconds)
     json_decref(row);
     if (result && run->prune.distill_steps > 0)
         json_object_set_new(result, "distill", json_pack(
-            "{s:i, s:f, s:f, s:i, s:i, s:f}", "steps",
+            "{s:i, s:f, s:f, s:i, s:i, s:b, s:f}", "steps",
             run->prune.distill_steps, "kl_before",
             run->result->distill.kl_before, "kl_after",
             run->result->distill.kl_after, "best_step",
             run->result->distill.best_step, "validation_windows",
-            run->result->distill.validation_windows, "seconds",
+            run->result->distill.validation_windows, "held_out",
+            run->result->distill.held_out, "seconds",
             run->result->distill.seconds));
     /* Nine significant digits, as in every answer: MAC counts stay exact. */
     text = json_dumps(result, JSON_COMPACT | JSON_REAL_PRECISION(9));

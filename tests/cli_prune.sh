@@ -112,6 +112,7 @@ check "distill: progress from step 1 to 20, each once" sh -c \
 check "distill: divergence fell and a checkpoint was kept" jq -e \
     '.distill.steps == 20 and .distill.best_step > 0 and
      .distill.best_step % 2 == 0 and .distill.validation_windows > 0 and
+     .distill.held_out == true and
      .distill.kl_after < .distill.kl_before and .distill.kl_after >= 0' \
     "$work/kd.report"
 check "distill: masks say so" jq -e '.distill_steps == 20' "$work/kd.json"

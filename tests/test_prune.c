@@ -851,6 +851,7 @@ static void test_distill(void)
     CHECK_EQ_INT(ep_distill_run(again, teacher, windows, N_WIN, WINDOW, &o,
                                 NULL, NULL, &rep, &err), EP_OK);
     CHECK_EQ_INT(rep.validation_windows, N_WIN / 4);
+    CHECK_EQ_INT(rep.held_out, 1);
     CHECK_NEAR(rep.kl_before, kl0, 1e-4);
     CHECK(rep.kl_after < 0.8 * rep.kl_before);
     CHECK(rep.best_step > 0 && rep.best_step % 4 == 0);
@@ -882,7 +883,8 @@ static void test_distill(void)
     /* Fewer than 8 windows: all train and validate. */
     CHECK_EQ_INT(ep_distill_run(again, teacher, windows, 5, WINDOW, &o,
                                 NULL, NULL, &rep, &err), EP_OK);
-    CHECK_EQ_INT(rep.validation_windows, 0);
+    CHECK_EQ_INT(rep.validation_windows, 5);
+    CHECK_EQ_INT(rep.held_out, 0);
     CHECK_NEAR(rep.kl_after, naive_divergence(again, teacher, 0, 1, 5),
                1e-4);
     ep_net_free(again);

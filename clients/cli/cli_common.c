@@ -99,7 +99,9 @@ int cli_parse_double(const char *s, double lo, double hi, double *out)
 
     errno = 0;
     v = strtod(s, &end);
-    if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < lo ||
+    /* ERANGE on underflow still leaves a usable value (0 or subnormal),
+     * which the range check judges as the API's JSON parser does. */
+    if ((errno != 0 && errno != ERANGE) || end == s || *end != '\0' || !isfinite(v) || v < lo ||
         v > hi)
         return -1;
     *out = v;

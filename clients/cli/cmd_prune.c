@@ -334,8 +334,7 @@ static int on_progress(const ep_prune_progress *p, void *ud)
 static void print_distill(const ep_distill_report *d)
 {
     printf("distillation: divergence from MODEL on %s %.5f -> %.5f, ",
-           d->validation_windows > 0 ? "held-out windows"
-                                     : "the calibration windows",
+           d->held_out ? "held-out windows" : "the calibration windows",
            d->kl_before, d->kl_after);
     if (d->best_step > 0)
         printf("step %d kept (%.2f s)\n", d->best_step, d->seconds);
@@ -415,6 +414,8 @@ static json_t *report_json(const ep_net *before, const ep_prune_result *res,
                             json_integer(res->distill.best_step));
         json_object_set_new(d, "validation_windows",
                             json_integer(res->distill.validation_windows));
+        json_object_set_new(d, "held_out",
+                            json_boolean(res->distill.held_out));
         json_object_set_new(d, "seconds", json_real(res->distill.seconds));
         json_object_set_new(obj, "distill", d);
     }

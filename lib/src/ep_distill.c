@@ -396,7 +396,8 @@ int ep_distill_run(ep_net *student, const ep_net *teacher,
         report->kl_before = kl_before;
         report->kl_after = r.best_kl;
         report->best_step = r.best_step;
-        report->validation_windows = r.n_val < n_windows ? r.n_val : 0;
+        report->validation_windows = r.n_val;
+        report->held_out = r.n_val < n_windows;
         report->seconds = now_s() - t0;
     }
     run_free(&r);

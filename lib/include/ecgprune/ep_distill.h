@@ -52,8 +52,10 @@ typedef struct ep_distill_report {
     double kl_after;         /* the same for the network kept */
     int best_step;           /* step of the checkpoint kept; 0: none beat
                                 the start and the student is unchanged */
-    int validation_windows;  /* windows held out for the choice; 0: too
-                                few windows, all trained and validated */
+    int validation_windows;  /* windows the checkpoints were measured on */
+    int held_out;            /* 1: those windows were held out of the
+                                steps; 0: fewer than 8 windows, so all
+                                of them trained and validated */
     double seconds;
 } ep_distill_report;
 
