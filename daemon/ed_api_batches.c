@@ -1,6 +1,6 @@
 /*
- * ed_api_batches.c - /v1/batches: personal ECG uploads (JSON or WFDB
- * multipart), listing, showing and deleting them.  A deleted batch is
+ * ed_api_batches.c - /v1/batches: personal ECG uploads (JSON, parsed on
+ * a pool worker, or WFDB multipart), listing, showing and deleting them.  A deleted batch is
  * gone from the database file too: secure_delete overwrites its pages and
  * a WAL checkpoint removes the copies the log still holds.
  */
@@ -37,26 +37,29 @@ static size_t count_beats(const ed_ecg *ecg)
     return n;
 }
 
-void ed_api_batches_create(ed_app *app, ed_request *req, int64_t unused)
-{
+/* An upload whose JSON body is parsed on the pool. */
+typedef struct batch_work {
+    uv_work_t work;
+    ed_app *app;
+    ed_request *req;
+    int64_t max_samples;        /* limits.max_samples when it came */
     ed_ecg ecg;
-    char msg[700], now[32], loc[64], *ann = NULL;
-    unsigned st;
+    unsigned st;                /* refusal: HTTP status, msg */
+    char msg[700];
+} batch_work;
+
+/* Store a parsed batch and answer 201 with its row; frees nothing. */
+static void store_batch(ed_app *app, ed_request *req, const ed_ecg *ecg)
+{
+    char now[32], loc[64], *ann = NULL;
     int64_t id;
     json_t *row;
-
-    (void)unused;
-    st = ed_ecg_parse(req, &app->cfg, ED_ECG_BATCH, &ecg, msg, sizeof msg);
-    if (st) {
-        ed_http_problem(req, st, "%s", msg);
-        return;
-    }
 
     /* Samples as little-endian float32.  Limitation: stored in the host's
      * byte order, which is little-endian on every host we build for; one
      * lead per batch. */
-    if (ecg.n_ann) {
-        json_t *a = ed_ecg_annotations_json(&ecg);
+    if (ecg->n_ann) {
+        json_t *a = ed_ecg_annotations_json(ecg);
         ann = json_dumps(a, JSON_COMPACT);
         json_decref(a);
     }
@@ -64,16 +67,15 @@ void ed_api_batches_create(ed_app *app, ed_request *req, int64_t unused)
     if (ed_store_exec(app->store, "INSERT INTO batches (subject, "
                       "sampling_rate, lead, n_samples, annotations, n_beats, "
                       "created_at, samples) VALUES (?,?,?,?,?,?,?,?)",
-                      "tdtititb", ecg.subject, ecg.fs, ecg.lead, ecg.n, ann,
-                      (int64_t)count_beats(&ecg), now, (const void *)ecg.mv,
-                      (size_t)ecg.n * sizeof *ecg.mv) < 0) {
+                      "tdtititb", ecg->subject, ecg->fs, ecg->lead, ecg->n,
+                      ann, (int64_t)count_beats(ecg), now,
+                      (const void *)ecg->mv,
+                      (size_t)ecg->n * sizeof *ecg->mv) < 0) {
         free(ann);
-        ed_ecg_free(&ecg);
         ed_api_store_error(app, req);
         return;
     }
     free(ann);
-    ed_ecg_free(&ecg);
     id = ed_store_last_id(app->store);
 
     row = ed_store_row(app->store, NULL, "SELECT " BATCH_COLUMNS " FROM "
@@ -88,6 +90,67 @@ void ed_api_batches_create(ed_app *app, ed_request *req, int64_t unused)
     ed_http_add_header(req, "Location", loc);
     snprintf(req->log_extra, sizeof req->log_extra, "batch_id=%lld",
              (long long)id);
+}
+
+static void batch_parse(uv_work_t *w)
+{
+    batch_work *bw = w->data;
+
+    bw->st = ed_ecg_parse_json(bw->req->body, bw->req->body_len,
+                               bw->max_samples, ED_ECG_BATCH, &bw->ecg,
+                               bw->msg, sizeof bw->msg);
+}
+
+static void batch_parsed(uv_work_t *w, int status)
+{
+    batch_work *bw = w->data;
+
+    bw->app->uploads_in_flight--;
+    if (status != 0)
+        ed_http_problem(bw->req, 503, "the upload was cancelled (shutdown)");
+    else if (bw->st)
+        ed_http_problem(bw->req, bw->st, "%s", bw->msg);
+    else
+        store_batch(bw->app, bw->req, &bw->ecg);
+    ed_ecg_free(&bw->ecg);
+    ed_http_resume(bw->req);
+    free(bw);
+}
+
+void ed_api_batches_create(ed_app *app, ed_request *req, int64_t unused)
+{
+    batch_work *bw;
+    int json_pending;
+    unsigned st;
+
+    (void)unused;
+    bw = calloc(1, sizeof *bw);
+    if (!bw) {
+        ed_http_problem(req, 500, "out of memory");
+        return;
+    }
+
+    /* A multipart upload is decoded here and stored at once. */
+    st = ed_ecg_parse_start(req, &app->cfg, ED_ECG_BATCH, &bw->ecg,
+                            &json_pending, bw->msg, sizeof bw->msg);
+    if (st || !json_pending) {
+        if (st)
+            ed_http_problem(req, st, "%s", bw->msg);
+        else
+            store_batch(app, req, &bw->ecg);
+        ed_ecg_free(&bw->ecg);
+        free(bw);
+        return;
+    }
+
+    /* A JSON body goes to the pool; the connection waits suspended. */
+    bw->app = app;
+    bw->req = req;
+    bw->max_samples = app->cfg.max_samples;
+    bw->work.data = bw;
+    app->uploads_in_flight++;
+    ed_http_suspend(req);
+    uv_queue_work(app->loop, &bw->work, batch_parse, batch_parsed);
 }
 
 void ed_api_batches_list(ed_app *app, ed_request *req, int64_t unused)

@@ -1,8 +1,9 @@
 /*
- * ed_api_infer.c - POST /v1/models/{id}/infer: the ECG is checked on the
- * loop thread, the connection is suspended, the network runs on a pool
- * worker with its own inferer, and the answer (beats and a summary) is
- * sent from the after-work callback.
+ * ed_api_infer.c - POST /v1/models/{id}/infer: the model and the media
+ * type are checked on the loop thread, the connection is suspended, a
+ * JSON ECG is parsed and the network runs on a pool worker with its own
+ * inferer, and the answer (beats and a summary) is sent from the
+ * after-work callback.
  *
  * A pruned model remembers the subjects it was calibrated on; a request
  * that names its subject (?subject=) is refused with 409 when the model is
@@ -31,8 +32,13 @@ typedef struct infer_work {
     ed_request *req;
     int64_t model_id;
     const ep_net *net;
+    const unsigned char *body;  /* the request's, while it is suspended */
+    size_t body_len;
+    int json_pending;           /* body still to parse into ecg */
+    int64_t max_samples;        /* limits.max_samples when it came */
     ed_ecg ecg;
-    uint64_t start_ns;
+    unsigned st;                /* refusal of the ECG: HTTP status, msg */
+    char msg[700];
     double ms;
     int rc;
     ep_error err;
@@ -48,15 +54,44 @@ static const char *class_symbol(ep_aami c)
     return c >= 0 && c < EP_AAMI_COUNT ? symbols[c] : "?";
 }
 
+/* The network runs at the model's rate, so the ECG grows by the ratio of
+ * the rates (50 Hz into a 10 kHz model: 200 times): the sample limit holds
+ * for the resampled signal too, or a small body could take gigabytes. */
+static unsigned check_resampled(const ep_net *net, const ed_ecg *ecg,
+                                int64_t max_samples, char *msg, size_t ms)
+{
+    double n = (double)ecg->n * net->meta.sampling_rate / ecg->fs;
+
+    if (n <= (double)max_samples)
+        return 0;
+    snprintf(msg, ms, "resampled to the model's %g Hz, the ECG would be "
+             "%.0f samples, more than the limit of %lld "
+             "(limits.max_samples)", net->meta.sampling_rate, n,
+             (long long)max_samples);
+    return 413;
+}
+
 static void infer_run(uv_work_t *w)
 {
     infer_work *iw = w->data;
     ep_infer_opts opts;
     ep_inferer *inf = NULL;
-    uint64_t t0 = ed_http_now_ns();
+    uint64_t t0;
+
+    /* The ECG, unless it came as multipart and was decoded already. */
+    if (iw->json_pending)
+        iw->st = ed_ecg_parse_json(iw->body, iw->body_len, iw->max_samples,
+                                   ED_ECG_INFER, &iw->ecg, iw->msg,
+                                   sizeof iw->msg);
+    if (!iw->st)
+        iw->st = check_resampled(iw->net, &iw->ecg, iw->max_samples, iw->msg,
+                                 sizeof iw->msg);
+    if (iw->st)
+        return;
 
     /* Limitation: every request builds its own plan and buffers (a few
      * milliseconds for the default model); plans are not pooled. */
+    t0 = ed_http_now_ns();
     ep_infer_default_opts(&opts);
     iw->rc = ep_inferer_create(iw->net, &opts, &inf, &iw->err);
     if (!iw->rc)
@@ -132,6 +167,8 @@ static void infer_done(uv_work_t *w, int status)
     app->infer_in_flight--;
     if (status != 0) {
         ed_http_problem(req, 503, "inference was cancelled (shutdown)");
+    } else if (iw->st) {
+        ed_http_problem(req, iw->st, "%s", iw->msg);
     } else if (iw->rc) {
         ed_http_problem(req, iw->rc == EP_ENOMEM ? 500 : 422,
                         "inference failed: %s", iw->err.msg);
@@ -202,23 +239,6 @@ static unsigned check_subject(ed_app *app, ed_request *req, int64_t id,
     return st;
 }
 
-/* The network runs at the model's rate, so the ECG grows by the ratio of
- * the rates (50 Hz into a 10 kHz model: 200 times): the sample limit holds
- * for the resampled signal too, or a small body could take gigabytes. */
-static unsigned check_resampled(ed_app *app, const ep_net *net,
-                                const ed_ecg *ecg, char *msg, size_t ms)
-{
-    double n = (double)ecg->n * net->meta.sampling_rate / ecg->fs;
-
-    if (n <= (double)app->cfg.max_samples)
-        return 0;
-    snprintf(msg, ms, "resampled to the model's %g Hz, the ECG would be "
-             "%.0f samples, more than the limit of %lld "
-             "(limits.max_samples)", net->meta.sampling_rate, n,
-             (long long)app->cfg.max_samples);
-    return 413;
-}
-
 void ed_api_infer(ed_app *app, ed_request *req, int64_t id)
 {
     infer_work *iw;
@@ -242,7 +262,7 @@ void ed_api_infer(ed_app *app, ed_request *req, int64_t id)
     }
 
     /* The model first (404 before looking at the body), its subject, then
-     * the ECG. */
+     * the ECG's media type (a multipart one is decoded here). */
     st = ed_models_acquire(app, id, &iw->net, msg, sizeof msg);
     if (st) {
         free(iw);
@@ -251,10 +271,8 @@ void ed_api_infer(ed_app *app, ed_request *req, int64_t id)
     }
     st = check_subject(app, req, id, msg, sizeof msg);
     if (!st)
-        st = ed_ecg_parse(req, &app->cfg, ED_ECG_INFER, &iw->ecg, msg,
-                          sizeof msg);
-    if (!st)
-        st = check_resampled(app, iw->net, &iw->ecg, msg, sizeof msg);
+        st = ed_ecg_parse_start(req, &app->cfg, ED_ECG_INFER, &iw->ecg,
+                                &iw->json_pending, msg, sizeof msg);
     if (st) {
         ed_models_release(app, iw->net);
         ed_ecg_free(&iw->ecg);
@@ -267,6 +285,9 @@ void ed_api_infer(ed_app *app, ed_request *req, int64_t id)
     iw->app = app;
     iw->req = req;
     iw->model_id = id;
+    iw->body = req->body;
+    iw->body_len = req->body_len;
+    iw->max_samples = app->cfg.max_samples;
     iw->work.data = iw;
     app->infer_in_flight++;
     ed_http_suspend(req);

@@ -187,6 +187,9 @@ void ed_api_models_create(ed_app *app, ed_request *req, int64_t unused)
                         "bytes of a model");
         return;
     }
+    /* Limitation: parsed, hashed and stored on the loop thread; other
+     * requests wait for it (tens of milliseconds for the default model's
+     * 2.9 MB). */
     st = ed_api_models_store(app, name, req->body, req->body_len, 0, 0, &id,
                              msg, sizeof msg);
     if (st) {

@@ -25,6 +25,7 @@ typedef struct ed_app {
     int ready;            /* /v2/health/ready answers 200 */
     int stopping;         /* SIGTERM seen */
     int infer_in_flight;
+    int uploads_in_flight;  /* batch bodies being parsed on the pool */
 } ed_app;
 
 #endif

@@ -239,9 +239,8 @@ static unsigned parse_json(const unsigned char *body, size_t body_len,
     double gain = 1.0, baseline = 0.0;
     unsigned st;
 
-    /* Limitation: this parse runs on the event-loop thread, so a JSON body
-     * of millions of samples holds every other request for its parse
-     * time; long recordings are better sent as WFDB multipart. */
+    /* On a pool thread when a route calls it (ed_ecg_parse_start): a body
+     * of millions of numbers takes jansson about a second. */
     root = json_loadb((const char *)body, body_len, JSON_REJECT_DUPLICATES,
                       &jerr);
     if (!root)
@@ -643,20 +642,23 @@ static unsigned parse_wfdb(ed_request *req, int64_t max_samples,
     return st;
 }
 
-unsigned ed_ecg_parse(ed_request *req, const ed_config *cfg,
-                      ed_ecg_kind kind, ed_ecg *out, char *msg, size_t ms)
+unsigned ed_ecg_parse_start(ed_request *req, const ed_config *cfg,
+                            ed_ecg_kind kind, ed_ecg *out, int *json_pending,
+                            char *msg, size_t ms)
 {
     const char *ct = ed_http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
 
     memset(out, 0, sizeof *out);
+    *json_pending = 0;
     if (req->body_len == 0)
         return refuse(400, msg, ms, "empty body: expected JSON or a "
                       "multipart WFDB upload");
     if (ct && strncmp(ct, "multipart/form-data", 19) == 0)
         return parse_wfdb(req, cfg->max_samples, kind, out, msg, ms);
-    if (!ct || ed_http_is_json(ct))
-        return ed_ecg_parse_json(req->body, req->body_len, cfg->max_samples,
-                                 kind, out, msg, ms);
+    if (!ct || ed_http_is_json(ct)) {
+        *json_pending = 1;
+        return 0;
+    }
     return refuse(415, msg, ms, "Content-Type \"%s\": expected "
                   "application/json or multipart/form-data", ct);
 }

@@ -47,13 +47,18 @@ typedef struct ed_ecg {
  * annotations; inference takes neither. */
 typedef enum ed_ecg_kind { ED_ECG_BATCH, ED_ECG_INFER } ed_ecg_kind;
 
-/* Parse the request body (JSON or multipart WFDB, by Content-Type).
+/* Start on the request body (JSON or multipart WFDB, by Content-Type), on
+ * the loop thread.  A multipart upload is split and decoded here, since
+ * libmicrohttpd's post processor belongs to the loop (its binary samples
+ * decode in milliseconds).  A JSON body, whose parse is the costly part,
+ * is only recognised: *json_pending is set and the caller passes req->body
+ * to ed_ecg_parse_json on a pool thread while the request is suspended.
  * Returns 0 or an HTTP status with msg filled. */
-unsigned ed_ecg_parse(ed_request *req, const ed_config *cfg,
-                      ed_ecg_kind kind, ed_ecg *out, char *msg,
-                      size_t msg_size);
+unsigned ed_ecg_parse_start(ed_request *req, const ed_config *cfg,
+                            ed_ecg_kind kind, ed_ecg *out, int *json_pending,
+                            char *msg, size_t msg_size);
 
-/* The two bodies ed_ecg_parse tells apart, taken from memory so that
+/* The two bodies ed_ecg_parse_start tells apart, taken from memory so that
  * they can be checked (and fuzzed) without a connection.  max_samples is
  * limits.max_samples.  Both return 0 or an HTTP status with msg filled,
  * and leave out empty on a refusal. */

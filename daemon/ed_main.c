@@ -57,14 +57,15 @@ static void finish_stop(ed_main *m)
     ed_jobs_free(app);
 }
 
-/* Every 100 ms after SIGTERM: done when no job and no inference is on the
- * pool and the connections are served, or when the deadline passed. */
+/* Every 100 ms after SIGTERM: done when no job, inference or upload is on
+ * the pool and the connections are served, or when the deadline passed. */
 static void on_stop_check(uv_timer_t *t)
 {
     ed_main *m = t->data;
     ed_app *app = &m->app;
     double waited = (double)(ed_http_now_ns() - m->stop_started_ns) / 1e9;
-    int busy = ed_jobs_running(app) > 0 || app->infer_in_flight > 0;
+    int busy = ed_jobs_running(app) > 0 || app->infer_in_flight > 0 ||
+               app->uploads_in_flight > 0;
 
     if (!busy && (ed_http_connections(app->http) == 0 || waited > 5)) {
         ed_log(ED_LOG_INFO, "stopped", "waited_s=%.1f", waited);
