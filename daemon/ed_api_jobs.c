@@ -276,6 +276,46 @@ static unsigned check_holdout(ed_app *app, json_t *h, json_t *out,
     return 0;
 }
 
+/* Each calibration batch, less the tail holdout.fraction takes (0: none),
+ * must hold one model window, or the job could only fail.  One sample
+ * of margin covers the rounding of the resampling. */
+static unsigned check_calib_length(ed_app *app, json_t *p, char *msg,
+                                   size_t ms)
+{
+    json_t *ids = json_object_get(p, "batch_ids"), *row;
+    double fraction = json_number_value(json_object_get(
+        json_object_get(p, "holdout"), "fraction"));
+    int64_t model = json_integer_value(json_object_get(p, "model_id"));
+    size_t i;
+
+    for (i = 0; i < json_array_size(ids); i++) {
+        int64_t id = json_integer_value(json_array_get(ids, i)), n;
+        double fs, model_fs, window, kept_s;
+
+        row = ed_store_row(app->store, NULL, "SELECT b.n_samples AS n, "
+                           "b.sampling_rate AS fs, json_extract("
+                           "m.architecture, '$.sampling_rate') AS model_fs, "
+                           "json_extract(m.architecture, '$.window') AS "
+                           "window FROM batches b, models m WHERE b.id = ? "
+                           "AND m.id = ?", "ii", id, model);
+        n = json_integer_value(json_object_get(row, "n"));
+        fs = json_number_value(json_object_get(row, "fs"));
+        model_fs = json_number_value(json_object_get(row, "model_fs"));
+        window = json_number_value(json_object_get(row, "window"));
+        json_decref(row);
+        if (!(fs > 0 && model_fs > 0))
+            continue;
+        kept_s = (double)(n - (int64_t)floor((double)n * fraction)) / fs;
+        if (kept_s * model_fs < window + 1)
+            return bad(msg, ms, 422, "batch_ids[%zu]: batch %lld leaves "
+                       "%.2f s of calibration ECG%s, less than one model "
+                       "window (%.2f s)", i, (long long)id, kept_s,
+                       fraction > 0 ? " after holdout.fraction" : "",
+                       (window + 1) / model_fs);
+    }
+    return 0;
+}
+
 /* The library's defaults for what the submission left out, so that a
  * job shows the parameters it really runs with. */
 static void fill_defaults(json_t *p)
@@ -403,7 +443,7 @@ static unsigned check_params(ed_app *app, json_t *in, json_t **out,
         (st = check_holdout(app, v, p, json_object_get(p, "batch_ids"), msg,
                             ms)))
         return st;
-    return 0;
+    return check_calib_length(app, p, msg, ms);
 }
 
 /* The public view of a job row. */

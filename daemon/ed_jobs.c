@@ -523,6 +523,8 @@ static json_t *job_warnings(const job_run *run)
         annotated |= run->calib[i].n_beats > 0;
     }
     ed_warn_calibration(warnings, counts, annotated);
+    if (run->result)
+        ed_warn_refits(warnings, run->result);
     ed_warn_holdout(warnings, run->scores_before, run->scores_after,
                     run->n_holdout);
     json_array_foreach(warnings, k, w) {

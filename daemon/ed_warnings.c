@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ecgprune/ep_lsq.h"
+
 /* A fall in detection sensitivity or macro-F1 larger than this, or in one
  * class's F1 larger than ED_WARN_CLASS_DROP (with enough support to
  * matter), is reported. */
@@ -37,15 +39,42 @@ void ed_warn_calibration(json_t *warnings,
     for (i = 0; i < sizeof rare / sizeof rare[0]; i++) {
         if (counts[rare[i]] >= ED_WARN_MIN_RARE_BEATS)
             continue;
-        used += (size_t)snprintf(few + used, sizeof few - used, "%s%zu %s",
-                                 used ? ", " : "", counts[rare[i]],
-                                 ep_aami_name(rare[i]));
+        used += (size_t)snprintf(few + used, sizeof few - used, "%s%s (%zu)",
+                                 used ? ", " : "", ep_aami_name(rare[i]),
+                                 counts[rare[i]]);
     }
     if (used == 0)
         return;
-    snprintf(text, sizeof text, "the calibration batches hold only %s "
-             "beat(s); the pruned model may lose those classes, so use it "
-             "only for this subject and check it on held-out ECG", few);
+    snprintf(text, sizeof text, "the calibration batches hold fewer than %d "
+             "beats of %s; the pruned model may lose those classes, so use "
+             "it only for the subjects of these batches and check it on "
+             "held-out ECG", ED_WARN_MIN_RARE_BEATS, few);
+    add(warnings, text);
+}
+
+void ed_warn_refits(json_t *warnings, const ep_prune_result *res)
+{
+    const ep_prune_group_report *worst = NULL;
+    char text[320];
+    int g, n = 0;
+
+    for (g = 0; g < res->n_groups; g++) {
+        const ep_prune_group_report *r = &res->groups[g];
+
+        if (r->underdetermined <= 0)
+            continue;
+        n++;
+        if (!worst || r->min_rows_per_unknown < worst->min_rows_per_unknown)
+            worst = r;
+    }
+    if (n == 0)
+        return;
+    snprintf(text, sizeof text, "%d of %d channel groups were refitted from "
+             "fewer than %d calibration rows per unknown (fewest: %.1f, "
+             "group %s); their ridge was raised and they fit loosely, so "
+             "give longer calibration batches", n, res->n_groups,
+             EP_LSQ_MIN_ROWS_PER_UNKNOWN, worst->min_rows_per_unknown,
+             worst->producer);
     add(warnings, text);
 }
 

@@ -409,6 +409,19 @@ bad 422 "holdout.batch_ids: batch $AID is also a calibration batch" \
 bad 422 'holdout.fraction: 1e-09 of batch [0-9]+ is 0 samples, less than the 2 s' \
     POST /v1/jobs "${J[@]}" -d "$(job ".batch_ids = [$AID] |
     .holdout = {fraction: 1e-9}")"
+# A job that could only fail is refused: the calibration left after the
+# held-out tail (10 s batch, half held out), or a batch of 3 s, is
+# shorter than one window of 2048 samples at 360 Hz (plus one sample).
+bad 422 "batch_ids\\[0\\]: batch $AID leaves 5.00 s of calibration ECG after \
+holdout.fraction, less than one model window \\(5.69 s\\)" \
+    POST /v1/jobs "${J[@]}" -d "$(job ".batch_ids = [$AID] |
+    .holdout = {fraction: 0.5}")"
+jq -c '.samples |= .[:1080]' "$WORK/batch.json" > "$WORK/short.json"
+req POST /v1/batches "${J[@]}" --data-binary "@$WORK/short.json"
+expect 201 "a 3-s batch"
+bad 422 "batch_ids\\[0\\]: batch $(body .id) leaves 3.00 s of calibration ECG, \
+less than one model window" \
+    POST /v1/jobs "${J[@]}" -d "$(job ".batch_ids = [$(body .id)]")"
 bad 400 'query parameter state="done"' GET '/v1/jobs?state=done'
 # Routes without parameters refuse any (once ignored: ?subject= listed
 # every subject's batches, ?force=1 looked as if it forced something).

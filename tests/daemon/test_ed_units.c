@@ -285,9 +285,30 @@ static void test_warnings(void)
     counts[EP_AAMI_S] = 4;
     counts[EP_AAMI_F] = 0;
     ed_warn_calibration(w, counts, 1);
-    CHECK_MSG(strstr(only_warning(w), "only 4 S, 0 F beat(s)") != NULL, "%s",
-              only_warning(w));
+    CHECK_MSG(strstr(only_warning(w), "fewer than 5 beats of S (4), F (0);")
+              != NULL, "%s", only_warning(w));
     json_array_clear(w);
+
+    /* Refits: two of three groups short of rows, the fewer named. */
+    {
+        ep_prune_group_report g[3] = {{.producer = "enc0.conv1"},
+                                      {.producer = "enc3.conv2"},
+                                      {.producer = "dec1.conv1"}};
+        ep_prune_result res = {.n_groups = 3, .groups = g};
+
+        ed_warn_refits(w, &res);
+        CHECK_EQ_INT((int)json_array_size(w), 0);
+        g[1].underdetermined = 2;
+        g[1].min_rows_per_unknown = 0.4;
+        g[2].underdetermined = 1;
+        g[2].min_rows_per_unknown = 3.5;
+        ed_warn_refits(w, &res);
+        CHECK_MSG(strstr(only_warning(w), "2 of 3 channel groups were "
+                         "refitted from fewer than 10 calibration rows per "
+                         "unknown (fewest: 0.4, group enc3.conv2)") != NULL,
+                  "%s", only_warning(w));
+        json_array_clear(w);
+    }
 
     /* Held out: nothing; a 0.03 fall of detection Se and V F1 1 -> 0.85
      * (support 10) are reported, F1 of F with support 4 is not. */

@@ -73,7 +73,7 @@ note "held-out record 208, detection Se before/after pruning:" \
     "$(body .result.scores.before.det_se) / $(body .result.scores.after.det_se)"
 # Warnings: record 100's excerpt holds no F beat, so the calibration is
 # flagged; a macro-F1 fall of more than 0.02 on 208 must be flagged too.
-body '.result.warnings[]' | grep -q "calibration batches hold only .* F" ||
+body '.result.warnings[]' | grep -q "hold fewer than 5 beats of .*F (0)" ||
     fail "no calibration warning: $(body .result.warnings)"
 FELL=$(body '(.result.scores.before.macro_f1 - .result.scores.after.macro_f1)
     > 0.02')
@@ -203,18 +203,34 @@ for s in "$SCORE" "$SCORE_FULL"; do
         .tp + .fp == .detected' >/dev/null || fail "score counts: $s"
 done
 
+# Ten seconds of calibration: the job runs, and its warnings say that
+# refits had too few rows per unknown to fit well.
+jq -c '. + {subject: "subj-100"}' "$WORK/seg.json" > "$WORK/ten.json"
+req POST /v1/batches -H 'Content-Type: application/json' \
+    --data-binary "@$WORK/ten.json"
+expect 201 "10-s batch"
+req POST /v1/jobs -H 'Content-Type: application/json' -d "$(jq -cn \
+    --argjson m "$MODEL_ID" --argjson b "$(body .id)" '{model_id: $m,
+    batch_ids: [$b], method: "l1", keep: 0.5}')"
+expect 202 "job on 10 s of ECG"
+STATE=$(wait_job "$(body .id)" 900)
+[ "$STATE" = succeeded ] || fail "10-s job ended $STATE: $(body .error)"
+body '.result.warnings[]' | grep -Eq "^[0-9]+ of [0-9]+ channel groups were \
+refitted from fewer than 10 calibration rows per unknown \(fewest: [0-9.]+, \
+group [a-z0-9.]+\)" || fail "no refit warning: $(body .result.warnings)"
+
 # Metrics mention what happened.
 req GET /metrics
 expect 200 "metrics"
 INFER_ROUTE='route="/v1/models/{id}/infer",method="POST",status="200"'
-# Two jobs succeeded.  Three inferences succeeded: the general model
+# Three jobs succeeded.  Three inferences succeeded: the general model
 # named for subj-208, the pruned one for subj-100, the general one again;
 # the refusal is a 409.
 grep -qF "ecgpruned_http_requests_total{$INFER_ROUTE} 3" "$WORK/body" ||
     fail "metrics: the infer requests are not counted"
 grep -qF "${INFER_ROUTE/200/409}} 1" "$WORK/body" ||
     fail "metrics: the refused inference is not counted"
-grep -q '^ecgpruned_job_duration_seconds_count{state="succeeded"} 2$' \
+grep -q '^ecgpruned_job_duration_seconds_count{state="succeeded"} 3$' \
     "$WORK/body" || fail "metrics: job duration"
 N_FULL=$(jq '.beats | length' "$WORK/infer_full.json")
 # (the general model ran twice on the same segment)
