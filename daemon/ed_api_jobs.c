@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ecgprune/ep_prune.h"
+#include "ecgprune/ep_train.h"
 #include "ed_api.h"
 #include "ed_jobs.h"
 
@@ -165,6 +166,32 @@ static unsigned batch_list(ed_app *app, int64_t model, json_t *arr,
     return 0;
 }
 
+/* value (a new reference) under key unless the object has that key. */
+static void set_default(json_t *obj, const char *key, json_t *value)
+{
+    if (json_object_get(obj, key))
+        json_decref(value);
+    else
+        json_object_set_new(obj, key, value);
+}
+
+/* The fine-tuning defaults (ep_finetune_default_opts) for what the
+ * "finetune" object left out. */
+static void fill_finetune_defaults(json_t *o)
+{
+    ep_train_opts d;
+
+    ep_finetune_default_opts(&d);
+    set_default(o, "epochs", json_integer(d.epochs));
+    set_default(o, "steps_per_epoch", json_integer(d.steps_per_epoch));
+    set_default(o, "batch", json_integer(d.batch));
+    set_default(o, "lr", json_real(d.lr));
+    set_default(o, "weight_decay", json_real(d.weight_decay));
+    set_default(o, "seed", json_integer((json_int_t)d.seed));
+    set_default(o, "freeze_encoder", json_boolean(d.freeze_encoder));
+    set_default(o, "augment", json_boolean(d.augment));
+}
+
 static unsigned check_finetune(json_t *ft, json_t *out, char *msg,
                                size_t ms)
 {
@@ -189,6 +216,7 @@ static unsigned check_finetune(json_t *ft, json_t *out, char *msg,
         || (st = opt_bool(ft, o, "finetune.", "freeze_encoder", msg, ms)) ||
         (st = opt_bool(ft, o, "finetune.", "augment", msg, ms)))
         return st;
+    fill_finetune_defaults(o);
     return 0;
 }
 
@@ -316,44 +344,52 @@ static unsigned check_calib_length(ed_app *app, json_t *p, char *msg,
     return 0;
 }
 
+/* Fine-tuning learns from the calibration batches' annotated beats, so
+ * at least one of them must have some. */
+static unsigned check_finetune_beats(ed_app *app, json_t *p, char *msg,
+                                     size_t ms)
+{
+    json_t *ids = json_object_get(p, "batch_ids");
+    size_t i;
+    int found;
+
+    if (!json_object_get(p, "finetune"))
+        return 0;
+    for (i = 0; i < json_array_size(ids); i++)
+        if (ed_store_int(app->store, &found, "SELECT n_beats FROM batches "
+                         "WHERE id = ?", "i", (int64_t)json_integer_value(
+                             json_array_get(ids, i))) > 0)
+            return 0;
+    return bad(msg, ms, 422, "\"finetune\": no calibration batch has beat "
+               "annotations, which fine-tuning learns from; upload the "
+               "batches with their annotations or leave out \"finetune\"");
+}
+
 /* The library's defaults for what the submission left out, so that a
- * job shows the parameters it really runs with. */
+ * job shows the parameters it really runs with.  "lambda" stays absent
+ * when not given: its default is a rule per layer, not one number. */
 static void fill_defaults(json_t *p)
 {
     ep_prune_opts d;
+    ep_distill_opts dd;
 
     ep_prune_default_opts(&d);
-    if (!json_object_get(p, "mask_list"))
-        json_object_set_new(p, "mask_list", json_integer(d.mask_list));
-    if (!json_object_get(p, "candidates"))
-        json_object_set_new(p, "candidates", json_integer(d.candidates));
-    if (!json_object_get(p, "coreset_scale"))
-        json_object_set_new(p, "coreset_scale", json_real(d.coreset_scale));
-    if (!json_object_get(p, "seed"))
-        json_object_set_new(p, "seed", json_integer((json_int_t)d.seed));
-    if (!json_object_get(p, "reconstruct"))
-        json_object_set_new(p, "reconstruct", json_boolean(d.reconstruct));
-    if (!json_object_get(p, "prune_head_input"))
-        json_object_set_new(p, "prune_head_input",
-                            json_boolean(d.prune_head_input));
-    if (!json_object_get(p, "refit_drifted"))
-        json_object_set_new(p, "refit_drifted",
-                            json_boolean(d.refit_drifted));
-    if (!json_object_get(p, "max_windows"))
-        json_object_set_new(p, "max_windows", json_integer(d.max_windows));
-    if (!json_object_get(p, "distill_steps"))
-        json_object_set_new(p, "distill_steps",
-                            json_integer(d.distill_steps));
-    if (json_integer_value(json_object_get(p, "distill_steps")) > 0 &&
-        !json_object_get(p, "distill_lr")) {
-        ep_distill_opts dd;
-
-        ep_distill_default_opts(&dd);
-        json_object_set_new(p, "distill_lr", json_real(dd.lr));
-    }
-    if (!json_object_get(p, "stratify"))
-        json_object_set_new(p, "stratify", json_true());
+    ep_distill_default_opts(&dd);
+    set_default(p, "mask_list", json_integer(d.mask_list));
+    set_default(p, "candidates", json_integer(d.candidates));
+    set_default(p, "coreset_scale", json_real(d.coreset_scale));
+    set_default(p, "seed", json_integer((json_int_t)d.seed));
+    set_default(p, "reconstruct", json_boolean(d.reconstruct));
+    set_default(p, "prune_head_input", json_boolean(d.prune_head_input));
+    set_default(p, "refit_drifted", json_boolean(d.refit_drifted));
+    set_default(p, "batch_windows", json_integer(d.batch_windows));
+    set_default(p, "max_windows", json_integer(d.max_windows));
+    set_default(p, "distill_steps", json_integer(d.distill_steps));
+    if (json_integer_value(json_object_get(p, "distill_steps")) > 0)
+        set_default(p, "distill_lr", json_real(dd.lr));
+    set_default(p, "stratify", json_true());
 }
+
 
 /* Validate a submission into normalised parameters (*out). */
 static unsigned check_params(ed_app *app, json_t *in, json_t **out,
@@ -443,7 +479,9 @@ static unsigned check_params(ed_app *app, json_t *in, json_t **out,
         (st = check_holdout(app, v, p, json_object_get(p, "batch_ids"), msg,
                             ms)))
         return st;
-    return check_calib_length(app, p, msg, ms);
+    if ((st = check_calib_length(app, p, msg, ms)))
+        return st;
+    return check_finetune_beats(app, p, msg, ms);
 }
 
 /* The public view of a job row. */

@@ -422,6 +422,8 @@ expect 201 "a 3-s batch"
 bad 422 "batch_ids\\[0\\]: batch $(body .id) leaves 3.00 s of calibration ECG, \
 less than one model window" \
     POST /v1/jobs "${J[@]}" -d "$(job ".batch_ids = [$(body .id)]")"
+bad 422 '"finetune": no calibration batch has beat annotations' \
+    POST /v1/jobs "${J[@]}" -d "$(job '.finetune = {epochs: 1}')"
 bad 400 'query parameter state="done"' GET '/v1/jobs?state=done'
 # Routes without parameters refuse any (once ignored: ?subject= listed
 # every subject's batches, ?force=1 looked as if it forced something).

@@ -65,6 +65,11 @@ PRUNED=$(body .result.model_id)
 [ "$(body .progress.fraction)" = 1 ] || fail "job progress not 1 at the end"
 [ "$(body '.params | .distill_steps == 0 and (has("distill_lr") | not)')" = \
     true ] || fail "no distillation asked: params $(body .params)"
+# The parameters show the library's defaults; lambda, a rule per layer,
+# stays absent.
+[ "$(body '.params | .batch_windows == 8 and .max_windows == 64 and
+    .mask_list == 32 and .candidates == 8 and (has("lambda") | not)')" = \
+    true ] || fail "defaults in params: $(body .params)"
 [ "$(body '.result.scores.before.det_se | type')" = number ] ||
     fail "job result has no scores before"
 [ "$(body '.result.scores.after.det_se | type')" = number ] ||
@@ -213,24 +218,39 @@ req POST /v1/jobs -H 'Content-Type: application/json' -d "$(jq -cn \
     --argjson m "$MODEL_ID" --argjson b "$(body .id)" '{model_id: $m,
     batch_ids: [$b], method: "l1", keep: 0.5}')"
 expect 202 "job on 10 s of ECG"
+
 STATE=$(wait_job "$(body .id)" 900)
 [ "$STATE" = succeeded ] || fail "10-s job ended $STATE: $(body .error)"
 body '.result.warnings[]' | grep -Eq "^[0-9]+ of [0-9]+ channel groups were \
 refitted from fewer than 10 calibration rows per unknown \(fewest: [0-9.]+, \
 group [a-z0-9.]+\)" || fail "no refit warning: $(body .result.warnings)"
 
+# Fine-tuning after pruning (three steps): the parameters show the
+# defaults of what was left out, the job runs through the stage.
+req POST /v1/jobs -H 'Content-Type: application/json' -d "$(jq -cn \
+    --argjson m "$MODEL_ID" --argjson b "$B100" '{model_id: $m,
+    batch_ids: [$b], method: "l1", keep: 0.5,
+    finetune: {epochs: 1, steps_per_epoch: 3}}')"
+expect 202 "job with fine-tuning"
+[ "$(body '.params.finetune == {epochs: 1, steps_per_epoch: 3, batch: 8,
+    lr: 0.0005, weight_decay: 0.0001, seed: 1, freeze_encoder: false,
+    augment: true}')" = true ] ||
+    fail "fine-tuning defaults: $(body .params.finetune)"
+STATE=$(wait_job "$(body .id)" 900)
+[ "$STATE" = succeeded ] || fail "fine-tuning job ended $STATE: $(body .error)"
+
 # Metrics mention what happened.
 req GET /metrics
 expect 200 "metrics"
 INFER_ROUTE='route="/v1/models/{id}/infer",method="POST",status="200"'
-# Three jobs succeeded.  Three inferences succeeded: the general model
+# Four jobs succeeded.  Three inferences succeeded: the general model
 # named for subj-208, the pruned one for subj-100, the general one again;
 # the refusal is a 409.
 grep -qF "ecgpruned_http_requests_total{$INFER_ROUTE} 3" "$WORK/body" ||
     fail "metrics: the infer requests are not counted"
 grep -qF "${INFER_ROUTE/200/409}} 1" "$WORK/body" ||
     fail "metrics: the refused inference is not counted"
-grep -q '^ecgpruned_job_duration_seconds_count{state="succeeded"} 3$' \
+grep -q '^ecgpruned_job_duration_seconds_count{state="succeeded"} 4$' \
     "$WORK/body" || fail "metrics: job duration"
 N_FULL=$(jq '.beats | length' "$WORK/infer_full.json")
 # (the general model ran twice on the same segment)
