@@ -450,3 +450,31 @@ int ed_config_from_args(ed_config *cfg, int argc, char **argv, char *err,
         cfg->max_running_jobs = 1;
     return 0;
 }
+
+/* 127.0.0.0/8 and ::1: numeric addresses, as the settings hold them. */
+static int is_loopback(const char *addr)
+{
+    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0;
+}
+
+int ed_config_advice(const ed_config *cfg,
+                     char advice[][ED_CONFIG_ADVICE_MAX], int max)
+{
+    int n = 0;
+
+    if (n < max && cfg->workers == 1)
+        snprintf(advice[n++], ED_CONFIG_ADVICE_MAX, "workers 1: a running "
+                 "job holds the only pool thread, so inference requests "
+                 "wait until it ends; give workers >= 2");
+    if (is_loopback(cfg->listen_addr))
+        return n;
+    if (n < max && cfg->n_tokens == 0)
+        snprintf(advice[n++], ED_CONFIG_ADVICE_MAX, "listening on %s "
+                 "without tokens: anyone who reaches it can upload, prune "
+                 "and read ECG; set tokens (and tls)", cfg->listen_addr);
+    else if (n < max && cfg->tls_cert[0] == '\0')
+        snprintf(advice[n++], ED_CONFIG_ADVICE_MAX, "listening on %s "
+                 "without tls: tokens and ECG cross the network in clear "
+                 "text; set tls.cert and tls.key", cfg->listen_addr);
+    return n;
+}

@@ -53,4 +53,12 @@ int ed_config_parse_listen(const char *s, char *addr, size_t addr_size,
 
 void ed_config_usage(FILE *out);
 
+/* Settings that work but that an administrator should hear about: one
+ * worker (a job then holds inference), an address beyond loopback without
+ * tokens or without TLS.  Writes up to max messages into advice and
+ * returns how many. */
+#define ED_CONFIG_ADVICE_MAX 240
+int ed_config_advice(const ed_config *cfg,
+                     char advice[][ED_CONFIG_ADVICE_MAX], int max);
+
 #endif

@@ -252,12 +252,23 @@ static int data_dir_usable(const char *dir, char *why, size_t size)
     return 1;
 }
 
+/* One warning per setting an administrator should hear about. */
+static void log_advice(const ed_config *cfg)
+{
+    char advice[4][ED_CONFIG_ADVICE_MAX], quoted[ED_CONFIG_ADVICE_MAX + 16];
+    int i, n = ed_config_advice(cfg, advice, 4);
+
+    for (i = 0; i < n; i++)
+        ed_log(ED_LOG_WARN, "config_advice", "advice=%s",
+               ed_log_quote(quoted, sizeof quoted, advice[i]));
+}
+
 /* --check-config: every file the settings name must be usable, the
  * preloaded model must load. */
 static int check_config(const ed_config *cfg)
 {
-    char why[ED_PATH_MAX * 2 + 64];
-    int bad = 0;
+    char why[ED_PATH_MAX * 2 + 64], advice[4][ED_CONFIG_ADVICE_MAX];
+    int bad = 0, i, n_advice;
 
     if (!data_dir_usable(cfg->data_dir, why, sizeof why)) {
         fprintf(stderr, "ecgpruned: data_dir: %s\n", why);
@@ -286,6 +297,9 @@ static int check_config(const ed_config *cfg)
                "workers is kept for inference\n",
                cfg->max_running_jobs_asked, cfg->max_running_jobs,
                cfg->workers);
+    n_advice = ed_config_advice(cfg, advice, 4);
+    for (i = 0; i < n_advice; i++)
+        printf("ecgpruned: warning: %s\n", advice[i]);
     printf("ecgpruned: configuration ok: listen %s:%d, data_dir %s, "
            "workers %d, max_running_jobs %d, max_body_bytes %lld, "
            "max_pending_bytes %lld, max_samples %lld, "
@@ -395,6 +409,7 @@ int main(int argc, char **argv)
            app->cfg.listen_addr, port, app->cfg.data_dir, app->cfg.workers,
            app->cfg.max_running_jobs, app->cfg.tls_cert[0] != '\0',
            ed_store_schema_version(app->store), (int)getpid());
+    log_advice(&app->cfg);
     sd_notifyf(0, "READY=1\nSTATUS=listening on %s port %d",
                app->cfg.listen_addr, port);
     ed_jobs_kick(app);

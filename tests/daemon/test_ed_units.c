@@ -113,6 +113,33 @@ static void test_config(const char *dir)
     CHECK_MSG(strstr(err, "unknown option --bogus") != NULL, "%s", err);
 }
 
+/* Advice: none on loopback with two workers; one worker; an outside
+ * address without tokens, then with tokens but without TLS, then with
+ * both. */
+static void test_advice(void)
+{
+    char advice[4][ED_CONFIG_ADVICE_MAX];
+    ed_config cfg;
+
+    ed_config_defaults(&cfg);
+    CHECK_EQ_INT(ed_config_advice(&cfg, advice, 4), 0);
+    snprintf(cfg.listen_addr, sizeof cfg.listen_addr, "::1");
+    CHECK_EQ_INT(ed_config_advice(&cfg, advice, 4), 0);
+    cfg.workers = 1;
+    CHECK_EQ_INT(ed_config_advice(&cfg, advice, 4), 1);
+    CHECK(strncmp(advice[0], "workers 1: ", 11) == 0);
+    snprintf(cfg.listen_addr, sizeof cfg.listen_addr, "10.0.0.5");
+    CHECK_EQ_INT(ed_config_advice(&cfg, advice, 1), 1);
+    CHECK_EQ_INT(ed_config_advice(&cfg, advice, 4), 2);
+    CHECK(strstr(advice[1], "on 10.0.0.5 without tokens") != NULL);
+    cfg.workers = 2;
+    cfg.n_tokens = 1;
+    CHECK_EQ_INT(ed_config_advice(&cfg, advice, 4), 1);
+    CHECK(strstr(advice[0], "without tls") != NULL);
+    snprintf(cfg.tls_cert, sizeof cfg.tls_cert, "cert.pem");
+    CHECK_EQ_INT(ed_config_advice(&cfg, advice, 4), 0);
+}
+
 static void test_quote(void)
 {
     char buf[32];
@@ -354,6 +381,7 @@ int main(void)
     ed_log_open(NULL, ED_LOG_ERROR);
     test_listen();
     test_config(dir);
+    test_advice();
     test_quote();
     test_store(dir);
     test_migration(dir);
