@@ -1,6 +1,7 @@
 #!/bin/sh
-# cli_prune.sh ECGPRUNE MAKE_TEST_MODEL EXCERPT_DIR - `ecgprune prune` on
-# the shipped excerpt with a tiny untrained model: every method writes a
+# cli_prune.sh ECGPRUNE MAKE_TEST_MODEL EXCERPT_DIR DEFAULT_MODEL -
+# `ecgprune prune` on the shipped excerpt with a tiny untrained model (and
+# the default model, for its refit warnings): every method writes a
 # smaller model that `info`, `infer`, `eval` and `finetune` accept, masks JSON
 # consistent with the model, the same seed gives the same bytes, hostile
 # parameters get a clear error, and unusable output paths (FIFOs,
@@ -9,6 +10,7 @@
 ecgprune=$1
 make_model=$2
 excerpt=$3
+default_model=$4
 # shellcheck source-path=SCRIPTDIR source=cli_lib.sh
 . "$(dirname "$0")/cli_lib.sh"
 cli_begin cli_prune
@@ -120,6 +122,30 @@ check "distill: the same channels as without" jq -e --slurpfile m \
     "$work/l1.json" '.groups == $m[0].groups' "$work/kd.json"
 check "distill: another model than without" sh -c \
     '! cmp -s "$1" "$2"' sh "$work/kd.safetensors" "$work/l1.safetensors"
+# The text report names the model the divergence is measured from.
+# shellcheck disable=SC2086
+"$ecgprune" prune "$model" $calib --method l1 --keep 0.5 --distill 2 \
+    --out "$work/kd2.safetensors" > "$work/kd2.txt" 2> /dev/null
+check "distill: text report names the model" grep -q \
+    "^distillation: divergence from $model on held-out windows" \
+    "$work/kd2.txt"
+
+# Ten seconds of calibration for the default model (the tiny one has
+# too few unknowns to run short of rows): the JSON report's warnings name
+# every group refitted from fewer than 10 rows per unknown, as stderr
+# does; the report carries the seed.
+"$ecgprune" prune "$default_model" --calib "$excerpt/100:0-10" --method l1 \
+    --keep 0.5 --seed 4 --out "$work/ten.safetensors" --json \
+    > "$work/ten.report" 2> "$work/ten.err"
+check "short calibration: one warning per underdetermined group" jq -e \
+    '([.groups[] | select(.underdetermined > 0)] | length) as $n |
+     $n > 0 and (.warnings | length) == $n and
+     (.warnings | all(test("rows per unknown"))) and .seed == 4' \
+    "$work/ten.report"
+check "short calibration: stderr warns the same" sh -c \
+    '[ "$(grep -c "rows per unknown" "$1")" = \
+       "$(jq ".warnings | length" "$2")" ]' sh "$work/ten.err" \
+    "$work/ten.report"
 check "default: no distillation" jq -e '.distill_steps == 0 and
     (has("distill") | not)' "$work/l1.json"
 

@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "ecgprune/ep_aami.h"
+#include "ecgprune/ep_lsq.h"
 #include "ecgprune/ep_model.h"
 #include "ecgprune/ep_prune.h"
 #include "ecgprune/ep_wfdb.h"
@@ -331,9 +332,9 @@ static int on_progress(const ep_prune_progress *p, void *ud)
     return interrupted != 0;
 }
 
-static void print_distill(const ep_distill_report *d)
+static void print_distill(const ep_distill_report *d, const char *model)
 {
-    printf("distillation: divergence from MODEL on %s %.5f -> %.5f, ",
+    printf("distillation: divergence from %s on %s %.5f -> %.5f, ", model,
            d->held_out ? "held-out windows" : "the calibration windows",
            d->kl_before, d->kl_after);
     if (d->best_step > 0)
@@ -343,7 +344,8 @@ static void print_distill(const ep_distill_report *d)
                d->seconds);
 }
 
-static void print_report(const ep_net *before, const ep_prune_result *res)
+static void print_report(const ep_net *before, const ep_prune_result *res,
+                         const char *model)
 {
     double m0 = ep_net_macs_per_second(before);
     double m1 = ep_net_macs_per_second(res->net);
@@ -364,13 +366,39 @@ static void print_report(const ep_net *before, const ep_prune_result *res)
            (double)ep_net_parameters(res->net) / ep_net_parameters(before));
     printf("MACs per second %.4g -> %.4g (ratio %.3f)\n", m0, m1, m1 / m0);
     if (res->distill.seconds > 0.0)
-        print_distill(&res->distill);
+        print_distill(&res->distill, model);
     printf("time %.2f s\n", res->seconds);
+}
+
+/* The warning for a group refitted with fewer than 10 rows per unknown,
+ * or "" when it had enough. */
+static const char *refit_warning(const ep_prune_group_report *r, char *buf,
+                                 size_t size)
+{
+    if (r->underdetermined <= 0)
+        return "";
+    snprintf(buf, size, "group %s: only %.1f calibration rows per unknown "
+             "(< %d); the ridge was scaled up; give more calibration ECG",
+             r->producer, r->min_rows_per_unknown,
+             EP_LSQ_MIN_ROWS_PER_UNKNOWN);
+    return buf;
+}
+
+static void warn_underdetermined(const ep_prune_result *res)
+{
+    char buf[256];
+    int g;
+
+    for (g = 0; g < res->n_groups; g++)
+        if (*refit_warning(&res->groups[g], buf, sizeof buf))
+            fprintf(stderr, "ecgprune prune: warning: %s\n", buf);
 }
 
 static json_t *report_json(const ep_net *before, const ep_prune_result *res,
                            const prune_args *a)
 {
+    json_t *warnings = json_array();
+    char buf[256];
     json_t *obj = json_object(), *groups = json_array();
     int g;
 
@@ -388,12 +416,17 @@ static json_t *report_json(const ep_net *before, const ep_prune_result *res,
         json_object_set_new(o, "err_after", json_real(r->err_after));
         json_object_set_new(o, "underdetermined",
                             json_integer(r->underdetermined));
+        json_object_set_new(o, "min_rows_per_unknown",
+                            json_real(r->min_rows_per_unknown));
+        if (*refit_warning(r, buf, sizeof buf))
+            json_array_append_new(warnings, json_string(buf));
         json_object_set_new(o, "seconds", json_real(r->seconds));
         json_array_append_new(groups, o);
     }
     json_object_set_new(obj, "method",
                         json_string(ep_prune_method_name(a->opts.method)));
     json_object_set_new(obj, "keep", json_real(a->opts.keep));
+    json_object_set_new(obj, "seed", json_integer((json_int_t)a->opts.seed));
     json_object_set_new(obj, "parameters_before",
                         json_integer(ep_net_parameters(before)));
     json_object_set_new(obj, "parameters_after",
@@ -420,22 +453,10 @@ static json_t *report_json(const ep_net *before, const ep_prune_result *res,
         json_object_set_new(obj, "distill", d);
     }
     json_object_set_new(obj, "groups", groups);
+    json_object_set_new(obj, "warnings", warnings);
     return obj;
 }
 
-/* Warn about refits that had fewer than 10 rows per unknown. */
-static void warn_underdetermined(const ep_prune_result *res)
-{
-    int g;
-
-    for (g = 0; g < res->n_groups; g++)
-        if (res->groups[g].underdetermined > 0)
-            fprintf(stderr, "ecgprune prune: warning: group %s: only %.1f "
-                    "calibration rows per unknown (< 10); the ridge was "
-                    "scaled up; give more calibration ECG\n",
-                    res->groups[g].producer,
-                    res->groups[g].min_rows_per_unknown);
-}
 
 /* The masks JSON and a final newline, written as models are (temporary
  * file and rename; FIFOs and devices refused, symbolic links kept). */
@@ -505,7 +526,7 @@ static int run(const prune_args *a, calib_set *cs, ep_error *err)
         if (a->json)
             cli_print_json(report_json(net, res, a));
         else
-            print_report(net, res);
+            print_report(net, res, a->model);
     }
     free(masks);
     ep_prune_result_free(res);
