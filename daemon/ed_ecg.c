@@ -487,8 +487,12 @@ static unsigned wfdb_record(const ed_ecg_parts *w, int64_t max_samples,
     } else {
         sig = ep_wfdb_find_signal(rec, (const char *)w->lead.data);
         if (sig < 0) {
+            char have[200];
+
             st = refuse(422, msg, ms, "lead \"%.32s\" is not a signal of "
-                        "the header", (const char *)w->lead.data);
+                        "the header, which has %s",
+                        (const char *)w->lead.data,
+                        ep_wfdb_signal_names(rec, have, sizeof have));
             goto out;
         }
     }

@@ -197,6 +197,14 @@ static void test_record_100_reference(void)
     CHECK_EQ_INT(rec->signals[0].adc_zero, 1024);
     CHECK_EQ_INT(ep_wfdb_find_signal(rec, "V5"), 1);
     CHECK_EQ_INT(ep_wfdb_find_signal(rec, "V1"), EP_ENOTFOUND);
+    {
+        char names[32];
+
+        CHECK(strcmp(ep_wfdb_signal_names(rec, names, sizeof names),
+                     "'MLII', 'V5'") == 0);
+        CHECK(strcmp(ep_wfdb_signal_names(rec, names, 9), "'MLII', ") == 0);
+        CHECK(strcmp(ep_wfdb_signal_names(rec, names, 1), "") == 0);
+    }
 
     /* Physical units: (995 - 1024) / 200 mV. */
     {

@@ -20,16 +20,12 @@ static int pick_signal(const ep_record *rec, const char *record,
     if (name != NULL) {
         s = ep_wfdb_find_signal(rec, name);
         if (s < 0) {
-            char have[256] = "";
-            size_t used = 0;
+            char have[256];
 
-            for (int i = 0; i < rec->n_signals && used < sizeof have; i++)
-                used += (size_t)snprintf(have + used, sizeof have - used,
-                                         "%s'%s'", i ? ", " : "",
-                                         rec->signals[i].name);
             return ep_error_set(err, EP_ENOTFOUND, "%s: no signal named "
                                 "'%s'; the record has %s", record, name,
-                                have);
+                                ep_wfdb_signal_names(rec, have,
+                                                     sizeof have));
         }
         return s;
     }

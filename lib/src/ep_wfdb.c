@@ -1014,6 +1014,25 @@ int ep_wfdb_find_signal(const ep_record *rec, const char *name)
     return EP_ENOTFOUND;
 }
 
+const char *ep_wfdb_signal_names(const ep_record *rec, char *buf,
+                                 size_t size)
+{
+    size_t used = 0;
+    int n;
+
+    if (size == 0)
+        return buf;
+    buf[0] = '\0';
+    for (int i = 0; i < rec->n_signals && used < size - 1; i++) {
+        n = snprintf(buf + used, size - used, "%s'%s'", i ? ", " : "",
+                     rec->signals[i].name);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+    return buf;
+}
+
 int ep_wfdb_signal_physical(const ep_record *rec, int signal, float *out,
                             ep_error *err)
 {

@@ -243,7 +243,8 @@ bad 415 'Content-Type "application/jsonx"' POST "/v1/models/$MID/infer" \
 # a long field name cut inside a character by the message buffer, a
 # signal description cut to a 31-byte lead name.
 printf 'V5\377' > "$WORK/lead.txt"
-bad 422 'lead "V5\?" is not a signal of the header' POST /v1/batches \
+bad 422 "lead \"V5.?\" is not a signal of the header, which has 'MLII', 'V5'" \
+    POST /v1/batches \
     -F "header=@$EXCERPT/100.hea" -F "signal=@$EXCERPT/100.dat" \
     -F subject=p1 -F "lead=<$WORK/lead.txt"
 jq -cn '{("a" + ("é" * 400)): 1}' > "$WORK/longkey.json"

@@ -77,6 +77,12 @@ void ep_wfdb_free_record(ep_record *rec);
 /* Index of the signal whose name is `name`, or EP_ENOTFOUND. */
 int ep_wfdb_find_signal(const ep_record *rec, const char *name);
 
+/* The signals' names quoted and separated by commas ("'MLII', 'V5'")
+ * into buf, cut to size - 1 bytes; for messages that say what a record
+ * holds.  Returns buf. */
+const char *ep_wfdb_signal_names(const ep_record *rec, char *buf,
+                                 size_t size);
+
 /* Physical values (units of the header, mV for MIT-BIH) of one signal:
  * (adc - baseline) / gain.  out holds n_samples floats.
  * Limitation: WFDB's "invalid sample" values (-2048 in format 212,
