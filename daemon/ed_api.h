@@ -46,6 +46,13 @@ void ed_api_jobs_list(ed_app *app, ed_request *req, int64_t id);
 void ed_api_jobs_get(ed_app *app, ed_request *req, int64_t id);
 void ed_api_jobs_cancel(ed_app *app, ed_request *req, int64_t id);
 void ed_api_jobs_masks(ed_app *app, ed_request *req, int64_t id);
+/* A submission's body (len bytes of JSON) checked against the store into
+ * normalised parameters, defaults filled in: 0 with *params set, or an
+ * HTTP status with msg filled (*params may then hold a partial object
+ * to json_decref).  Reads the store, never writes it. */
+unsigned ed_api_jobs_params(ed_app *app, const unsigned char *body,
+                            size_t len, json_t **params, char *msg,
+                            size_t msg_size);
 
 /* Inference (ed_api_infer.c). */
 void ed_api_infer(ed_app *app, ed_request *req, int64_t id);

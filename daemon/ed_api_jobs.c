@@ -484,6 +484,25 @@ static unsigned check_params(ed_app *app, json_t *in, json_t **out,
     return check_finetune_beats(app, p, msg, ms);
 }
 
+unsigned ed_api_jobs_params(ed_app *app, const unsigned char *body,
+                            size_t len, json_t **params, char *msg,
+                            size_t ms)
+{
+    json_error_t jerr;
+    json_t *in;
+    unsigned st;
+
+    *params = NULL;
+    in = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!in)
+        return bad(msg, ms, 400, "malformed JSON at line %d column %d "
+                   "(byte %d): %s", jerr.line, jerr.column, jerr.position,
+                   jerr.text);
+    st = check_params(app, in, params, msg, ms);
+    json_decref(in);
+    return st;
+}
+
 /* The public view of a job row. */
 static json_t *job_json(json_t *row)
 {
@@ -588,8 +607,7 @@ out:
 void ed_api_jobs_create(ed_app *app, ed_request *req, int64_t unused)
 {
     const char *key = ed_http_header(req, "Idempotency-Key"), *ct;
-    json_error_t jerr;
-    json_t *in, *params = NULL, *prev;
+    json_t *params = NULL, *prev;
     char msg[600], *text = NULL;
     int64_t id = 0;
     int found = 0;
@@ -617,16 +635,8 @@ void ed_api_jobs_create(ed_app *app, ed_request *req, int64_t unused)
                         "job parameters");
         return;
     }
-    in = json_loadb((const char *)req->body, req->body_len,
-                    JSON_REJECT_DUPLICATES, &jerr);
-    if (!in) {
-        ed_http_problem(req, 400, "malformed JSON at line %d column %d "
-                        "(byte %d): %s", jerr.line, jerr.column,
-                        jerr.position, jerr.text);
-        return;
-    }
-    st = check_params(app, in, &params, msg, sizeof msg);
-    json_decref(in);
+    st = ed_api_jobs_params(app, req->body, req->body_len, &params, msg,
+                            sizeof msg);
     if (!st && !(text = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS)))
         st = bad(msg, sizeof msg, 500, "out of memory");
     if (st) {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # run.sh SECONDS - build every tests/fuzz/fuzz_*.c as a libFuzzer target
 # (clang, AddressSanitizer + UndefinedBehaviorSanitizer) against the
-# library sources listed in lib/meson.build and the daemon modules the ECG
-# body targets call, and run each for SECONDS divided by the number of
+# library sources listed in lib/meson.build and the daemon's modules but
+# its main, and run each for SECONDS divided by the number of
 # targets, with a seed corpus.  Exits non-zero if a target does not build
 # or finds a crash, a leak, undefined behaviour or a timeout; the
 # reproducing input is kept and named.
@@ -22,7 +22,7 @@ trap 'rm -rf "$work"' EXIT
 
 cc=${FUZZ_CC:-clang}
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
-deps=(openblas lapacke jansson libmicrohttpd libuv)
+deps=(openblas lapacke jansson libmicrohttpd libuv sqlite3 gnutls)
 cflags="-std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -O1 -g
   -Ilib/include -Ilib/src -Idaemon $(pkg-config --cflags "${deps[@]}")"
 libs="$(pkg-config --libs "${deps[@]}") -lm -lpthread"
@@ -44,15 +44,16 @@ for src in $lib_sources; do
     $cc $cflags $san -fsanitize=fuzzer-no-link -c "lib/$src" -o "$obj"
 done
 
-# The daemon's ECG body parsers and what ed_ecg.c links against (request
-# headers, and through them the log and metrics), never ed_main.c.  An
-# archive, so that a target takes only the modules it calls.
-daemon_sources="ed_ecg.c ed_http.c ed_log.c ed_metrics.c ed_utf8.c"
+# The daemon's modules, never ed_main.c, with its schema files embedded as
+# the build does.  An archive, so that a target takes only the modules it
+# calls.
 mkdir -p "$work/daemon"
-for src in $daemon_sources; do
+python3 daemon/gen_schema.py "$work/ed_schema_files.c" schema/*.sql
+for src in daemon/ed_*.c "$work/ed_schema_files.c"; do
+    [ "$(basename "$src")" = ed_main.c ] && continue
     # shellcheck disable=SC2086
-    $cc $cflags $san -fsanitize=fuzzer-no-link -c "daemon/$src" \
-        -o "$work/daemon/${src%.c}.o"
+    $cc $cflags $san -fsanitize=fuzzer-no-link -c "$src" \
+        -o "$work/daemon/$(basename "$src" .c).o"
 done
 ar rcs "$work/libdaemon.a" "$work"/daemon/*.o
 
