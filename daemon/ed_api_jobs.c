@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ecgprune/ep_infer.h"
 #include "ecgprune/ep_prune.h"
 #include "ecgprune/ep_train.h"
 #include "ed_api.h"
@@ -305,8 +306,8 @@ static unsigned check_holdout(ed_app *app, json_t *h, json_t *out,
 }
 
 /* Each calibration batch, less the tail holdout.fraction takes (0: none),
- * must hold one model window, or the job could only fail.  One sample
- * of margin covers the rounding of the resampling. */
+ * must hold one model window once resampled, or the job could only fail
+ * (as the library counts: ep_infer_resampled_count). */
 static unsigned check_calib_length(ed_app *app, json_t *p, char *msg,
                                    size_t ms)
 {
@@ -317,8 +318,8 @@ static unsigned check_calib_length(ed_app *app, json_t *p, char *msg,
     size_t i;
 
     for (i = 0; i < json_array_size(ids); i++) {
-        int64_t id = json_integer_value(json_array_get(ids, i)), n;
-        double fs, model_fs, window, kept_s;
+        int64_t id = json_integer_value(json_array_get(ids, i)), n, kept;
+        double fs, model_fs, window;
 
         row = ed_store_row(app->store, NULL, "SELECT b.n_samples AS n, "
                            "b.sampling_rate AS fs, json_extract("
@@ -333,36 +334,51 @@ static unsigned check_calib_length(ed_app *app, json_t *p, char *msg,
         json_decref(row);
         if (!(fs > 0 && model_fs > 0))
             continue;
-        kept_s = (double)(n - (int64_t)floor((double)n * fraction)) / fs;
-        if (kept_s * model_fs < window + 1)
+        kept = n - (int64_t)floor((double)n * fraction);
+        if ((double)ep_infer_resampled_count(kept, fs, model_fs) < window)
             return bad(msg, ms, 422, "batch_ids[%zu]: batch %lld leaves "
-                       "%.2f s of calibration ECG%s, less than one model "
-                       "window (%.2f s)", i, (long long)id, kept_s,
+                       "%lld samples (%.3f s) of calibration ECG%s, fewer "
+                       "than one model window of %.0f samples at %g Hz "
+                       "(%.3f s)", i, (long long)id, (long long)kept,
+                       (double)kept / fs,
                        fraction > 0 ? " after holdout.fraction" : "",
-                       (window + 1) / model_fs);
+                       window, model_fs, window / model_fs);
     }
     return 0;
 }
 
-/* Fine-tuning learns from the calibration batches' annotated beats, so
- * at least one of them must have some. */
+/* Fine-tuning learns from the annotated beats of the calibration parts
+ * (each batch less the tail holdout.fraction takes), so at least one
+ * must hold some. */
 static unsigned check_finetune_beats(ed_app *app, json_t *p, char *msg,
                                      size_t ms)
 {
-    json_t *ids = json_object_get(p, "batch_ids");
-    size_t i;
-    int found;
+    json_t *ids = json_object_get(p, "batch_ids"), *row;
+    double fraction = json_number_value(json_object_get(
+        json_object_get(p, "holdout"), "fraction"));
+    size_t i, beats = 0;
 
     if (!json_object_get(p, "finetune"))
         return 0;
-    for (i = 0; i < json_array_size(ids); i++)
-        if (ed_store_int(app->store, &found, "SELECT n_beats FROM batches "
-                         "WHERE id = ?", "i", (int64_t)json_integer_value(
-                             json_array_get(ids, i))) > 0)
-            return 0;
+    for (i = 0; i < json_array_size(ids) && beats == 0; i++) {
+        int64_t n;
+
+        row = ed_store_row(app->store, NULL, "SELECT n_samples, annotations "
+                           "FROM batches WHERE id = ?", "i",
+                           (int64_t)json_integer_value(json_array_get(ids,
+                                                                      i)));
+        n = json_integer_value(json_object_get(row, "n_samples"));
+        beats = ed_jobs_count_beats(json_string_value(json_object_get(
+                                        row, "annotations")),
+                                    n - (int64_t)floor((double)n * fraction));
+        json_decref(row);
+    }
+    if (beats > 0)
+        return 0;
     return bad(msg, ms, 422, "\"finetune\": no calibration batch has beat "
-               "annotations, which fine-tuning learns from; upload the "
-               "batches with their annotations or leave out \"finetune\"");
+               "annotations%s, which fine-tuning learns from; upload the "
+               "batches with their annotations or leave out \"finetune\"",
+               fraction > 0 ? " before its held-out tail" : "");
 }
 
 /* The library's defaults for what the submission left out, so that a

@@ -107,6 +107,27 @@ static void free_run(job_run *run)
     free(run);
 }
 
+/* The AAMI class of one stored annotation, EP_AAMI_NONE for a non-beat. */
+static ep_aami annotation_class(const json_t *a)
+{
+    int code = ep_wfdb_symbol_code(json_string_value(json_object_get(
+        a, "symbol")));
+
+    return code >= 0 ? ep_aami_from_code(code) : EP_AAMI_NONE;
+}
+
+size_t ed_jobs_count_beats(const char *annotations, int64_t before)
+{
+    json_t *arr = annotations ? json_loads(annotations, 0, NULL) : NULL, *a;
+    size_t i, n = 0;
+
+    json_array_foreach(arr, i, a)
+        n += annotation_class(a) != EP_AAMI_NONE &&
+             json_integer_value(json_object_get(a, "sample")) < before;
+    json_decref(arr);
+    return n;
+}
+
 /* Reference beats from a batch's stored annotations. */
 static int parse_beats(const char *text, job_seg *seg)
 {
@@ -122,9 +143,8 @@ static int parse_beats(const char *text, job_seg *seg)
         return -1;
     }
     json_array_foreach(arr, i, a) {
-        int code = ep_wfdb_symbol_code(json_string_value(json_object_get(
-            a, "symbol")));
-        ep_aami cls = code >= 0 ? ep_aami_from_code(code) : EP_AAMI_NONE;
+        ep_aami cls = annotation_class(a);
+
         if (cls == EP_AAMI_NONE)
             continue;
         seg->beats[seg->n_beats].sample =

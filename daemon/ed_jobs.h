@@ -39,4 +39,9 @@ void ed_jobs_shutdown(ed_app *app);
  * (their workers' results will be ignored). */
 void ed_jobs_abandon(ed_app *app);
 
+/* Beats (annotations of an AAMI class) in a batch's stored annotations
+ * (JSON text, may be NULL) at samples below `before`: those a job's
+ * calibration part keeps, for fine-tuning. */
+size_t ed_jobs_count_beats(const char *annotations, int64_t before);
+
 #endif

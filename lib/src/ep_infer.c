@@ -194,6 +194,14 @@ static void resample_direct(const float *x, int64_t n, double fs_in,
     }
 }
 
+int64_t ep_infer_resampled_count(int64_t n, double fs_in, double fs_out)
+{
+    /* The tolerance keeps an exact ratio (2048 at 360 Hz from 50 Hz and
+     * back) from gaining a sample to rounding. */
+    return fs_in == fs_out ? n
+                           : (int64_t)ceil((double)n * fs_out / fs_in - 1e-9);
+}
+
 int ep_infer_resample(const float *x, int64_t n, double fs_in,
                       double fs_out, float **out, int64_t *n_out,
                       ep_error *err)
@@ -212,8 +220,7 @@ int ep_infer_resample(const float *x, int64_t n, double fs_in,
         return rc;
 
     /* Equal rates: a copy. */
-    count = fs_in == fs_out ? n
-                            : (int64_t)ceil((double)n * fs_out / fs_in - 1e-9);
+    count = ep_infer_resampled_count(n, fs_in, fs_out);
     y = malloc((size_t)count * sizeof *y);
     if (y == NULL)
         return ep_error_set(err, EP_ENOMEM, "infer: out of memory for %lld "

@@ -411,20 +411,36 @@ bad 422 'holdout.fraction: 1e-09 of batch [0-9]+ is 0 samples, less than the 2 s
     POST /v1/jobs "${J[@]}" -d "$(job ".batch_ids = [$AID] |
     .holdout = {fraction: 1e-9}")"
 # A job that could only fail is refused: the calibration left after the
-# held-out tail (10 s batch, half held out), or a batch of 3 s, is
-# shorter than one window of 2048 samples at 360 Hz (plus one sample).
-bad 422 "batch_ids\\[0\\]: batch $AID leaves 5.00 s of calibration ECG after \
-holdout.fraction, less than one model window \\(5.69 s\\)" \
+# held-out tail (10 s batch, half held out), or a batch of 2047 samples,
+# is shorter than one window of 2048 samples at 360 Hz; a batch of
+# exactly 2048 samples is taken (and the job cancelled).
+bad 422 "batch_ids\\[0\\]: batch $AID leaves 1800 samples \\(5.000 s\\) of \
+calibration ECG after holdout.fraction, fewer than one model window of 2048 \
+samples at 360 Hz \\(5.689 s\\)" \
     POST /v1/jobs "${J[@]}" -d "$(job ".batch_ids = [$AID] |
     .holdout = {fraction: 0.5}")"
-jq -c '.samples |= .[:1080]' "$WORK/batch.json" > "$WORK/short.json"
-req POST /v1/batches "${J[@]}" --data-binary "@$WORK/short.json"
-expect 201 "a 3-s batch"
-bad 422 "batch_ids\\[0\\]: batch $(body .id) leaves 3.00 s of calibration ECG, \
-less than one model window" \
-    POST /v1/jobs "${J[@]}" -d "$(job ".batch_ids = [$(body .id)]")"
+for n in 2047 2048; do
+    jq -c ".samples |= .[:$n]" "$WORK/batch.json" > "$WORK/short.json"
+    req POST /v1/batches "${J[@]}" --data-binary "@$WORK/short.json"
+    expect 201 "a batch of $n samples"
+    eval "B$n=$(body .id)"
+done
+bad 422 "batch_ids\\[0\\]: batch $B2047 leaves 2047 samples \\(5.686 s\\) of \
+calibration ECG, fewer than one model window" \
+    POST /v1/jobs "${J[@]}" -d "$(job ".batch_ids = [$B2047]")"
+req POST /v1/jobs "${J[@]}" -d "$(job ".batch_ids = [$B2048]")"
+expect 202 "a calibration batch of exactly one window"
+req DELETE "/v1/jobs/$(body .id)"
 bad 422 '"finetune": no calibration batch has beat annotations' \
     POST /v1/jobs "${J[@]}" -d "$(job '.finetune = {epochs: 1}')"
+# Its only beat (at 8.3 s of 10) lies in the held-out last quarter.
+jq -c '. + {annotations: [{sample: 3000, symbol: "N"}]}' "$WORK/batch.json" \
+    > "$WORK/late.json"
+req POST /v1/batches "${J[@]}" --data-binary "@$WORK/late.json"
+expect 201 "a batch annotated at its end"
+bad 422 '"finetune": no calibration batch has beat annotations before its held-out tail' \
+    POST /v1/jobs "${J[@]}" -d "$(job ".batch_ids = [$(body .id)] |
+    .holdout = {fraction: 0.25} | .finetune = {epochs: 1}")"
 bad 400 'query parameter state="done"' GET '/v1/jobs?state=done'
 # Routes without parameters refuse any (once ignored: ?subject= listed
 # every subject's batches, ?force=1 looked as if it forced something).

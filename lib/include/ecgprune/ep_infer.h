@@ -74,9 +74,12 @@ int ep_infer_beats(ep_inferer *inf, const float *mv, int64_t n, double fs,
  * The steps of the pipeline, exposed for training, pruning and tests.
  *
  * ep_infer_resample: windowed-sinc resampling of x (rate fs_in) to fs_out;
- * *n_out = ceil(n * fs_out / fs_in) samples, sample m at time m / fs_out.
- * Rates must be in [50, 10000] Hz.  Equal rates copy.  *out is malloc'd.
+ * *n_out = ep_infer_resampled_count(n, fs_in, fs_out) samples, sample m
+ * at time m / fs_out.  Rates must be in [50, 10000] Hz.  Equal rates
+ * copy.  *out is malloc'd.
  */
+int64_t ep_infer_resampled_count(int64_t n, double fs_in, double fs_out);
+
 int ep_infer_resample(const float *x, int64_t n, double fs_in,
                       double fs_out, float **out, int64_t *n_out,
                       ep_error *err);
