@@ -451,10 +451,23 @@ int ed_config_from_args(ed_config *cfg, int argc, char **argv, char *err,
     return 0;
 }
 
-/* 127.0.0.0/8 and ::1: numeric addresses, as the settings hold them. */
+/* 127.0.0.0/8, ::1, and 127.0.0.0/8 mapped into IPv6, however written
+ * (the settings hold numeric addresses). */
 static int is_loopback(const char *addr)
 {
-    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0;
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                             0xff, 0xff};
+    struct in_addr v4;
+    struct in6_addr v6;
+
+    if (inet_pton(AF_INET, addr, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, addr, &v6) != 1)
+        return 0;
+    if (IN6_IS_ADDR_LOOPBACK(&v6))
+        return 1;
+    return memcmp(v6.s6_addr, mapped, sizeof mapped) == 0 &&
+           v6.s6_addr[12] == 127;
 }
 
 int ed_config_advice(const ed_config *cfg,

@@ -657,7 +657,7 @@ unsigned ed_ecg_parse_start(ed_request *req, const ed_config *cfg,
     if (req->body_len == 0)
         return refuse(400, msg, ms, "empty body: expected JSON or a "
                       "multipart WFDB upload");
-    if (ct && strncmp(ct, "multipart/form-data", 19) == 0)
+    if (ct && ed_http_media_is(ct, "multipart/form-data"))
         return parse_wfdb(req, cfg->max_samples, kind, out, msg, ms);
     if (!ct || ed_http_is_json(ct)) {
         *json_pending = 1;

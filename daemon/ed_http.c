@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -158,10 +159,18 @@ void ed_http_add_header(ed_request *req, const char *name, const char *value)
         MHD_add_response_header(req->response, name, value);
 }
 
+int ed_http_media_is(const char *ct, const char *type)
+{
+    size_t n = strlen(type);
+
+    /* Media types are case-insensitive (RFC 9110, 8.3.1). */
+    return strncasecmp(ct, type, n) == 0 &&
+           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
 int ed_http_is_json(const char *ct)
 {
-    return strncmp(ct, "application/json", 16) == 0 &&
-           (ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ');
+    return ed_http_media_is(ct, "application/json");
 }
 
 #define QUERY_MAX_KEYS 4

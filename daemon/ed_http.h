@@ -73,8 +73,10 @@ unsigned ed_http_query_params(ed_request *req, const char *const *keys,
 unsigned ed_http_query_param(ed_request *req, const char *key,
                              const char **value, char *msg, size_t ms);
 const char *ed_http_header(ed_request *req, const char *name);
-/* 1 when a Content-Type is application/json, alone or with parameters
- * ("; charset=utf-8"). */
+/* 1 when a Content-Type is the media type `type` (in any case), alone or
+ * with parameters ("; charset=utf-8"). */
+int ed_http_media_is(const char *ct, const char *type);
+/* ed_http_media_is(ct, "application/json"). */
 int ed_http_is_json(const char *ct);
 
 /* Answers: each sets req->response; the body is taken over. */

@@ -74,10 +74,14 @@ static void on_stop_check(uv_timer_t *t)
     }
     if (waited > STOP_DEADLINE_S) {
         /* Jobs that did not reach a round boundary in time: record them as
-         * queued and leave; their workers die with the process. */
+         * queued and leave; their workers die with the process.
+         * Limitation: an inference or upload still on the pool dies too,
+         * and its client gets no answer (the log line counts them). */
         ed_jobs_abandon(app);
-        ed_log(ED_LOG_WARN, "stop_deadline", "running_jobs=%d",
-               ed_jobs_running(app));
+        ed_log(ED_LOG_WARN, "stop_deadline", "running_jobs=%d "
+               "inference_dropped=%d uploads_dropped=%d",
+               ed_jobs_running(app), app->infer_in_flight,
+               app->uploads_in_flight);
         ed_store_close(app->store);
         ed_log_close();
         _exit(0);
@@ -94,12 +98,24 @@ static void begin_stop(ed_main *m, const char *why)
     app->ready = 0;
     sd_notify(0, "STOPPING=1");
     ed_log(ED_LOG_INFO, "stopping", "signal=%s running_jobs=%d "
-           "inference_in_flight=%d", why, ed_jobs_running(app),
-           app->infer_in_flight);
+           "inference_in_flight=%d uploads_in_flight=%d", why,
+           ed_jobs_running(app), app->infer_in_flight,
+           app->uploads_in_flight);
     ed_http_quiesce(app->http);
     ed_jobs_shutdown(app);
     m->stop_started_ns = ed_http_now_ns();
     uv_timer_start(&m->stop_check, on_stop_check, 0, 100);
+}
+
+/* One warning per setting an administrator should hear about. */
+static void log_advice(const ed_config *cfg)
+{
+    char advice[4][ED_CONFIG_ADVICE_MAX], quoted[ED_CONFIG_ADVICE_MAX + 16];
+    int i, n = ed_config_advice(cfg, advice, 4);
+
+    for (i = 0; i < n; i++)
+        ed_log(ED_LOG_WARN, "config_advice", "advice=%s",
+               ed_log_quote(quoted, sizeof quoted, advice[i]));
 }
 
 /* SIGHUP: reopen the log and re-read the settings that can change
@@ -134,6 +150,7 @@ static void reload(ed_main *m)
            ed_log_level_name(cur->log_level), (long long)cur->max_body_bytes,
            (long long)cur->max_pending_bytes, (long long)cur->max_samples,
            cur->max_running_jobs);
+    log_advice(cur);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -252,23 +269,13 @@ static int data_dir_usable(const char *dir, char *why, size_t size)
     return 1;
 }
 
-/* One warning per setting an administrator should hear about. */
-static void log_advice(const ed_config *cfg)
-{
-    char advice[4][ED_CONFIG_ADVICE_MAX], quoted[ED_CONFIG_ADVICE_MAX + 16];
-    int i, n = ed_config_advice(cfg, advice, 4);
-
-    for (i = 0; i < n; i++)
-        ed_log(ED_LOG_WARN, "config_advice", "advice=%s",
-               ed_log_quote(quoted, sizeof quoted, advice[i]));
-}
-
 /* --check-config: every file the settings name must be usable, the
  * preloaded model must load. */
 static int check_config(const ed_config *cfg)
 {
     char why[ED_PATH_MAX * 2 + 64], advice[4][ED_CONFIG_ADVICE_MAX];
-    int bad = 0, i, n_advice;
+    int bad = 0, i, n_advice, lowered;
+    int v6 = strchr(cfg->listen_addr, ':') != NULL;
 
     if (!data_dir_usable(cfg->data_dir, why, sizeof why)) {
         fprintf(stderr, "ecgpruned: data_dir: %s\n", why);
@@ -292,19 +299,25 @@ static int check_config(const ed_config *cfg)
     }
     if (bad)
         return 1;
-    if (cfg->max_running_jobs_asked != cfg->max_running_jobs)
+    lowered = cfg->max_running_jobs_asked != cfg->max_running_jobs;
+    if (lowered && cfg->workers > 1)
         printf("ecgpruned: max_running_jobs %d lowered to %d: one of the %d "
                "workers is kept for inference\n",
                cfg->max_running_jobs_asked, cfg->max_running_jobs,
                cfg->workers);
+    else if (lowered)
+        printf("ecgpruned: max_running_jobs %d lowered to 1: the only "
+               "worker runs one job at a time\n",
+               cfg->max_running_jobs_asked);
     n_advice = ed_config_advice(cfg, advice, 4);
     for (i = 0; i < n_advice; i++)
         printf("ecgpruned: warning: %s\n", advice[i]);
-    printf("ecgpruned: configuration ok: listen %s:%d, data_dir %s, "
+    printf("ecgpruned: configuration ok: listen %s%s%s:%d, data_dir %s, "
            "workers %d, max_running_jobs %d, max_body_bytes %lld, "
            "max_pending_bytes %lld, max_samples %lld, "
            "max_connections_per_ip %lld, tokens %d, tls %s, log %s%s%s%s%s\n",
-           cfg->listen_addr, cfg->port, cfg->data_dir, cfg->workers,
+           v6 ? "[" : "", cfg->listen_addr, v6 ? "]" : "", cfg->port,
+           cfg->data_dir, cfg->workers,
            cfg->max_running_jobs, (long long)cfg->max_body_bytes,
            (long long)cfg->max_pending_bytes, (long long)cfg->max_samples,
            (long long)cfg->max_connections_per_ip, cfg->n_tokens,

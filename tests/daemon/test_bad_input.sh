@@ -235,6 +235,10 @@ printf '100 0 360 64800\n' > "$WORK/nosignals.hea"
 bad 422 'declares no signals' POST /v1/batches \
     -F "header=@$WORK/nosignals.hea" -F "signal=@$EXCERPT/100.dat" \
     -F subject=p1
+# Media types are case-insensitive.
+req POST /v1/batches -H 'Content-Type: Application/JSON; charset=UTF-8' \
+    --data-binary "@$WORK/batch.json"
+expect 201 "a JSON batch with the media type in capitals"
 bad 415 'Content-Type "application/jsonx"' POST "/v1/models/$MID/infer" \
     -H 'Content-Type: application/jsonx' --data-binary "@$WORK/seg.json"
 

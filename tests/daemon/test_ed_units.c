@@ -138,6 +138,21 @@ static void test_advice(void)
     CHECK(strstr(advice[0], "without tls") != NULL);
     snprintf(cfg.tls_cert, sizeof cfg.tls_cert, "cert.pem");
     CHECK_EQ_INT(ed_config_advice(&cfg, advice, 4), 0);
+
+    /* Loopback however written; its neighbours are not. */
+    cfg.n_tokens = 0;
+    snprintf(cfg.listen_addr, sizeof cfg.listen_addr, "127.9.8.7");
+    CHECK_EQ_INT(ed_config_advice(&cfg, advice, 4), 0);
+    snprintf(cfg.listen_addr, sizeof cfg.listen_addr, "0:0:0:0:0:0:0:1");
+    CHECK_EQ_INT(ed_config_advice(&cfg, advice, 4), 0);
+    snprintf(cfg.listen_addr, sizeof cfg.listen_addr, "::ffff:127.0.0.1");
+    CHECK_EQ_INT(ed_config_advice(&cfg, advice, 4), 0);
+    snprintf(cfg.listen_addr, sizeof cfg.listen_addr, "::ffff:10.0.0.1");
+    CHECK_EQ_INT(ed_config_advice(&cfg, advice, 4), 1);
+    snprintf(cfg.listen_addr, sizeof cfg.listen_addr, "128.0.0.1");
+    CHECK_EQ_INT(ed_config_advice(&cfg, advice, 4), 1);
+    snprintf(cfg.listen_addr, sizeof cfg.listen_addr, "::2");
+    CHECK_EQ_INT(ed_config_advice(&cfg, advice, 4), 1);
 }
 
 static void test_quote(void)
