@@ -1,8 +1,9 @@
 /*
  * ed_api_batches.c - /v1/batches: personal ECG uploads (JSON, parsed on
- * a pool worker, or WFDB multipart), listing, showing and deleting them.  A deleted batch is
- * gone from the database file too: secure_delete overwrites its pages and
- * a WAL checkpoint removes the copies the log still holds.
+ * a pool worker, or WFDB multipart), listing, showing and deleting them.
+ * A deleted batch is gone from the database file too: secure_delete
+ * overwrites its pages and a WAL checkpoint removes the copies the log
+ * still holds.
  */
 #include <stdio.h>
 #include <stdlib.h>

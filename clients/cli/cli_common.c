@@ -101,8 +101,8 @@ int cli_parse_double(const char *s, double lo, double hi, double *out)
     v = strtod(s, &end);
     /* ERANGE on underflow still leaves a usable value (0 or subnormal),
      * which the range check judges as the API's JSON parser does. */
-    if ((errno != 0 && errno != ERANGE) || end == s || *end != '\0' || !isfinite(v) || v < lo ||
-        v > hi)
+    if ((errno != 0 && errno != ERANGE) || end == s || *end != '\0' ||
+        !isfinite(v) || v < lo || v > hi)
         return -1;
     *out = v;
     return 0;
