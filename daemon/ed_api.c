@@ -221,6 +221,18 @@ void ed_api_list(ed_app *app, ed_request *req, const char *select,
     ed_api_page_answer(req, &page, key, rows, row_json);
 }
 
+unsigned ed_api_idempotency_key(ed_request *req, const char **key,
+                                char *msg, size_t ms)
+{
+    *key = ed_http_header(req, "Idempotency-Key");
+    if (*key && (strlen(*key) == 0 || strlen(*key) > ED_API_KEY_MAX)) {
+        snprintf(msg, ms, "Idempotency-Key: expected 1..%d characters",
+                 ED_API_KEY_MAX);
+        return 400;
+    }
+    return 0;
+}
+
 void ed_api_store_error(ed_app *app, ed_request *req)
 {
     ed_http_problem(req, 500, "store error: %s",

@@ -54,6 +54,12 @@ unsigned ed_api_jobs_params(ed_app *app, const unsigned char *body,
                             size_t len, json_t **params, char *msg,
                             size_t msg_size);
 
+/* The request's Idempotency-Key header (*key NULL without one): 0, or
+ * 400 with msg filled when it is empty or longer than ED_API_KEY_MAX. */
+#define ED_API_KEY_MAX 255
+unsigned ed_api_idempotency_key(ed_request *req, const char **key,
+                                char *msg, size_t msg_size);
+
 /* Inference (ed_api_infer.c). */
 void ed_api_infer(ed_app *app, ed_request *req, int64_t id);
 

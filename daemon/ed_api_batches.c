@@ -12,6 +12,7 @@
 #include "ecgprune/ep_wfdb.h"
 #include "ed_api.h"
 #include "ed_ecg.h"
+#include "ed_models.h"
 
 #define BATCH_COLUMNS "id, subject, sampling_rate, lead, n_samples, " \
     "n_beats, created_at, annotations IS NOT NULL AS has_annotations"
@@ -44,43 +45,20 @@ typedef struct batch_work {
     ed_app *app;
     ed_request *req;
     int64_t max_samples;        /* limits.max_samples when it came */
+    const char *key;            /* Idempotency-Key, or NULL */
+    char sha[65];               /* of the body, with a key */
     ed_ecg ecg;
     unsigned st;                /* refusal: HTTP status, msg */
     char msg[700];
 } batch_work;
 
-/* Store a parsed batch and answer 201 with its row; frees nothing. */
-static void store_batch(ed_app *app, ed_request *req, const ed_ecg *ecg)
+/* Answer 201 with batch id's row and its Location. */
+static void answer_batch(ed_app *app, ed_request *req, int64_t id)
 {
-    char now[32], loc[64], *ann = NULL;
-    int64_t id;
-    json_t *row;
+    char loc[64];
+    json_t *row = ed_store_row(app->store, NULL, "SELECT " BATCH_COLUMNS
+                               " FROM batches WHERE id = ?", "i", id);
 
-    /* Samples as little-endian float32.  Limitation: stored in the host's
-     * byte order, which is little-endian on every host we build for; one
-     * lead per batch. */
-    if (ecg->n_ann) {
-        json_t *a = ed_ecg_annotations_json(ecg);
-        ann = json_dumps(a, JSON_COMPACT);
-        json_decref(a);
-    }
-    ed_store_now(now);
-    if (ed_store_exec(app->store, "INSERT INTO batches (subject, "
-                      "sampling_rate, lead, n_samples, annotations, n_beats, "
-                      "created_at, samples) VALUES (?,?,?,?,?,?,?,?)",
-                      "tdtititb", ecg->subject, ecg->fs, ecg->lead, ecg->n,
-                      ann, (int64_t)count_beats(ecg), now,
-                      (const void *)ecg->mv,
-                      (size_t)ecg->n * sizeof *ecg->mv) < 0) {
-        free(ann);
-        ed_api_store_error(app, req);
-        return;
-    }
-    free(ann);
-    id = ed_store_last_id(app->store);
-
-    row = ed_store_row(app->store, NULL, "SELECT " BATCH_COLUMNS " FROM "
-                       "batches WHERE id = ?", "i", id);
     if (!row) {
         ed_api_store_error(app, req);
         return;
@@ -93,13 +71,97 @@ static void store_batch(ed_app *app, ed_request *req, const ed_ecg *ecg)
              (long long)id);
 }
 
+/* A batch stored before under bw's key: answered again (1) when the body
+ * was the same, refused with 422 (1) when it was not; 0 when the key is
+ * new or absent. */
+static int answer_repeat(ed_app *app, const batch_work *bw)
+{
+    int found = 0;
+    json_t *row;
+
+    if (!bw->key)
+        return 0;
+    row = ed_store_row(app->store, &found, "SELECT id, body_sha256 FROM "
+                       "batches WHERE idempotency_key = ?", "t", bw->key);
+    if (!row) {
+        ed_api_store_error(app, bw->req);
+        return 1;
+    }
+    if (found && strcmp(json_string_value(json_object_get(
+                            row, "body_sha256")), bw->sha) == 0)
+        answer_batch(app, bw->req, json_integer_value(json_object_get(row,
+                                                                      "id")));
+    else if (found)
+        ed_http_problem(bw->req, 422, "Idempotency-Key \"%.80s\" was used "
+                        "for batch %lld with another body", bw->key,
+                        (long long)json_integer_value(json_object_get(row,
+                                                                      "id")));
+    json_decref(row);
+    return found;
+}
+
+/* Store bw's parsed batch (unless its key names one stored before) and
+ * answer 201 with its row; frees nothing. */
+static void store_batch(ed_app *app, const batch_work *bw)
+{
+    const ed_ecg *ecg = &bw->ecg;
+    ed_request *req = bw->req;
+    char now[32], *ann = NULL;
+
+    if (answer_repeat(app, bw))
+        return;
+
+    /* Samples as little-endian float32.  Limitation: stored in the host's
+     * byte order, which is little-endian on every host we build for; one
+     * lead per batch. */
+    if (ecg->n_ann) {
+        json_t *a = ed_ecg_annotations_json(ecg);
+        ann = json_dumps(a, JSON_COMPACT);
+        json_decref(a);
+    }
+    ed_store_now(now);
+    if (ed_store_exec(app->store, "INSERT INTO batches (subject, "
+                      "sampling_rate, lead, n_samples, annotations, n_beats, "
+                      "created_at, samples, idempotency_key, body_sha256) "
+                      "VALUES (?,?,?,?,?,?,?,?,?,?)", "tdtititbtt",
+                      ecg->subject, ecg->fs, ecg->lead, ecg->n, ann,
+                      (int64_t)count_beats(ecg), now, (const void *)ecg->mv,
+                      (size_t)ecg->n * sizeof *ecg->mv, bw->key,
+                      bw->key ? bw->sha : NULL) < 0) {
+        free(ann);
+        ed_api_store_error(app, req);
+        return;
+    }
+    free(ann);
+    answer_batch(app, req, ed_store_last_id(app->store));
+}
+
+/* The body's fingerprint when a key came with it: 0, or 500 with msg. */
+static unsigned hash_body(batch_work *bw)
+{
+    if (!bw->key ||
+        !ed_models_sha256(bw->req->body, bw->req->body_len, bw->sha))
+        return 0;
+    snprintf(bw->msg, sizeof bw->msg, "cannot hash the body");
+    return 500;
+}
+
+/* The JSON body fingerprinted and parsed; on a pool thread, or on the
+ * loop with one worker. */
+static void parse_json_body(batch_work *bw)
+{
+    ed_request *req = bw->req;
+
+    bw->st = hash_body(bw);
+    if (!bw->st)
+        bw->st = ed_ecg_parse_json(req->body, req->body_len,
+                                   bw->max_samples, ED_ECG_BATCH, &bw->ecg,
+                                   bw->msg, sizeof bw->msg);
+}
+
 static void batch_parse(uv_work_t *w)
 {
-    batch_work *bw = w->data;
-
-    bw->st = ed_ecg_parse_json(bw->req->body, bw->req->body_len,
-                               bw->max_samples, ED_ECG_BATCH, &bw->ecg,
-                               bw->msg, sizeof bw->msg);
+    parse_json_body(w->data);
 }
 
 /* Limitation: a client that hung up while the request was suspended is
@@ -115,7 +177,7 @@ static void batch_parsed(uv_work_t *w, int status)
     else if (bw->st)
         ed_http_problem(bw->req, bw->st, "%s", bw->msg);
     else
-        store_batch(bw->app, bw->req, &bw->ecg);
+        store_batch(bw->app, bw);
     ed_ecg_free(&bw->ecg);
     ed_http_resume(bw->req);
     free(bw);
@@ -138,32 +200,36 @@ void ed_api_batches_create(ed_app *app, ed_request *req, int64_t unused)
         return;
     }
 
+    bw->app = app;
+    bw->req = req;
+    bw->max_samples = app->cfg.max_samples;
+    bw->work.data = bw;
+
     /* A multipart upload is decoded here and stored at once. */
-    st = ed_ecg_parse_start(req, &app->cfg, ED_ECG_BATCH, &bw->ecg,
-                            &json_pending, bw->msg, sizeof bw->msg);
+    st = ed_api_idempotency_key(req, &bw->key, bw->msg, sizeof bw->msg);
+    if (!st)
+        st = ed_ecg_parse_start(req, &app->cfg, ED_ECG_BATCH, &bw->ecg,
+                                &json_pending, bw->msg, sizeof bw->msg);
+    if (!st && !json_pending)
+        st = hash_body(bw);
     /* With one worker a running job may hold the pool for minutes, so the
      * loop parses the JSON itself; other requests wait for that parse. */
     if (!st && json_pending && app->cfg.workers < 2) {
-        st = ed_ecg_parse_json(req->body, req->body_len, app->cfg.max_samples,
-                               ED_ECG_BATCH, &bw->ecg, bw->msg,
-                               sizeof bw->msg);
+        parse_json_body(bw);
+        st = bw->st;
         json_pending = 0;
     }
     if (st || !json_pending) {
         if (st)
             ed_http_problem(req, st, "%s", bw->msg);
         else
-            store_batch(app, req, &bw->ecg);
+            store_batch(app, bw);
         ed_ecg_free(&bw->ecg);
         free(bw);
         return;
     }
 
     /* A JSON body goes to the pool; the connection waits suspended. */
-    bw->app = app;
-    bw->req = req;
-    bw->max_samples = app->cfg.max_samples;
-    bw->work.data = bw;
     app->uploads_in_flight++;
     ed_http_suspend(req);
     uv_queue_work(app->loop, &bw->work, batch_parse, batch_parsed);

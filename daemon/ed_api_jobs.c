@@ -622,7 +622,7 @@ out:
 
 void ed_api_jobs_create(ed_app *app, ed_request *req, int64_t unused)
 {
-    const char *key = ed_http_header(req, "Idempotency-Key"), *ct;
+    const char *key, *ct;
     json_t *params = NULL, *prev;
     char msg[600], *text = NULL;
     int64_t id = 0;
@@ -634,9 +634,8 @@ void ed_api_jobs_create(ed_app *app, ed_request *req, int64_t unused)
         ed_http_problem(req, 503, "the daemon is shutting down");
         return;
     }
-    if (key && (strlen(key) == 0 || strlen(key) > 255)) {
-        ed_http_problem(req, 400, "Idempotency-Key: expected 1..255 "
-                        "characters");
+    if ((st = ed_api_idempotency_key(req, &key, msg, sizeof msg))) {
+        ed_http_problem(req, st, "%s", msg);
         return;
     }
     /* JSON, or no Content-Type at all, as for an ECG body. */

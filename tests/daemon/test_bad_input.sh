@@ -235,6 +235,12 @@ printf '100 0 360 64800\n' > "$WORK/nosignals.hea"
 bad 422 'declares no signals' POST /v1/batches \
     -F "header=@$WORK/nosignals.hea" -F "signal=@$EXCERPT/100.dat" \
     -F subject=p1
+# Idempotency keys of 1..255 characters, on batches as on jobs.
+LONGKEY=$(printf 'k%.0s' $(seq 256))
+bad 400 'Idempotency-Key: expected 1..255 characters' POST /v1/batches \
+    "${J[@]}" -H "Idempotency-Key: $LONGKEY" --data-binary "@$WORK/batch.json"
+bad 400 'Idempotency-Key: expected 1..255 characters' POST /v1/jobs \
+    "${J[@]}" -H "Idempotency-Key: $LONGKEY" -d '{}'
 # Media types are case-insensitive.
 req POST /v1/batches -H 'Content-Type: Application/JSON; charset=UTF-8' \
     --data-binary "@$WORK/batch.json"

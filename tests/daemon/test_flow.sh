@@ -212,8 +212,28 @@ done
 # refits had too few rows per unknown to fit well.
 jq -c '. + {subject: "subj-100"}' "$WORK/seg.json" > "$WORK/ten.json"
 req POST /v1/batches -H 'Content-Type: application/json' \
-    --data-binary "@$WORK/ten.json"
+    -H 'Idempotency-Key: ten-1' --data-binary "@$WORK/ten.json"
 expect 201 "10-s batch"
+TEN=$(body .id)
+# A retried upload with the same key is the same batch, stored once; the
+# key with another body is refused.
+req GET /v1/batches
+NB=$(body '.batches | length')
+req POST /v1/batches -H 'Content-Type: application/json' \
+    -H 'Idempotency-Key: ten-1' --data-binary "@$WORK/ten.json"
+expect 201 "10-s batch again"
+[ "$(body .id)" = "$TEN" ] || fail "retried upload made batch $(body .id)"
+grep -qi "^Location: /v1/batches/$TEN" "$WORK/headers" ||
+    fail "retried upload: Location"
+req GET /v1/batches
+[ "$(body '.batches | length')" = "$NB" ] || fail "retried upload stored twice"
+jq -c '.samples[0] = 0.5' "$WORK/ten.json" > "$WORK/ten2.json"
+req POST /v1/batches -H 'Content-Type: application/json' \
+    -H 'Idempotency-Key: ten-1' --data-binary "@$WORK/ten2.json"
+expect 422 "the key with another body"
+body .detail | grep -q "was used for batch $TEN with another body" ||
+    fail "422 detail: $(body .detail)"
+req GET "/v1/batches/$TEN"
 req POST /v1/jobs -H 'Content-Type: application/json' -d "$(jq -cn \
     --argjson m "$MODEL_ID" --argjson b "$(body .id)" '{model_id: $m,
     batch_ids: [$b], method: "l1", keep: 0.5}')"
