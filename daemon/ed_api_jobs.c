@@ -242,7 +242,7 @@ static unsigned disjoint(const json_t *held, const json_t *calib, char *msg,
 
 /* The tail of calibration batch `id` that holdout.fraction leaves out is
  * scored: it needs beat annotations, and at least the two seconds any ECG
- * must last (the job runner cuts floor(n * fraction) samples). */
+ * must last (the job runner holds out n - ed_jobs_calib_samples). */
 static unsigned check_holdout_tail(ed_app *app, int64_t id, double fraction,
                                    char *msg, size_t ms)
 {
@@ -251,7 +251,7 @@ static unsigned check_holdout_tail(ed_app *app, int64_t id, double fraction,
                                "id = ?", "i", id);
     double fs = json_number_value(json_object_get(row, "sampling_rate"));
     int64_t n = json_integer_value(json_object_get(row, "n_samples"));
-    int64_t held = (int64_t)floor((double)n * fraction);
+    int64_t held = n - ed_jobs_calib_samples(n, fraction);
     int64_t beats = json_integer_value(json_object_get(row, "n_beats"));
 
     json_decref(row);
@@ -305,6 +305,13 @@ static unsigned check_holdout(ed_app *app, json_t *h, json_t *out,
     return 0;
 }
 
+/* The held-out fraction of every calibration batch; 0 without one. */
+static double holdout_fraction(json_t *p)
+{
+    return json_number_value(json_object_get(json_object_get(p, "holdout"),
+                                             "fraction"));
+}
+
 /* Each calibration batch, less the tail holdout.fraction takes (0: none),
  * must hold one model window once resampled, or the job could only fail
  * (as the library counts: ep_infer_resampled_count). */
@@ -312,8 +319,7 @@ static unsigned check_calib_length(ed_app *app, json_t *p, char *msg,
                                    size_t ms)
 {
     json_t *ids = json_object_get(p, "batch_ids"), *row;
-    double fraction = json_number_value(json_object_get(
-        json_object_get(p, "holdout"), "fraction"));
+    double fraction = holdout_fraction(p);
     int64_t model = json_integer_value(json_object_get(p, "model_id"));
     size_t i;
 
@@ -334,7 +340,7 @@ static unsigned check_calib_length(ed_app *app, json_t *p, char *msg,
         json_decref(row);
         if (!(fs > 0 && model_fs > 0))
             continue;
-        kept = n - (int64_t)floor((double)n * fraction);
+        kept = ed_jobs_calib_samples(n, fraction);
         if ((double)ep_infer_resampled_count(kept, fs, model_fs) < window)
             return bad(msg, ms, 422, "batch_ids[%zu]: batch %lld leaves "
                        "%lld samples (%.3f s) of calibration ECG%s, fewer "
@@ -354,8 +360,7 @@ static unsigned check_finetune_beats(ed_app *app, json_t *p, char *msg,
                                      size_t ms)
 {
     json_t *ids = json_object_get(p, "batch_ids"), *row;
-    double fraction = json_number_value(json_object_get(
-        json_object_get(p, "holdout"), "fraction"));
+    double fraction = holdout_fraction(p);
     size_t i, beats = 0;
 
     if (!json_object_get(p, "finetune"))
@@ -370,7 +375,7 @@ static unsigned check_finetune_beats(ed_app *app, json_t *p, char *msg,
         n = json_integer_value(json_object_get(row, "n_samples"));
         beats = ed_jobs_count_beats(json_string_value(json_object_get(
                                         row, "annotations")),
-                                    n - (int64_t)floor((double)n * fraction));
+                                    ed_jobs_calib_samples(n, fraction));
         json_decref(row);
     }
     if (beats > 0)

@@ -116,6 +116,11 @@ static ep_aami annotation_class(const json_t *a)
     return code >= 0 ? ep_aami_from_code(code) : EP_AAMI_NONE;
 }
 
+int64_t ed_jobs_calib_samples(int64_t n, double fraction)
+{
+    return n - (int64_t)floor((double)n * fraction);
+}
+
 size_t ed_jobs_count_beats(const char *annotations, int64_t before)
 {
     json_t *arr = annotations ? json_loads(annotations, 0, NULL) : NULL, *a;
@@ -206,7 +211,7 @@ static int split_holdout(job_run *run, double fraction)
         return -1;
     for (i = 0; i < run->n_calib; i++) {
         job_seg *c = &run->calib[i], *h = &run->holdout[i];
-        int64_t cut = c->n - (int64_t)floor((double)c->n * fraction);
+        int64_t cut = ed_jobs_calib_samples(c->n, fraction);
         h->fs = c->fs;
         h->batch_id = c->batch_id;
         h->n = c->n - cut;

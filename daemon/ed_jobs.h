@@ -39,6 +39,11 @@ void ed_jobs_shutdown(ed_app *app);
  * (their workers' results will be ignored). */
 void ed_jobs_abandon(ed_app *app);
 
+/* Samples of an n-sample calibration batch that a job calibrates on when
+ * holdout.fraction (0: none) takes the rest, its last floor(n * fraction)
+ * samples, for scoring. */
+int64_t ed_jobs_calib_samples(int64_t n, double fraction);
+
 /* Beats (annotations of an AAMI class) in a batch's stored annotations
  * (JSON text, may be NULL) at samples below `before`: those a job's
  * calibration part keeps, for fine-tuning. */
