@@ -78,7 +78,8 @@ typedef struct bench_args {
     const char *records[MAX_LIST];
     int n_records;
     int finetune, max_windows, refit_drifted, distill_steps;
-    double distill_lr;
+    int mask_list, candidates;      /* 0: the library's defaults */
+    double distill_lr, coreset_scale;
     double calib_from, calib_seconds, personal_seconds;
 } bench_args;
 
@@ -138,7 +139,8 @@ static void usage(void)
         "  [--seeds 1,2,3] [--records 100,103|ds2] [--finetune]\n"
         "  [--calib-from S] [--calib-seconds S] [--personal-seconds S]\n"
         "  [--max-windows N] [--refit-drifted] [--distill STEPS]\n"
-        "  [--distill-lr X]\n");
+        "  [--distill-lr X] [--mask-list N] [--candidates N]\n"
+        "  [--coreset-scale X]\n");
     exit(2);
 }
 
@@ -221,6 +223,12 @@ static void parse_args(int argc, char **argv, bench_args *a)
             a->distill_steps = atoi(argv[++i]);
         else if (strcmp(opt, "--distill-lr") == 0)
             a->distill_lr = atof(argv[++i]);
+        else if (strcmp(opt, "--mask-list") == 0)
+            a->mask_list = atoi(argv[++i]);
+        else if (strcmp(opt, "--candidates") == 0)
+            a->candidates = atoi(argv[++i]);
+        else if (strcmp(opt, "--coreset-scale") == 0)
+            a->coreset_scale = atof(argv[++i]);
         else if (strcmp(opt, "--keeps") == 0 || strcmp(opt, "--seeds") == 0 ||
                  strcmp(opt, "--records") == 0 ||
                  strcmp(opt, "--recon") == 0 || strcmp(opt, "--methods") == 0)
@@ -580,6 +588,12 @@ static ep_net *prune_with(const bench_args *a, const ep_net *net,
     o.prune_head_input = strcmp(a->setting, "literal") == 0;
     if (a->max_windows > 0)
         o.max_windows = a->max_windows;
+    if (a->mask_list > 0)
+        o.mask_list = a->mask_list;
+    if (a->candidates > 0)
+        o.candidates = a->candidates;
+    if (a->coreset_scale > 0)
+        o.coreset_scale = a->coreset_scale;
     o.refit_drifted = a->refit_drifted;
     o.distill_steps = c->recon == RECON_DISTILL ? a->distill_steps : 0;
     o.distill_lr = a->distill_lr;
