@@ -233,6 +233,19 @@ unsigned ed_api_idempotency_key(ed_request *req, const char **key,
     return 0;
 }
 
+unsigned ed_api_parse_ecg_json(ed_app *app, const unsigned char *body,
+                               size_t len, int64_t max_samples,
+                               ed_ecg_kind kind, ed_ecg *ecg, char *msg,
+                               size_t ms)
+{
+    unsigned st;
+
+    uv_mutex_lock(&app->json_lock);
+    st = ed_ecg_parse_json(body, len, max_samples, kind, ecg, msg, ms);
+    uv_mutex_unlock(&app->json_lock);
+    return st;
+}
+
 void ed_api_store_error(ed_app *app, ed_request *req)
 {
     ed_http_problem(req, 500, "store error: %s",

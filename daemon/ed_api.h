@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "ed_app.h"
+#include "ed_ecg.h"
 #include "ed_http.h"
 
 /* The dispatcher given to ed_http_start; app is an ed_app. */
@@ -59,6 +60,13 @@ unsigned ed_api_jobs_params(ed_app *app, const unsigned char *body,
 #define ED_API_KEY_MAX 255
 unsigned ed_api_idempotency_key(ed_request *req, const char **key,
                                 char *msg, size_t msg_size);
+
+/* ed_ecg_parse_json under app->json_lock, from any thread: one JSON body
+ * at a time, since its tree takes about 20 times the body in memory. */
+unsigned ed_api_parse_ecg_json(ed_app *app, const unsigned char *body,
+                               size_t len, int64_t max_samples,
+                               ed_ecg_kind kind, ed_ecg *ecg, char *msg,
+                               size_t msg_size);
 
 /* Inference (ed_api_infer.c). */
 void ed_api_infer(ed_app *app, ed_request *req, int64_t id);

@@ -154,9 +154,9 @@ static void parse_json_body(batch_work *bw)
 
     bw->st = hash_body(bw);
     if (!bw->st)
-        bw->st = ed_ecg_parse_json(req->body, req->body_len,
-                                   bw->max_samples, ED_ECG_BATCH, &bw->ecg,
-                                   bw->msg, sizeof bw->msg);
+        bw->st = ed_api_parse_ecg_json(bw->app, req->body, req->body_len,
+                                       bw->max_samples, ED_ECG_BATCH,
+                                       &bw->ecg, bw->msg, sizeof bw->msg);
 }
 
 static void batch_parse(uv_work_t *w)

@@ -80,9 +80,9 @@ static void infer_run(uv_work_t *w)
 
     /* The ECG, unless it came as multipart and was decoded already. */
     if (iw->json_pending)
-        iw->st = ed_ecg_parse_json(iw->body, iw->body_len, iw->max_samples,
-                                   ED_ECG_INFER, &iw->ecg, iw->msg,
-                                   sizeof iw->msg);
+        iw->st = ed_api_parse_ecg_json(iw->app, iw->body, iw->body_len,
+                                       iw->max_samples, ED_ECG_INFER,
+                                       &iw->ecg, iw->msg, sizeof iw->msg);
     if (!iw->st)
         iw->st = check_resampled(iw->net, &iw->ecg, iw->max_samples, iw->msg,
                                  sizeof iw->msg);

@@ -1,7 +1,8 @@
 /*
  * ed_app.h - the state every part of the daemon shares: configuration,
  * loop, store, HTTP server, job runner and model cache.  One instance,
- * owned by main and used from the loop thread only.
+ * owned by main and used from the loop thread only, but for json_lock,
+ * which pool threads take.
  */
 #ifndef ED_APP_H
 #define ED_APP_H
@@ -26,6 +27,7 @@ typedef struct ed_app {
     int stopping;         /* SIGTERM seen */
     int infer_in_flight;
     int uploads_in_flight;  /* batch bodies being parsed on the pool */
+    uv_mutex_t json_lock;   /* held while a JSON ECG body is parsed */
 } ed_app;
 
 #endif

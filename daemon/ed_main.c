@@ -353,7 +353,7 @@ int main(int argc, char **argv)
     static ed_main m;
     ed_app *app = &m.app;
     char err[1024], workers[16];
-    int port = 0;
+    int port = 0, rc;
 
     /* Configuration. */
     m.argc = argc;
@@ -389,6 +389,10 @@ int main(int argc, char **argv)
 
     /* Store, model cache, jobs left behind by a previous run. */
     app->loop = uv_default_loop();
+    if ((rc = uv_mutex_init(&app->json_lock)) != 0) {
+        fprintf(stderr, "ecgpruned: mutex: %s\n", uv_strerror(rc));
+        return 1;
+    }
     if (ed_store_open(app->cfg.data_dir, &app->store, err, sizeof err)) {
         ed_log(ED_LOG_ERROR, "store_failed", "reason=\"%s\"", err);
         fprintf(stderr, "ecgpruned: %s\n", err);
@@ -431,6 +435,7 @@ int main(int argc, char **argv)
 
     /* Everything has returned: close the store. */
     uv_loop_close(app->loop);
+    uv_mutex_destroy(&app->json_lock);
     ed_models_free(app->models);
     ed_store_close(app->store);
     ed_metrics_free();
