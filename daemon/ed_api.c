@@ -5,6 +5,9 @@
 #include "ed_api.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,6 +236,9 @@ unsigned ed_api_idempotency_key(ed_request *req, const char **key,
     return 0;
 }
 
+/* JSON bodies from this size on are followed by malloc_trim. */
+#define ED_API_TRIM_BYTES (4 << 20)
+
 unsigned ed_api_parse_ecg_json(ed_app *app, const unsigned char *body,
                                size_t len, int64_t max_samples,
                                ed_ecg_kind kind, ed_ecg *ecg, char *msg,
@@ -242,6 +248,13 @@ unsigned ed_api_parse_ecg_json(ed_app *app, const unsigned char *body,
 
     uv_mutex_lock(&app->json_lock);
     st = ed_ecg_parse_json(body, len, max_samples, kind, ecg, msg, ms);
+#ifdef __GLIBC__
+    /* The tree's many small blocks stay in this thread's malloc arena,
+     * where the next parse, on another thread, cannot reuse them: hand
+     * them back after a large body. */
+    if (len >= ED_API_TRIM_BYTES)
+        malloc_trim(0);
+#endif
     uv_mutex_unlock(&app->json_lock);
     return st;
 }
