@@ -46,7 +46,7 @@ typedef struct batch_work {
     ed_request *req;
     int64_t max_samples;        /* limits.max_samples when it came */
     const char *key;            /* Idempotency-Key, or NULL */
-    char sha[65];               /* of the body, with a key */
+    char sha[65];               /* of the batch, with a key */
     ed_ecg ecg;
     unsigned st;                /* refusal: HTTP status, msg */
     char msg[700];
@@ -81,19 +81,19 @@ static int answer_repeat(ed_app *app, const batch_work *bw)
 
     if (!bw->key)
         return 0;
-    row = ed_store_row(app->store, &found, "SELECT id, body_sha256 FROM "
+    row = ed_store_row(app->store, &found, "SELECT id, batch_sha256 FROM "
                        "batches WHERE idempotency_key = ?", "t", bw->key);
     if (!row) {
         ed_api_store_error(app, bw->req);
         return 1;
     }
     if (found && strcmp(json_string_value(json_object_get(
-                            row, "body_sha256")), bw->sha) == 0)
+                            row, "batch_sha256")), bw->sha) == 0)
         answer_batch(app, bw->req, json_integer_value(json_object_get(row,
                                                                       "id")));
     else if (found)
         ed_http_problem(bw->req, 422, "Idempotency-Key \"%.80s\" was used "
-                        "for batch %lld with another body", bw->key,
+                        "for batch %lld with another batch", bw->key,
                         (long long)json_integer_value(json_object_get(row,
                                                                       "id")));
     json_decref(row);
@@ -122,7 +122,7 @@ static void store_batch(ed_app *app, const batch_work *bw)
     ed_store_now(now);
     if (ed_store_exec(app->store, "INSERT INTO batches (subject, "
                       "sampling_rate, lead, n_samples, annotations, n_beats, "
-                      "created_at, samples, idempotency_key, body_sha256) "
+                      "created_at, samples, idempotency_key, batch_sha256) "
                       "VALUES (?,?,?,?,?,?,?,?,?,?)", "tdtititbtt",
                       ecg->subject, ecg->fs, ecg->lead, ecg->n, ann,
                       (int64_t)count_beats(ecg), now, (const void *)ecg->mv,
@@ -136,27 +136,69 @@ static void store_batch(ed_app *app, const batch_work *bw)
     answer_batch(app, req, ed_store_last_id(app->store));
 }
 
-/* The body's fingerprint when a key came with it: 0, or 500 with msg. */
-static unsigned hash_body(batch_work *bw)
+static unsigned char *put(unsigned char *p, const void *v, size_t n)
 {
-    if (!bw->key ||
-        !ed_models_sha256(bw->req->body, bw->req->body_len, bw->sha))
+    memcpy(p, v, n);
+    return p + n;
+}
+
+/* A string in a field of `width` bytes of a zeroed buffer. */
+static unsigned char *put_text(unsigned char *p, const char *s, size_t width)
+{
+    memcpy(p, s, strnlen(s, width));
+    return p + width;
+}
+
+/* When a key came with it, the SHA-256 of the parsed batch as it will be
+ * stored (subject, lead, rate, samples, annotations), not of the body:
+ * a retry then matches whatever its wire form (curl draws a new
+ * multipart boundary each run; JSON may be written another way).
+ * 0, or 500 with msg. */
+static unsigned fingerprint(batch_work *bw)
+{
+    const ed_ecg *e = &bw->ecg;
+    size_t i, len = sizeof e->subject + sizeof e->lead + sizeof e->fs +
+                    sizeof e->n +
+                    (size_t)e->n * sizeof *e->mv +
+                    e->n_ann * (sizeof e->ann->sample + sizeof e->ann->code);
+    unsigned char *buf, *p;
+    int rc;
+
+    if (!bw->key)
         return 0;
-    snprintf(bw->msg, sizeof bw->msg, "cannot hash the body");
+    buf = calloc(1, len);
+    if (!buf) {
+        snprintf(bw->msg, sizeof bw->msg, "out of memory");
+        return 500;
+    }
+    p = put_text(buf, e->subject, sizeof e->subject);
+    p = put_text(p, e->lead, sizeof e->lead);
+    p = put(p, &e->fs, sizeof e->fs);
+    p = put(p, &e->n, sizeof e->n);
+    p = put(p, e->mv, (size_t)e->n * sizeof *e->mv);
+    for (i = 0; i < e->n_ann; i++) {
+        p = put(p, &e->ann[i].sample, sizeof e->ann[i].sample);
+        p = put(p, &e->ann[i].code, sizeof e->ann[i].code);
+    }
+    rc = ed_models_sha256(buf, len, bw->sha);
+    free(buf);
+    if (rc == 0)
+        return 0;
+    snprintf(bw->msg, sizeof bw->msg, "cannot hash the batch");
     return 500;
 }
 
-/* The JSON body fingerprinted and parsed; on a pool thread, or on the
+/* The JSON body parsed and fingerprinted; on a pool thread, or on the
  * loop with one worker. */
 static void parse_json_body(batch_work *bw)
 {
     ed_request *req = bw->req;
 
-    bw->st = hash_body(bw);
+    bw->st = ed_api_parse_ecg_json(bw->app, req->body, req->body_len,
+                                   bw->max_samples, ED_ECG_BATCH, &bw->ecg,
+                                   bw->msg, sizeof bw->msg);
     if (!bw->st)
-        bw->st = ed_api_parse_ecg_json(bw->app, req->body, req->body_len,
-                                       bw->max_samples, ED_ECG_BATCH,
-                                       &bw->ecg, bw->msg, sizeof bw->msg);
+        bw->st = fingerprint(bw);
 }
 
 static void batch_parse(uv_work_t *w)
@@ -211,7 +253,7 @@ void ed_api_batches_create(ed_app *app, ed_request *req, int64_t unused)
         st = ed_ecg_parse_start(req, &app->cfg, ED_ECG_BATCH, &bw->ecg,
                                 &json_pending, bw->msg, sizeof bw->msg);
     if (!st && !json_pending)
-        st = hash_body(bw);
+        st = fingerprint(bw);
     /* With one worker a running job may hold the pool for minutes, so the
      * loop parses the JSON itself; other requests wait for that parse. */
     if (!st && json_pending && app->cfg.workers < 2) {

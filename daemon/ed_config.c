@@ -484,7 +484,8 @@ int ed_config_advice(const ed_config *cfg,
     if (n < max && cfg->n_tokens == 0)
         snprintf(advice[n++], ED_CONFIG_ADVICE_MAX, "listening on %s "
                  "without tokens: anyone who reaches it can upload, prune "
-                 "and read ECG; set tokens (and tls)", cfg->listen_addr);
+                 "and read ECG; set tokens%s", cfg->listen_addr,
+                 cfg->tls_cert[0] ? "" : " (and tls)");
     else if (n < max && cfg->tls_cert[0] == '\0')
         snprintf(advice[n++], ED_CONFIG_ADVICE_MAX, "listening on %s "
                  "without tls: tokens and ECG cross the network in clear "

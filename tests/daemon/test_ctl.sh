@@ -91,6 +91,16 @@ ctl delete model "$PRUNED" | grep -q "model $PRUNED deleted" ||
 ctl_fails 1 'error 404' show model "$PRUNED"
 ECGPRUNE_URL=http://127.0.0.1:1 ctl_fails 1 'cannot reach' list models
 
+# An upload that gets no answer names its key; run again with it, twice,
+# it stores one batch.
+ECGPRUNE_URL=http://127.0.0.1:1 ctl_fails 1 \
+    'ECGPRUNE_IDEMPOTENCY_KEY=ecgprunectl-' upload-batch p-8 "$EXCERPT/100"
+B1=$(ECGPRUNE_IDEMPOTENCY_KEY=retry-1 ctl upload-batch p-8 "$EXCERPT/100" |
+    jq -r .id)
+B2=$(ECGPRUNE_IDEMPOTENCY_KEY=retry-1 ctl upload-batch p-8 "$EXCERPT/100" |
+    jq -r .id)
+[ "$B1" = "$B2" ] || fail "the same key stored batches $B1 and $B2"
+
 # Arguments reach the daemon as typed: a subject of "@file" is not a file
 # to upload, '&' and '#' do not cut a name or a subject short, an id is a
 # number.
