@@ -241,6 +241,19 @@ bad 400 'Idempotency-Key: expected 1..255 characters' POST /v1/batches \
     "${J[@]}" -H "Idempotency-Key: $LONGKEY" --data-binary "@$WORK/batch.json"
 bad 400 'Idempotency-Key: expected 1..255 characters' POST /v1/jobs \
     "${J[@]}" -H "Idempotency-Key: $LONGKEY" -d '{}'
+# Bodies whose tree would dwarf them are refused before jansson builds
+# it: 3-byte objects, nested arrays, more values than the sample limit.
+jq -cn '{subject: "x", sampling_rate: 360, samples: [range(3000) | {}]}' \
+    > "$WORK/objects.json"
+bad 400 '3001 JSON objects in 9[0-9]+ bytes; an annotation takes at least 25' \
+    POST /v1/batches "${J[@]}" --data-binary "@$WORK/objects.json"
+jq -cn '{sampling_rate: 360, samples: [range(3000) | [0]]}' > "$WORK/nested.json"
+bad 400 '3001 JSON arrays; expected at most 2' POST "/v1/models/$MID/infer" \
+    "${J[@]}" --data-binary "@$WORK/nested.json"
+jq -cn '{subject: "x", sampling_rate: 360, samples: [range(60000) | 0]}' \
+    > "$WORK/zeros.json"
+bad 413 'about 60001 values, more than the limit of 50000 samples' \
+    POST /v1/batches "${J[@]}" --data-binary "@$WORK/zeros.json"
 # Media types are case-insensitive.
 req POST /v1/batches -H 'Content-Type: Application/JSON; charset=UTF-8' \
     --data-binary "@$WORK/batch.json"
