@@ -227,13 +227,21 @@ void ed_api_list(ed_app *app, ed_request *req, const char *select,
 unsigned ed_api_idempotency_key(ed_request *req, const char **key,
                                 char *msg, size_t ms)
 {
-    *key = ed_http_header(req, "Idempotency-Key");
-    if (*key && (strlen(*key) == 0 || strlen(*key) > ED_API_KEY_MAX)) {
-        snprintf(msg, ms, "Idempotency-Key: expected 1..%d characters",
-                 ED_API_KEY_MAX);
-        return 400;
-    }
-    return 0;
+    const char *k = ed_http_header(req, "Idempotency-Key");
+    size_t i, n = k ? strlen(k) : 0;
+
+    *key = k;
+    if (!k)
+        return 0;
+    /* Printable ASCII only: a key is quoted back in messages, and bytes
+     * that look alike in a log must not be two keys. */
+    for (i = 0; i < n && k[i] > ' ' && k[i] < 0x7f; i++)
+        ;
+    if (n >= 1 && n <= ED_API_KEY_MAX && i == n)
+        return 0;
+    snprintf(msg, ms, "Idempotency-Key: expected 1..%d printable ASCII "
+             "characters without spaces", ED_API_KEY_MAX);
+    return 400;
 }
 
 /* JSON bodies from this size on are followed by malloc_trim. */

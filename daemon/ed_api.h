@@ -56,7 +56,8 @@ unsigned ed_api_jobs_params(ed_app *app, const unsigned char *body,
                             size_t msg_size);
 
 /* The request's Idempotency-Key header (*key NULL without one): 0, or
- * 400 with msg filled when it is empty or longer than ED_API_KEY_MAX. */
+ * 400 with msg filled unless it is 1..ED_API_KEY_MAX printable ASCII
+ * characters without spaces. */
 #define ED_API_KEY_MAX 255
 unsigned ed_api_idempotency_key(ed_request *req, const char **key,
                                 char *msg, size_t msg_size);

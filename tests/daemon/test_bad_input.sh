@@ -237,10 +237,16 @@ bad 422 'declares no signals' POST /v1/batches \
     -F subject=p1
 # Idempotency keys of 1..255 characters, on batches as on jobs.
 LONGKEY=$(printf 'k%.0s' $(seq 256))
-bad 400 'Idempotency-Key: expected 1..255 characters' POST /v1/batches \
-    "${J[@]}" -H "Idempotency-Key: $LONGKEY" --data-binary "@$WORK/batch.json"
-bad 400 'Idempotency-Key: expected 1..255 characters' POST /v1/jobs \
+bad 400 'Idempotency-Key: expected 1..255 printable ASCII' POST \
+    /v1/batches "${J[@]}" -H "Idempotency-Key: $LONGKEY" \
+    --data-binary "@$WORK/batch.json"
+bad 400 'Idempotency-Key: expected 1..255 printable ASCII' POST /v1/jobs \
     "${J[@]}" -H "Idempotency-Key: $LONGKEY" -d '{}'
+bad 400 'Idempotency-Key: expected 1..255 printable ASCII' POST \
+    /v1/batches "${J[@]}" -H "Idempotency-Key: k€y" \
+    --data-binary "@$WORK/batch.json"
+bad 400 'without spaces' POST /v1/batches "${J[@]}" \
+    -H "Idempotency-Key: two words" --data-binary "@$WORK/batch.json"
 # Bodies whose tree would dwarf them are refused before jansson builds
 # it: 3-byte objects, nested arrays, more values than the sample limit.
 jq -cn '{subject: "x", sampling_rate: 360, samples: [range(3000) | {}]}' \
