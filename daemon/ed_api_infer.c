@@ -60,13 +60,14 @@ static const char *class_symbol(ep_aami c)
 static unsigned check_resampled(const ep_net *net, const ed_ecg *ecg,
                                 int64_t max_samples, char *msg, size_t ms)
 {
-    double n = (double)ecg->n * net->meta.sampling_rate / ecg->fs;
+    int64_t n = ep_infer_resampled_count(ecg->n, ecg->fs,
+                                         net->meta.sampling_rate);
 
-    if (n <= (double)max_samples)
+    if (n <= max_samples)
         return 0;
     snprintf(msg, ms, "resampled to the model's %g Hz, the ECG would be "
-             "%.0f samples, more than the limit of %lld "
-             "(limits.max_samples)", net->meta.sampling_rate, n,
+             "%lld samples, more than the limit of %lld "
+             "(limits.max_samples)", net->meta.sampling_rate, (long long)n,
              (long long)max_samples);
     return 413;
 }

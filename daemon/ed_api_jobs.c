@@ -106,17 +106,39 @@ static unsigned check_keys(json_t *obj, const char *where,
     return 0;
 }
 
-/* Samples batch id becomes at the model's rate, which the job resamples
- * it to: a batch at a low rate grows by the ratio of the rates. */
-static int64_t resampled_length(ed_app *app, int64_t batch, int64_t model)
-{
-    int found;
+/* A batch as a job would see it under a model: its samples and rate, the
+ * model's rate and window. */
+typedef struct batch_geometry {
+    int64_t n;
+    double fs, model_fs, window;
+} batch_geometry;
 
-    return ed_store_int(app->store, &found, "SELECT CAST(b.n_samples * "
-                        "json_extract(m.architecture, '$.sampling_rate') / "
-                        "b.sampling_rate AS INTEGER) FROM batches b, "
-                        "models m WHERE b.id = ? AND m.id = ?", "ii", batch,
-                        model);
+/* 0 with g filled, or -1 when the batch or the model is missing. */
+static int batch_geometry_of(ed_app *app, int64_t batch, int64_t model,
+                             batch_geometry *g)
+{
+    json_t *row = ed_store_row(app->store, NULL, "SELECT b.n_samples AS n, "
+                               "b.sampling_rate AS fs, json_extract("
+                               "m.architecture, '$.sampling_rate') AS "
+                               "model_fs, json_extract(m.architecture, "
+                               "'$.window') AS window FROM batches b, "
+                               "models m WHERE b.id = ? AND m.id = ?", "ii",
+                               batch, model);
+
+    g->n = json_integer_value(json_object_get(row, "n"));
+    g->fs = json_number_value(json_object_get(row, "fs"));
+    g->model_fs = json_number_value(json_object_get(row, "model_fs"));
+    g->window = json_number_value(json_object_get(row, "window"));
+    json_decref(row);
+    return g->fs > 0 && g->model_fs > 0 ? 0 : -1;
+}
+
+/* Samples n of the batch become at the model's rate, which the job
+ * resamples it to (as the library counts them): a batch at a low rate
+ * grows by the ratio of the rates. */
+static int64_t resampled(const batch_geometry *g, int64_t n)
+{
+    return ep_infer_resampled_count(n, g->fs, g->model_fs);
 }
 
 /* A list of existing batch ids, each short enough once resampled to the
@@ -125,6 +147,7 @@ static unsigned batch_list(ed_app *app, int64_t model, json_t *arr,
                            const char *where, int beats_needed, char *msg,
                            size_t ms)
 {
+    batch_geometry g;
     size_t i, j;
     json_t *v;
     int found;
@@ -156,7 +179,10 @@ static unsigned batch_list(ed_app *app, int64_t model, json_t *arr,
             return bad(msg, ms, 422, "%s[%zu]: batch %lld has no beat "
                        "annotations to score against", where, i,
                        (long long)json_integer_value(v));
-        n = resampled_length(app, (int64_t)json_integer_value(v), model);
+        if (batch_geometry_of(app, (int64_t)json_integer_value(v), model,
+                              &g))
+            continue;
+        n = resampled(&g, g.n);
         if (n > app->cfg.max_samples)
             return bad(msg, ms, 422, "%s[%zu]: batch %lld would be %lld "
                        "samples at the model's sampling rate, more than the "
@@ -318,37 +344,26 @@ static double holdout_fraction(json_t *p)
 static unsigned check_calib_length(ed_app *app, json_t *p, char *msg,
                                    size_t ms)
 {
-    json_t *ids = json_object_get(p, "batch_ids"), *row;
+    json_t *ids = json_object_get(p, "batch_ids");
     double fraction = holdout_fraction(p);
     int64_t model = json_integer_value(json_object_get(p, "model_id"));
+    batch_geometry g;
     size_t i;
 
     for (i = 0; i < json_array_size(ids); i++) {
-        int64_t id = json_integer_value(json_array_get(ids, i)), n, kept;
-        double fs, model_fs, window;
+        int64_t id = json_integer_value(json_array_get(ids, i)), kept;
 
-        row = ed_store_row(app->store, NULL, "SELECT b.n_samples AS n, "
-                           "b.sampling_rate AS fs, json_extract("
-                           "m.architecture, '$.sampling_rate') AS model_fs, "
-                           "json_extract(m.architecture, '$.window') AS "
-                           "window FROM batches b, models m WHERE b.id = ? "
-                           "AND m.id = ?", "ii", id, model);
-        n = json_integer_value(json_object_get(row, "n"));
-        fs = json_number_value(json_object_get(row, "fs"));
-        model_fs = json_number_value(json_object_get(row, "model_fs"));
-        window = json_number_value(json_object_get(row, "window"));
-        json_decref(row);
-        if (!(fs > 0 && model_fs > 0))
+        if (batch_geometry_of(app, id, model, &g))
             continue;
-        kept = ed_jobs_calib_samples(n, fraction);
-        if ((double)ep_infer_resampled_count(kept, fs, model_fs) < window)
+        kept = ed_jobs_calib_samples(g.n, fraction);
+        if ((double)resampled(&g, kept) < g.window)
             return bad(msg, ms, 422, "batch_ids[%zu]: batch %lld leaves "
                        "%lld samples (%.3f s) of calibration ECG%s, fewer "
                        "than one model window of %.0f samples at %g Hz "
                        "(%.3f s)", i, (long long)id, (long long)kept,
-                       (double)kept / fs,
+                       (double)kept / g.fs,
                        fraction > 0 ? " after holdout.fraction" : "",
-                       window, model_fs, window / model_fs);
+                       g.window, g.model_fs, g.window / g.model_fs);
     }
     return 0;
 }
