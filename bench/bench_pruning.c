@@ -77,7 +77,7 @@ typedef struct bench_args {
     int n_seeds;
     const char *records[MAX_LIST];
     int n_records;
-    int finetune, max_windows, refit_drifted, distill_steps;
+    int finetune, max_windows, refit_drifted, raw_norms, distill_steps;
     int mask_list, candidates;      /* 0: the library's defaults */
     double distill_lr, coreset_scale;
     double calib_from, calib_seconds, personal_seconds;
@@ -138,7 +138,8 @@ static void usage(void)
         "  [--keeps 0.75,0.5,0.3] [--methods all|M1,M2] [--recon on,off]\n"
         "  [--seeds 1,2,3] [--records 100,103|ds2] [--finetune]\n"
         "  [--calib-from S] [--calib-seconds S] [--personal-seconds S]\n"
-        "  [--max-windows N] [--refit-drifted] [--distill STEPS]\n"
+        "  [--max-windows N] [--refit-drifted] [--raw-norms]\n"
+        "  [--distill STEPS]\n"
         "  [--distill-lr X] [--mask-list N] [--candidates N]\n"
         "  [--coreset-scale X]\n");
     exit(2);
@@ -201,6 +202,10 @@ static void parse_args(int argc, char **argv, bench_args *a)
         }
         if (strcmp(opt, "--refit-drifted") == 0) {
             a->refit_drifted = 1;
+            continue;
+        }
+        if (strcmp(opt, "--raw-norms") == 0) {
+            a->raw_norms = 1;
             continue;
         }
         if (i + 1 >= argc)
@@ -595,6 +600,7 @@ static ep_net *prune_with(const bench_args *a, const ep_net *net,
     if (a->coreset_scale > 0)
         o.coreset_scale = a->coreset_scale;
     o.refit_drifted = a->refit_drifted;
+    o.raw_norms = a->raw_norms;
     o.distill_steps = c->recon == RECON_DISTILL ? a->distill_steps : 0;
     o.distill_lr = a->distill_lr;
     if (ep_prune_run(net, segs, n_segs, &o, NULL, NULL, &res, &err))

@@ -418,6 +418,7 @@ static void fill_defaults(json_t *p)
     set_default(p, "reconstruct", json_boolean(d.reconstruct));
     set_default(p, "prune_head_input", json_boolean(d.prune_head_input));
     set_default(p, "refit_drifted", json_boolean(d.refit_drifted));
+    set_default(p, "raw_norms", json_boolean(d.raw_norms));
     set_default(p, "batch_windows", json_integer(d.batch_windows));
     set_default(p, "max_windows", json_integer(d.max_windows));
     set_default(p, "distill_steps", json_integer(d.distill_steps));
@@ -435,7 +436,7 @@ static unsigned check_params(ed_app *app, json_t *in, json_t **out,
         "model_id", "batch_ids", "method", "keep", "mask_list", "candidates",
         "coreset_scale", "seed", "reconstruct", "lambda", "batch_windows",
         "max_windows", "stratify", "prune_head_input", "refit_drifted",
-        "distill_steps", "distill_lr", "finetune", "holdout", NULL};
+        "raw_norms", "distill_steps", "distill_lr", "finetune", "holdout", NULL};
     json_t *p, *v;
     ep_prune_method m;
     int found;
@@ -492,6 +493,7 @@ static unsigned check_params(ed_app *app, json_t *in, json_t **out,
         (st = opt_bool(in, p, "", "reconstruct", msg, ms)) ||
         (st = opt_bool(in, p, "", "prune_head_input", msg, ms)) ||
         (st = opt_bool(in, p, "", "refit_drifted", msg, ms)) ||
+        (st = opt_bool(in, p, "", "raw_norms", msg, ms)) ||
         (st = opt_num(in, p, "", "lambda", 0, 0, 1e6, msg, ms)) ||
         (st = opt_int(in, p, "", "batch_windows", 1, 4096, msg, ms)) ||
         (st = opt_int(in, p, "", "max_windows", 1, 1000000, msg, ms)) ||
@@ -831,7 +833,7 @@ void ed_api_jobs_masks(ed_app *app, ed_request *req, int64_t id)
     snprintf(seed, sizeof seed, "%" JSON_INTEGER_FORMAT,
              json_integer_value(json_object_get(params, "seed")));
     ed_http_json(req, 200, json_pack(
-        "{s:I, s:O, s:O, s:s, s:b, s:b, s:b, s:I, s:o}", "job_id",
+        "{s:I, s:O, s:O, s:s, s:b, s:b, s:b, s:b, s:I, s:o}", "job_id",
         (json_int_t)id,
         "method", json_object_get(params, "method"), "keep",
         json_object_get(params, "keep"), "seed", seed, "reconstruct",
@@ -840,6 +842,7 @@ void ed_api_jobs_masks(ed_app *app, ed_request *req, int64_t id)
         json_is_true(json_object_get(params, "prune_head_input")),
         "refit_drifted",
         json_is_true(json_object_get(params, "refit_drifted")),
+        "raw_norms", json_is_true(json_object_get(params, "raw_norms")),
         "distill_steps",
         json_integer_value(json_object_get(params, "distill_steps")),
         "groups", groups));

@@ -257,9 +257,11 @@ static void read_options(job_run *run, json_t *p)
         run->prune.reconstruct = json_is_true(v);
     if ((v = json_object_get(p, "prune_head_input")))
         run->prune.prune_head_input = json_is_true(v);
-    /* Jobs stored before refit_drifted existed ran without it. */
+    /* Jobs stored before refit_drifted or raw_norms existed ran without
+     * them. */
     run->prune.refit_drifted = json_is_true(json_object_get(p,
                                                             "refit_drifted"));
+    run->prune.raw_norms = json_is_true(json_object_get(p, "raw_norms"));
     if ((v = json_object_get(p, "lambda")))
         run->prune.lambda = json_number_value(v);
     if ((v = json_object_get(p, "batch_windows")))

@@ -82,9 +82,10 @@ check "report gives the MAC ratio" grep -q '^MACs per second .*ratio' \
 
 # --refit-drifted refits the classifier head, whose input group is kept
 # whole: it then reports an error before and a lower one after, where the
-# default reports none; the masks record the option.
+# default reports none; the masks record the option, and --raw-norms too.
 # shellcheck disable=SC2086
 "$ecgprune" prune "$model" $calib --method l1 --keep 0.5 --refit-drifted \
+    --raw-norms \
     --out "$work/d.safetensors" --masks "$work/d.json" --json \
     > "$work/d.report" 2> /dev/null
 check "refit-drifted: the whole group is refitted" jq -e \
@@ -94,10 +95,10 @@ check "refit-drifted: the whole group is refitted" jq -e \
 check "default: the whole group is not refitted" jq -e \
     '[.groups[] | select(.channels_after == .channels_before)] | length == 1
      and .[0].err_before == 0 and .[0].err_after == 0' "$work/l1.report"
-check "refit-drifted: masks say so" jq -e \
-    '.refit_drifted == true' "$work/d.json"
-check "default: masks say not" jq -e '.refit_drifted == false' \
-    "$work/l1.json"
+check "refit-drifted, raw-norms: masks say so" jq -e \
+    '.refit_drifted == true and .raw_norms == true' "$work/d.json"
+check "default: masks say not" jq -e \
+    '.refit_drifted == false and .raw_norms == false' "$work/l1.json"
 
 # --distill: the report gives the divergence on the held-out windows
 # before and for the checkpoint kept (every 2nd step of 20 is one); it

@@ -352,24 +352,37 @@ static void test_exact_combination(void)
     ep_net_free(net);
 }
 
-/* l1 on the first group: the consumer enc0.conv1 with its BN folded,
- * W'[j] = W[j] gamma_j / sqrt(var_j + eps); n_i = sum_{j,k} |W'[j,i,k]|. */
-static void test_l1_norms(void)
+/* l1 on the first group: by default the consumer enc0.conv1 with its BN
+ * folded, W'[j] = W[j] gamma_j / sqrt(var_j + eps), and n_i = sum_{j,k}
+ * |W'[j,i,k]|; with raw_norms the same sum over W itself.  Returns the
+ * bit set of the kept channels. */
+static unsigned l1_kept(ep_net *net, int raw_norms)
 {
-    ep_net *net = small_unet(2);
-    ep_prune_result *res = prune(net, EP_PRUNE_L1, 0.5, 1, 1);
+    ep_prune_opts opts;
+    ep_prune_result *res = NULL;
+    ep_error err;
     int ic = ep_net_find(net, "enc0.conv1"), ib = ep_net_find(net, "enc0.bn1");
     const ep_layer *c = &net->layers[ic], *bn = &net->layers[ib];
     double norms[6] = {0};
+    unsigned kept_set = 0;
     int i, j, k, rank, kept;
 
+    ep_prune_default_opts(&opts);
+    opts.method = EP_PRUNE_L1;
+    opts.batch_windows = 6;
+    opts.prune_head_input = 1;
+    opts.raw_norms = raw_norms;
+    REQUIRE(ep_prune_run_windows(net, windows, N_WIN, &opts, NULL, NULL,
+                                 &res, &err) == EP_OK);
     REQUIRE(strcmp(res->groups[0].producer, "enc0.conv0") == 0);
-    for (j = 0; j < c->channels; j++)
+    for (j = 0; j < c->channels; j++) {
+        double s = raw_norms ? 1.0 : (double)bn->gamma[j] /
+                                     sqrt((double)bn->var[j] + bn->eps);
+
         for (i = 0; i < 6; i++)
             for (k = 0; k < c->kernel; k++)
-                norms[i] += fabs(c->weight[(j * 6 + i) * c->kernel + k] *
-                                 (double)bn->gamma[j] /
-                                 sqrt((double)bn->var[j] + bn->eps));
+                norms[i] += fabs(c->weight[(j * 6 + i) * c->kernel + k] * s);
+    }
     /* Every kept channel outranks every dropped one. */
     for (i = 0; i < 6; i++) {
         for (rank = 0, j = 0; j < 6; j++)
@@ -377,8 +390,29 @@ static void test_l1_norms(void)
         for (kept = 0, k = 0; k < res->groups[0].channels_after; k++)
             kept |= res->groups[0].kept[k] == i;
         CHECK_EQ_INT(kept, rank < 3);
+        kept_set |= (unsigned)kept << i;
     }
     ep_prune_result_free(res);
+    return kept_set;
+}
+
+/* Both norms, on a network whose BN scales make them disagree: output 0
+ * of enc0.conv1 has its weights 100 times larger and its BN scale 100
+ * times smaller, which leaves the folded network (and its norms) as they
+ * were while output 0's row dominates the raw norms. */
+static void test_l1_norms(void)
+{
+    ep_net *net = small_unet(2);
+    int ic = ep_net_find(net, "enc0.conv1"), ib = ep_net_find(net, "enc0.bn1");
+    ep_layer *c = &net->layers[ic], *bn = &net->layers[ib];
+    unsigned folded = l1_kept(net, 0);
+    int k;
+
+    for (k = 0; k < 6 * c->kernel; k++)
+        c->weight[k] *= 100.0f;
+    bn->gamma[0] *= 0.01f;
+    CHECK(l1_kept(net, 0) == folded);
+    CHECK(l1_kept(net, 1) != folded);
     ep_net_free(net);
 }
 
@@ -412,7 +446,7 @@ static void test_seeds(void)
         REQUIRE(ep_model_save_buffer(r2->net, &b2, &n2, &err) == EP_OK);
         CHECK(n1 == n2 && memcmp(b1, b2, n1) == 0);
         for (seed = 6; seed < 10 && !differs; seed++) {
-            ep_prune_result *r3 = prune(net, methods[mi], 0.3, 0, seed);
+            ep_prune_result *r3 = prune(net, methods[mi], 0.3, 1, seed);
 
             REQUIRE(ep_prune_masks_json(r3, &opts, &j3, &err) == EP_OK);
             differs = strcmp(j1, j3) != 0;

@@ -29,7 +29,7 @@ static void usage(FILE *out)
         "         [--method M] [--keep K] --out PRUNED [--masks MASKS.json]\n"
         "         [--mask-list L] [--candidates G] [--coreset-scale S]\n"
         "         [--seed N] [--no-reconstruct] [--prune-head-input]\n"
-        "         [--refit-drifted] [--lambda X]\n"
+        "         [--refit-drifted] [--raw-norms] [--lambda X]\n"
         "         [--distill STEPS] [--distill-lr X]\n"
         "         [--batch-windows B] [--max-windows W] [--signal NAME]\n"
         "         [--no-stratify] [--json]\n"
@@ -52,6 +52,8 @@ static void usage(FILE *out)
         "                     (kept whole by default)\n"
         "  --refit-drifted    also refit layers that lost no input once a\n"
         "                     group before them was pruned\n"
+        "  --raw-norms        channel norms of the weights before batch-norm\n"
+        "                     folding, as the spec writes them\n"
         "  --lambda X         ridge of the refit (default: 1e-5 trace/size)\n"
         "  --distill STEPS    then STEPS steps of distillation towards\n"
         "                     MODEL on the calibration windows (default 0:\n"
@@ -165,6 +167,8 @@ static int parse_args(int argc, char **argv, prune_args *a)
             a->opts.prune_head_input = 1;
         } else if (strcmp(arg, "--refit-drifted") == 0) {
             a->opts.refit_drifted = 1;
+        } else if (strcmp(arg, "--raw-norms") == 0) {
+            a->opts.raw_norms = 1;
         } else if (strcmp(arg, "--no-stratify") == 0) {
             a->stratify = 0;
         } else if (strcmp(arg, "--json") == 0) {

@@ -133,6 +133,8 @@ typedef struct prune_ctx {
     int n_win, len, in_ch;
     int batch, n_batches;      /* importance batches of `batch` windows */
     float **y_orig;            /* per layer: n_win x C x out_len, or NULL */
+    double **bn_scale;         /* per layer of orig: the scale of the
+                                  batch norm folded into it, or NULL */
     ep_rng *rng;
     ep_prune_progress_fn progress;
     void *ud;
@@ -288,7 +290,10 @@ static int group_units(prune_ctx *ctx, group_state *gs)
 }
 
 /* Which unit each consumer input derives from, and the units' L1 norms
- * n_i over every consumer weight reading them. */
+ * n_i over every consumer weight reading them: of the folded weights by
+ * default, of the weights before folding with raw_norms (each output's row
+ * divided by its batch norm's scale; a row whose scale is 0 reads
+ * nothing and adds nothing). */
 static int group_maps(prune_ctx *ctx, group_state *gs)
 {
     int k, q, n, j, t;
@@ -310,7 +315,14 @@ static int group_maps(prune_ctx *ctx, group_state *gs)
             map[gs->cons[k].links[q].consumer_ch] =
                 gs->unit_of_ch[gs->cons[k].links[q].producer_ch];
         gs->c_total += l->channels;
-        for (j = 0; j < l->channels; j++)
+        /* Groups go in layer order and a consumer comes after its
+         * producer, so its own output channels are still whole here and
+         * bn_scale's rows still match them. */
+        for (j = 0; j < l->channels; j++) {
+            const double *s = ctx->opts->raw_norms
+                              ? ctx->bn_scale[gs->cons[k].layer] : NULL;
+            double f = s == NULL ? 1.0 : s[j] != 0.0 ? 1.0 / fabs(s[j]) : 0.0;
+
             for (n = 0; n < l->in_channels; n++) {
                 const float *w = l->weight +
                                  ((size_t)j * l->in_channels + n) * l->kernel;
@@ -318,8 +330,9 @@ static int group_maps(prune_ctx *ctx, group_state *gs)
                 if (map[n] < 0)
                     continue;
                 for (t = 0; t < l->kernel; t++)
-                    gs->norms[map[n]] += fabs((double)w[t]);
+                    gs->norms[map[n]] += f * fabs((double)w[t]);
             }
+        }
     }
     return EP_OK;
 }
@@ -1020,8 +1033,45 @@ static void ctx_free(prune_ctx *ctx)
     for (i = 0; ctx->y_orig != NULL && i < ctx->orig->n_layers; i++)
         free(ctx->y_orig[i]);
     free(ctx->y_orig);
+    for (i = 0; ctx->bn_scale != NULL && i < ctx->orig->n_layers; i++)
+        free(ctx->bn_scale[i]);
+    free(ctx->bn_scale);
     ep_net_free(ctx->orig);
     ep_net_free(ctx->work);
+}
+
+/* For each convolution of the folded ctx->orig, the scales gamma /
+ * sqrt(var + eps) of the batch norm of `net` folded into it: a batch norm
+ * reading it that the folded network no longer has. */
+static int keep_bn_scales(prune_ctx *ctx, const ep_net *net)
+{
+    int c, b, j;
+
+    ctx->bn_scale = calloc((size_t)ctx->orig->n_layers,
+                           sizeof *ctx->bn_scale);
+    if (ctx->bn_scale == NULL)
+        return ep_error_set(ctx->err, EP_ENOMEM, "prune: out of memory");
+    for (c = 0; c < ctx->orig->n_layers; c++) {
+        int u = ep_net_find(net, ctx->orig->layers[c].name);
+
+        for (b = u + 1; u >= 0 && b < net->n_layers; b++) {
+            const ep_layer *bn = &net->layers[b];
+
+            if (bn->op != EP_OP_BN || bn->inputs[0] != u ||
+                ep_net_find(ctx->orig, bn->name) >= 0)
+                continue;
+            ctx->bn_scale[c] = malloc((size_t)bn->channels *
+                                      sizeof *ctx->bn_scale[c]);
+            if (ctx->bn_scale[c] == NULL)
+                return ep_error_set(ctx->err, EP_ENOMEM,
+                                    "prune: out of memory");
+            for (j = 0; j < bn->channels; j++)
+                ctx->bn_scale[c][j] = bn->gamma[j] /
+                                      sqrt((double)bn->var[j] + bn->eps);
+            break;
+        }
+    }
+    return EP_OK;
 }
 
 /* Fold, clone, find the groups, keep the original outputs. */
@@ -1034,6 +1084,8 @@ static int ctx_init(prune_ctx *ctx, const ep_net *net, int **producers,
     rc = ep_net_clone(net, &ctx->orig, ctx->err);
     if (rc == EP_OK)
         rc = ep_net_fold_bn(ctx->orig, ctx->err);
+    if (rc == EP_OK && ctx->opts->raw_norms)
+        rc = keep_bn_scales(ctx, net);
     if (rc == EP_OK)
         rc = ep_net_clone(ctx->orig, &ctx->work, ctx->err);
     if (rc != EP_OK)
@@ -1230,6 +1282,8 @@ int ep_prune_masks_json(const ep_prune_result *res,
                             json_boolean(opts->prune_head_input));
         json_object_set_new(root, "refit_drifted",
                             json_boolean(opts->refit_drifted));
+        json_object_set_new(root, "raw_norms",
+                            json_boolean(opts->raw_norms));
         json_object_set_new(root, "distill_steps",
                             json_integer(opts->distill_steps));
         json_object_set_new(root, "groups", groups);

@@ -347,6 +347,8 @@ bad 400 '"mask_list": expected an integer' POST /v1/jobs "${J[@]}" \
     -d "$(job '.mask_list = "32"')"
 bad 400 '"refit_drifted": expected true or false' POST /v1/jobs "${J[@]}" \
     -d "$(job '.refit_drifted = "yes"')"
+bad 400 '"raw_norms": expected true or false' POST /v1/jobs "${J[@]}" \
+    -d "$(job '.raw_norms = 1')"
 # Query parameters: repeated, or a subject that breaks the pseudonym rule
 # (not quoted back: it may be a name).
 bad 400 'query parameter "subject" is given 2 times' POST \

@@ -114,8 +114,8 @@ body '.groups[] | select((.kept | length) == 0 or (.kept | length) >
     > "$WORK/badmasks"
 [ ! -s "$WORK/badmasks" ] || fail "bad masks for $(cat "$WORK/badmasks")"
 [ "$(body '.seed | tojson')" = '"3"' ] || fail "masks seed: $(body .seed)"
-[ "$(body '[.reconstruct, .prune_head_input, .refit_drifted,
-    .distill_steps] | tojson')" = '[true,false,false,0]' ] ||
+[ "$(body '[.reconstruct, .prune_head_input, .refit_drifted, .raw_norms,
+    .distill_steps] | tojson')" = '[true,false,false,false,0]' ] ||
     fail "masks options: $(cat "$WORK/body")"
 # Only the group the classifier reads keeps every channel (by default).
 [ "$(body '[.groups[] | select((.kept | length) == .channels_before)

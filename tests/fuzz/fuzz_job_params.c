@@ -90,7 +90,8 @@ static void check_accepted(const json_t *p)
     static const char *const always[] = {
         "model_id", "batch_ids", "method", "keep", "mask_list", "candidates",
         "coreset_scale", "seed", "reconstruct", "prune_head_input",
-        "refit_drifted", "batch_windows", "max_windows", "distill_steps",
+        "refit_drifted", "raw_norms", "batch_windows", "max_windows",
+        "distill_steps",
         "stratify", NULL};
     static const char *const finetune[] = {
         "epochs", "steps_per_epoch", "batch", "lr", "weight_decay", "seed",

@@ -61,6 +61,11 @@ typedef struct ep_prune_opts {
                                kept every channel once an earlier group was
                                pruned, since their inputs moved (default 0,
                                as the spec has it) */
+    int raw_norms;          /* 1: the norms n_i (l1, coreset, thresholds,
+                               tie-breaks) of the consumers' weights before
+                               batch-norm folding, as the spec writes them
+                               (default 0: of the folded weights, see
+                               docs/pruning.md) */
     int distill_steps;      /* > 0: after the refits, that many steps of
                                distillation towards the original network
                                on the calibration windows (ep_distill.h;
