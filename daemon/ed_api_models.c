@@ -160,7 +160,7 @@ static json_t *model_json(json_t *row, int with_architecture)
 
 void ed_api_models_create(ed_app *app, ed_request *req, int64_t unused)
 {
-    const char *name;
+    const char *name, *ct;
     char msg[700], loc[64];
     int64_t id = 0;
     unsigned st;
@@ -185,6 +185,16 @@ void ed_api_models_create(ed_app *app, ed_request *req, int64_t unused)
     if (req->body_len == 0) {
         ed_http_problem(req, 400, "empty body: expected the safetensors "
                         "bytes of a model");
+        return;
+    }
+    /* A form (curl -F file=@...) wraps the bytes in parts: say how to
+     * send them, rather than fail on the first bytes of a boundary. */
+    ct = ed_http_header(req, "Content-Type");
+    if (ct && ed_http_media_is(ct, "multipart/form-data")) {
+        ed_http_problem(req, 415, "Content-Type multipart/form-data: send "
+                        "the model file itself as the body, as "
+                        "application/octet-stream (curl --data-binary "
+                        "@FILE)");
         return;
     }
     /* Limitation: parsed, hashed and stored on the loop thread; other

@@ -56,6 +56,19 @@ run "$ecgprune" info "$work/fifo.hea" 2> "$work/fifo2.err"
 check_status "FIFO as model" 1
 check "FIFO model named" grep -q "not a regular file" "$work/fifo2.err"
 
+# The record where the model belongs, and a file that is no model: each
+# message says which.
+run "$ecgprune" infer "$excerpt/100" "$work/z" 2> "$work/swap.err"
+check_status "record given as the model" 1
+check "swapped arguments named" grep -q \
+    "100 is a record (.*100.hea exists), not a model: the model comes first" \
+    "$work/swap.err"
+printf 'this is a text file, not a model\n' > "$work/text.bin"
+run "$ecgprune" info "$work/text.bin" 2> "$work/notmodel.err"
+check_status "text file given as the model" 1
+check "not a safetensors file" grep -q "text.bin: not a safetensors file" \
+    "$work/notmodel.err"
+
 # Sampling rates and gains at and past the header's limits.  1e-300 Hz
 # made the table's duration overflow a long ("-12:-55.-808").
 zero_record tiny 1e-300 200

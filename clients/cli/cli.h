@@ -23,6 +23,10 @@ typedef int (*cli_command_fn)(int argc, char **argv);
 /* Print "ecgprune CMD: message" for err to stderr and return exit status 1. */
 int cli_fail(const char *cmd, const ep_error *err);
 
+/* ep_model_load, with a hint when MODEL names a record instead (MODEL.hea
+ * exists): the model and the record were given the wrong way round. */
+int cli_load_model(const char *path, ep_net **out, ep_error *err);
+
 /* Print a formatted usage or argument error and return exit status 2. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)

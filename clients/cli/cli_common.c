@@ -30,6 +30,19 @@ int cli_fail(const char *cmd, const ep_error *err)
     return 1;
 }
 
+int cli_load_model(const char *path, ep_net **out, ep_error *err)
+{
+    char hea[4096];
+    int rc = ep_model_load(path, out, err);
+
+    if (rc == EP_EIO && (size_t)snprintf(hea, sizeof hea, "%s.hea", path) <
+        sizeof hea && access(hea, F_OK) == 0)
+        return ep_error_set(err, rc, "%s is a record (%s exists), not a "
+                            "model: the model comes first, then the record",
+                            path, hea);
+    return rc;
+}
+
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;

@@ -411,7 +411,7 @@ int cmd_eval(int argc, char **argv)
     }
 
     /* One inferer for every record. */
-    if (ep_model_load(a.model, &net, &err) != 0 ||
+    if (cli_load_model(a.model, &net, &err) != 0 ||
         ep_inferer_create(net, NULL, &inf, &err) != 0) {
         ep_net_free(net);
         free_args(&a);

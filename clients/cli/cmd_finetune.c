@@ -131,7 +131,7 @@ int cmd_finetune(int argc, char **argv)
         return rc;
 
     /* The model, the first minutes of the record, the run. */
-    rc = ep_model_load(a.model, &net, &err);
+    rc = cli_load_model(a.model, &net, &err);
     if (rc == 0)
         rc = cli_train_read(a.record, 0.0, 60.0 * a.minutes, &data, &err);
     if (rc == 0) {

@@ -180,7 +180,7 @@ int cmd_infer(int argc, char **argv)
         return rc;
 
     /* Model and signal. */
-    if (ep_model_load(a.model, &net, &err) != 0)
+    if (cli_load_model(a.model, &net, &err) != 0)
         return cli_fail("infer", &err);
     if (cli_read_signal(a.record, a.signal, a.span.from_s, a.span.to_s, &sig,
                         &err) != 0) {

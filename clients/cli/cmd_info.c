@@ -121,7 +121,7 @@ int cmd_info(int argc, char **argv)
     }
     if (path == NULL)
         return cli_usage_error("info", "missing MODEL");
-    if (ep_model_load(path, &net, &err) != 0)
+    if (cli_load_model(path, &net, &err) != 0)
         return cli_fail("info", &err);
 
     if (json) {

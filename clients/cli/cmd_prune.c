@@ -508,7 +508,7 @@ static int run(const prune_args *a, calib_set *cs, ep_error *err)
     char *masks = NULL;
     int i, rc;
 
-    rc = ep_model_load(a->model, &net, err);
+    rc = cli_load_model(a->model, &net, err);
     for (i = 0; rc == 0 && i < a->n_calib; i++)
         rc = load_segment(a, a->calib[i], cs, err);
     if (rc == 0) {

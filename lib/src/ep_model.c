@@ -474,10 +474,11 @@ int ep_model_load_buffer(const unsigned char *buf, size_t len,
     for (k = 7; k >= 0; k--)
         hlen = hlen << 8 | buf[k];
     if (hlen > len - 8 || hlen > EP_MODEL_MAX_HEADER)
-        return ep_error_set(err, EP_EFORMAT, "header length %llu exceeds "
-                            "the %zu bytes after it (limit %u)",
-                            (unsigned long long)hlen, len - 8,
-                            EP_MODEL_MAX_HEADER);
+        return ep_error_set(err, EP_EFORMAT, "not a safetensors file: its "
+                            "first 8 bytes, the header length, read %llu, "
+                            "more than the %zu bytes after them or the "
+                            "limit of %u", (unsigned long long)hlen,
+                            len - 8, EP_MODEL_MAX_HEADER);
     root = json_loadb((const char *)buf + 8, (size_t)hlen,
                       JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL)

@@ -179,8 +179,10 @@ bad 422 'not an ecgprune safetensors model: .+' POST "/v1/models?name=cut" \
     --data-binary "@$WORK/cut.safetensors"
 { printf '\377\377\377\377\000\000\000\000'; tail -c +9 "$MODEL"; } \
     > "$WORK/hdr.safetensors"
-bad 422 'not an ecgprune safetensors model: .+' POST "/v1/models?name=hdr" \
-    --data-binary "@$WORK/hdr.safetensors"
+bad 422 'model: not a safetensors file: .*header length, read 4294967295' \
+    POST "/v1/models?name=hdr" --data-binary "@$WORK/hdr.safetensors"
+bad 415 'send the model file itself as the body.*--data-binary' \
+    POST "/v1/models?name=form" -F "file=@$MODEL"
 bad 422 'not an ecgprune safetensors model' POST "/v1/models?name=junk" \
     -d 'this is not a model'
 bad 422 'query parameter "name" is required' POST /v1/models \

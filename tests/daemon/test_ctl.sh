@@ -76,10 +76,29 @@ N=$(grep -c '^[0-9.]*	[0-9]*	[NSVFQ]	' "$WORK/beats")
 grep -q "^summary: $N beats" "$WORK/beats" ||
     fail "infer: $N beat lines, summary $(grep summary "$WORK/beats")"
 [ "$N" -gt 150 ] || fail "infer: only $N beats in 3 minutes"
+ctl infer --json "$PRUNED" "$EXCERPT/100" p-7 > "$WORK/beats.json" ||
+    fail "infer --json: $(cat "$WORK/beats.json")"
+[ "$(jq -c '[(.beats | length), .summary.n_beats] | unique' \
+    "$WORK/beats.json")" = "[$N]" ] ||
+    fail "infer --json: not $N beats: $(head -c 300 "$WORK/beats.json")"
 ctl_fails 1 'error 409 .*calibrated on subject(s) \["p-7"\], not "p-8"' \
     infer "$PRUNED" "$EXCERPT/100" p-8
 ctl infer "$MID" "$EXCERPT/100" p-8 > /dev/null ||
     fail "infer with the uploaded model refused a subject"
+
+# A model comes back byte for byte, into the file named, and a failed
+# download leaves no file behind.
+ctl download-model "$MID" "$WORK/back.safetensors" > "$WORK/out" ||
+    fail "download-model: $(cat "$WORK/out")"
+cmp -s "$MODEL" "$WORK/back.safetensors" ||
+    fail "download-model: the file differs from the upload"
+grep -q "^model $MID saved to $WORK/back.safetensors ($(wc -c < "$MODEL") \
+bytes, sha256 $(sha256sum "$MODEL" | cut -d' ' -f1))$" "$WORK/out" ||
+    fail "download-model: $(cat "$WORK/out")"
+ctl_fails 1 'error 404' download-model 99 "$WORK/none.safetensors"
+[ ! -e "$WORK/none.safetensors" ] || fail "a failed download left a file"
+[ -z "$(find "$WORK" -name '.ecgprunectl.*')" ] ||
+    fail "download-model left a temporary file"
 
 # Errors: usage (2), missing files and unknown ids (1).
 ctl_fails 2 'ecgprunectl infer' infer
@@ -90,6 +109,9 @@ ctl delete model "$PRUNED" | grep -q "model $PRUNED deleted" ||
     fail "delete model"
 ctl_fails 1 'error 404' show model "$PRUNED"
 ECGPRUNE_URL=http://127.0.0.1:1 ctl_fails 1 'cannot reach' list models
+[ "$(grep -c 'cannot reach' "$WORK/ctl.err")" = 1 ] ||
+    fail "an unreachable daemon is reported more than once: \
+$(cat "$WORK/ctl.err")"
 
 # An upload that gets no answer names its key; run again with it, twice,
 # it stores one batch.
