@@ -53,10 +53,26 @@ run "$ecgprune" finetune "$work/a.safetensors" "$excerpt/208" --minutes 1 \
 check_status "finetune" 0
 check "fine-tuned model differs" sh -c "! cmp -s '$work/a.safetensors' \
     '$work/f.safetensors'"
+# The default 5 minutes of a 3-minute excerpt: all of it, with a warning
+# that nothing is left to score on (--quiet silences progress only).
 run "$ecgprune" finetune "$work/a.safetensors" "$excerpt/208" \
     --freeze-encoder --epochs 1 --steps 2 --batch 2 \
-    --out "$work/g.safetensors" --quiet
+    --out "$work/g.safetensors" --quiet 2> "$work/g.err"
 check_status "finetune --freeze-encoder" 0
+check "finetune warns of a record shorter than --minutes" grep -q \
+    "208 holds 3.0 minutes, not more than --minutes 5: all of it is used" \
+    "$work/g.err"
+# Another lead by name; the same run on it gives another model.
+run "$ecgprune" finetune "$work/a.safetensors" "$excerpt/208" --minutes 1 \
+    --epochs 1 --steps 2 --batch 2 --signal V1 --out "$work/v1.safetensors" \
+    --quiet
+check_status "finetune --signal V1" 0
+check "finetune on V1 differs from MLII" sh -c "! cmp -s \
+    '$work/f.safetensors' '$work/v1.safetensors'"
+run "$ecgprune" finetune "$work/a.safetensors" "$excerpt/208" --foo 3 \
+    --out "$work/x.safetensors" 2> "$work/foo.err"
+check_status "finetune --foo" 2
+check "unknown option named" grep -q "unknown option '--foo'" "$work/foo.err"
 
 # Bad usage: 2; a missing record: 1 with its name in the message.
 run "$ecgprune" train --records 208 2> /dev/null

@@ -107,8 +107,9 @@ void cli_signal_free(cli_signal *sig);
 /* The MIT symbol standing for an AAMI class: N, A (for S), V, F, Q. */
 const char *cli_class_symbol(ep_aami cls);
 
-/* Training data of one record (cli_train.c): the MLII signal over
- * [from_s, to_s) and its beats, counted from the span's first sample. */
+/* Training data of one record (cli_train.c): the signal named (NULL: MLII,
+ * else the first) over [from_s, to_s) and its beats, counted from the
+ * span's first sample. */
 typedef struct cli_train_data {
     cli_signal signal;
     ep_ref_beat *beats;
@@ -116,8 +117,8 @@ typedef struct cli_train_data {
     ep_train_segment seg;   /* views of the above */
 } cli_train_data;
 
-int cli_train_read(const char *record, double from_s, double to_s,
-                   cli_train_data *out, ep_error *err);
+int cli_train_read(const char *record, const char *signal, double from_s,
+                   double to_s, cli_train_data *out, ep_error *err);
 void cli_train_data_free(cli_train_data *d);
 
 /* Progress of training for ep_train_run; ud is a cli_train_display. */

@@ -36,8 +36,8 @@ void cli_train_catch_signals(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
-int cli_train_read(const char *record, double from_s, double to_s,
-                   cli_train_data *out, ep_error *err)
+int cli_train_read(const char *record, const char *signal, double from_s,
+                   double to_s, cli_train_data *out, ep_error *err)
 {
     ep_annotations *ann = NULL;
     ep_ref_beat *all = NULL;
@@ -45,7 +45,7 @@ int cli_train_read(const char *record, double from_s, double to_s,
     int rc;
 
     memset(out, 0, sizeof *out);
-    rc = cli_read_signal(record, NULL, from_s, to_s, &out->signal, err);
+    rc = cli_read_signal(record, signal, from_s, to_s, &out->signal, err);
     if (rc == 0)
         rc = ep_wfdb_read_annotations(record, "atr", &ann, err);
     if (rc == 0)

@@ -15,7 +15,7 @@
 #include "ecgprune/ep_train.h"
 
 typedef struct finetune_args {
-    const char *model, *record, *out;
+    const char *model, *record, *out, *signal;
     double minutes;
     ep_train_opts opts;
     int quiet;
@@ -31,11 +31,13 @@ static void usage(FILE *out)
             "\n                         [--epochs N] [--seed N] [--batch N] "
             "[--lr X]\n"
             "                         [--steps N] [--freeze-encoder] "
-            "[--quiet]\n\n"
+            "[--signal NAME]\n                         [--quiet]\n\n"
             "Fine-tunes MODEL on the first M minutes of RECORD's MLII lead "
             "and\nbeat annotations; score it on the rest with\n"
             "'ecgprune eval OUT RECORD --from 60*M'.\n\n"
             "  --minutes M       minutes used for fine-tuning (default 5)\n"
+            "  --signal NAME     the lead to train on (default MLII, else "
+            "the first)\n"
             "  --epochs N        passes (default %d)\n"
             "  --steps N         steps per epoch (default: one pass)\n"
             "  --seed N          sampling and augmentation seed (default "
@@ -47,34 +49,62 @@ static void usage(FILE *out)
             d.epochs, (unsigned long long)d.seed, d.batch, d.lr);
 }
 
+/* The integer options, by name; NULL for another option. */
+static int *int_option(finetune_args *a, const char *opt)
+{
+    if (strcmp(opt, "--epochs") == 0)
+        return &a->opts.epochs;
+    if (strcmp(opt, "--steps") == 0)
+        return &a->opts.steps_per_epoch;
+    if (strcmp(opt, "--batch") == 0)
+        return &a->opts.batch;
+    return NULL;
+}
+
 static int parse_option(finetune_args *a, const char *opt, const char *v)
 {
+    int *target = int_option(a, opt);
     long n;
-    double x;
 
     if (strcmp(opt, "--out") == 0) {
         a->out = v;
+    } else if (strcmp(opt, "--signal") == 0) {
+        a->signal = v;
     } else if (strcmp(opt, "--minutes") == 0) {
         if (cli_parse_double(v, 0.1, 1e6, &a->minutes) != 0)
             return cli_usage_error("finetune", "bad --minutes '%s'", v);
     } else if (strcmp(opt, "--lr") == 0) {
-        if (cli_parse_double(v, 1e-7, 10.0, &x) != 0)
+        if (cli_parse_double(v, 1e-7, 10.0, &a->opts.lr) != 0)
             return cli_usage_error("finetune", "bad --lr '%s'", v);
-        a->opts.lr = x;
-    } else if (cli_parse_int(v, 0, 1L << 30, &n) != 0) {
-        return cli_usage_error("finetune", "bad %s '%s'", opt, v);
-    } else if (strcmp(opt, "--epochs") == 0) {
-        a->opts.epochs = (int)n;
-    } else if (strcmp(opt, "--steps") == 0) {
-        a->opts.steps_per_epoch = (int)n;
     } else if (strcmp(opt, "--seed") == 0) {
+        if (cli_parse_int(v, 0, 1L << 30, &n) != 0)
+            return cli_usage_error("finetune", "bad --seed '%s'", v);
         a->opts.seed = (uint64_t)n;
-    } else if (strcmp(opt, "--batch") == 0) {
-        a->opts.batch = (int)n;
+    } else if (target != NULL) {
+        if (cli_parse_int(v, 0, 1L << 30, &n) != 0)
+            return cli_usage_error("finetune", "bad %s '%s'", opt, v);
+        *target = (int)n;
     } else {
         return cli_usage_error("finetune", "unknown option '%s'", opt);
     }
     return 0;
+}
+
+/* What the user may not expect: another lead than MLII, or a record too
+ * short to leave minutes for scoring. */
+static void warn_data(const finetune_args *a, const cli_train_data *d)
+{
+    double have_min = (double)d->signal.record_samples / d->signal.fs / 60.0;
+
+    if (a->signal == NULL && strcmp(d->signal.name, "MLII") != 0)
+        fprintf(stderr, "ecgprune finetune: %s has no MLII lead; "
+                "fine-tuning on %s (--signal picks another)\n", a->record,
+                d->signal.name);
+    if (have_min <= a->minutes)
+        fprintf(stderr, "ecgprune finetune: warning: %s holds %.1f "
+                "minutes, not more than --minutes %g: all of it is used, "
+                "so none is left to score the model on\n", a->record,
+                have_min, a->minutes);
 }
 
 static int parse_args(int argc, char **argv, finetune_args *a)
@@ -133,8 +163,10 @@ int cmd_finetune(int argc, char **argv)
     /* The model, the first minutes of the record, the run. */
     rc = cli_load_model(a.model, &net, &err);
     if (rc == 0)
-        rc = cli_train_read(a.record, 0.0, 60.0 * a.minutes, &data, &err);
+        rc = cli_train_read(a.record, a.signal, 0.0, 60.0 * a.minutes, &data,
+                            &err);
     if (rc == 0) {
+        warn_data(&a, &data);
         show.tty = isatty(STDERR_FILENO);
         show.log_every_s = 10.0;
         cli_train_catch_signals();
