@@ -496,8 +496,26 @@ static unsigned wfdb_annotations(const ed_ecg_part *p, ed_ecg *ecg,
         return refuse(500, msg, ms, "out of memory");
     }
     for (i = 0; i < ann->count; i++) {
-        if (ann->items[i].sample < 0 || ann->items[i].sample >= ecg->n)
-            continue;   /* e.g. a rhythm note past an excerpt's end */
+        const ep_annotation *a = &ann->items[i];
+
+        /* A beat outside the signal means the annotation file is not the
+         * signal's (the .atr of a longer record, say), which the JSON
+         * form refuses too; a note or rhythm change there is dropped, as
+         * excerpts cut from a longer record often end with one. */
+        if ((a->sample < 0 || a->sample >= ecg->n) &&
+            ep_wfdb_is_beat(a->code)) {
+            unsigned st = refuse(422, msg, ms, "annotations: annotation "
+                                 "%zu of %zu, a beat at sample %lld, is "
+                                 "outside the signal (0..%lld): is the "
+                                 "annotation file that of a longer "
+                                 "record?", i + 1,
+                                 ann->count, (long long)a->sample,
+                                 (long long)ecg->n - 1);
+            ep_wfdb_free_annotations(ann);
+            return st;
+        }
+        if (a->sample < 0 || a->sample >= ecg->n)
+            continue;
         ecg->ann[k].sample = ann->items[i].sample;
         ecg->ann[k].code = ann->items[i].code;
         k++;

@@ -222,6 +222,16 @@ head -c 1000 "$EXCERPT/100.dat" > "$WORK/short.dat"
 bad 422 'signal \(100.dat\): .*1000 bytes' POST /v1/batches \
     -F "header=@$WORK/100.hea" -F "signal=@$WORK/short.dat;filename=100.dat" \
     -F subject=p1
+# The first 20000 samples (3 bytes a frame of two format-212 signals;
+# the header without checksums, which cover all 64800) with the
+# annotations of all 64800: beats past the end are refused, as in JSON.
+head -c 60000 "$EXCERPT/100.dat" > "$WORK/first.dat"
+printf '%s\n' '100 2 360 20000' '100.dat 212 200 11 1024 995' \
+    '100.dat 212 200 11 1024 1011' > "$WORK/first.hea"
+bad 422 'a beat at sample [0-9]+, is outside the signal \(0..19999\)' \
+    POST /v1/batches -F "header=@$WORK/first.hea;filename=100.hea" \
+    -F "signal=@$WORK/first.dat;filename=100.dat" \
+    -F "annotations=@$EXCERPT/100.atr" -F subject=p1
 bad 400 'multipart field "lead" is given twice' POST /v1/batches \
     -F "header=@$EXCERPT/100.hea" -F "signal=@$EXCERPT/100.dat" \
     -F subject=p1 -F lead=MLII -F lead=V5
