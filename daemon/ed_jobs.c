@@ -535,8 +535,6 @@ static void unlink_run(ed_jobs *jobs, job_run *run)
     }
 }
 
-/* Store the pruned model, its masks and the job result in one
- * transaction. */
 /* The warnings of a finished job (see ed_warnings.h), each also logged. */
 static json_t *job_warnings(const job_run *run)
 {
@@ -563,6 +561,8 @@ static json_t *job_warnings(const job_run *run)
     return warnings;
 }
 
+/* Store the pruned model, its masks and the job result in one
+ * transaction. */
 static int record_success(ed_app *app, job_run *run, double seconds)
 {
     char name[128], msg[600], now[32];

@@ -25,31 +25,10 @@ static void add(json_t *warnings, const char *text)
 void ed_warn_calibration(json_t *warnings,
                          const size_t counts[EP_AAMI_COUNT], int annotated)
 {
-    static const ep_aami rare[] = {EP_AAMI_S, EP_AAMI_V, EP_AAMI_F};
-    char text[256], few[96] = "";
-    size_t i, used = 0;
+    char text[320];
 
-    if (!annotated) {
-        add(warnings, "the calibration batches carry no annotations, so "
-            "the calibration windows were not centred on rare beats; check "
-            "the pruned model on held-out ECG with S, V and F beats before "
-            "using it");
-        return;
-    }
-    for (i = 0; i < sizeof rare / sizeof rare[0]; i++) {
-        if (counts[rare[i]] >= ED_WARN_MIN_RARE_BEATS)
-            continue;
-        used += (size_t)snprintf(few + used, sizeof few - used, "%s%s (%zu)",
-                                 used ? ", " : "", ep_aami_name(rare[i]),
-                                 counts[rare[i]]);
-    }
-    if (used == 0)
-        return;
-    snprintf(text, sizeof text, "the calibration batches hold fewer than %d "
-             "beats of %s; the pruned model may lose those classes, so use "
-             "it only for the subjects of these batches and check it on "
-             "held-out ECG", ED_WARN_MIN_RARE_BEATS, few);
-    add(warnings, text);
+    if (ep_prune_calib_warning(counts, annotated, text, sizeof text))
+        add(warnings, text);
 }
 
 void ed_warn_refits(json_t *warnings, const ep_prune_result *res)

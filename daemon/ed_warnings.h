@@ -15,12 +15,9 @@
 #include "ecgprune/ep_aami.h"
 #include "ecgprune/ep_prune.h"
 
-/* Fewest calibration beats of S, V or F below which the class is said to
- * be at risk; stratified windows need beats to centre on. */
-#define ED_WARN_MIN_RARE_BEATS 5
-
 /* Append to warnings what the calibration beat counts (per AAMI class;
- * annotated is 0 when no batch carried annotations) imply. */
+ * annotated is 0 when no batch carried annotations) imply
+ * (ep_prune_calib_warning). */
 void ed_warn_calibration(json_t *warnings,
                          const size_t counts[EP_AAMI_COUNT], int annotated);
 

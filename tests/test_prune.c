@@ -983,9 +983,38 @@ static void test_prune_distill(void)
     ep_net_free(net);
 }
 
+/* Beat counts over segments, by hand: 2 N, 1 S, 3 V and no F in two
+ * segments (a third without beats); none at all says "not annotated". */
+static void test_calib_counts(void)
+{
+    ep_ref_beat a[3] = {{10, EP_AAMI_N}, {20, EP_AAMI_V}, {30, EP_AAMI_S}};
+    ep_ref_beat b[3] = {{5, EP_AAMI_V}, {9, EP_AAMI_N}, {12, EP_AAMI_V}};
+    ep_calib_segment segs[3] = {{.beats = a, .n_beats = 3},
+                                {.beats = NULL, .n_beats = 0},
+                                {.beats = b, .n_beats = 3}};
+    size_t counts[EP_AAMI_COUNT] = {0};
+    char buf[320];
+
+    CHECK_EQ_INT(ep_prune_calib_counts(segs, 3, counts), 1);
+    CHECK(counts[EP_AAMI_N] == 2 && counts[EP_AAMI_S] == 1 &&
+          counts[EP_AAMI_V] == 3 && counts[EP_AAMI_F] == 0 &&
+          counts[EP_AAMI_Q] == 0);
+    CHECK_EQ_INT(ep_prune_calib_warning(counts, 1, buf, sizeof buf), 1);
+    CHECK_MSG(strstr(buf, "fewer than 5 beats of S (1), V (3), F (0);"),
+              "%s", buf);
+    counts[EP_AAMI_S] = counts[EP_AAMI_V] = counts[EP_AAMI_F] = 5;
+    CHECK_EQ_INT(ep_prune_calib_warning(counts, 1, buf, sizeof buf), 0);
+    CHECK(buf[0] == '\0');
+    memset(counts, 0, sizeof counts);
+    CHECK_EQ_INT(ep_prune_calib_counts(segs + 1, 1, counts), 0);
+    CHECK_EQ_INT(ep_prune_calib_warning(counts, 0, buf, sizeof buf), 1);
+    CHECK(strstr(buf, "no beat annotations") != NULL);
+}
+
 int main(void)
 {
     load_windows();
+    test_calib_counts();
     test_keep_one();
     test_no_reconstruct_equals_zeroed();
     test_reconstruct();

@@ -388,23 +388,44 @@ static const char *refit_warning(const ep_prune_group_report *r, char *buf,
     return buf;
 }
 
-static void warn_underdetermined(const ep_prune_result *res)
+/* The warning about the calibration beats (ep_prune_calib_warning), or
+ * "" when there is none or the beats were not read (--no-stratify). */
+static const char *calib_warning(const prune_args *a, const calib_set *cs,
+                                 char *buf, size_t size)
 {
-    char buf[256];
+    size_t counts[EP_AAMI_COUNT] = {0};
+
+    buf[0] = '\0';
+    if (a->stratify)
+        ep_prune_calib_warning(counts,
+                               ep_prune_calib_counts(cs->seg, cs->n, counts),
+                               buf, size);
+    return buf;
+}
+
+static void print_warnings(const prune_args *a, const calib_set *cs,
+                           const ep_prune_result *res)
+{
+    char buf[320];
     int g;
 
+    if (*calib_warning(a, cs, buf, sizeof buf))
+        fprintf(stderr, "ecgprune prune: warning: %s\n", buf);
     for (g = 0; g < res->n_groups; g++)
         if (*refit_warning(&res->groups[g], buf, sizeof buf))
             fprintf(stderr, "ecgprune prune: warning: %s\n", buf);
 }
 
 static json_t *report_json(const ep_net *before, const ep_prune_result *res,
-                           const prune_args *a)
+                           const prune_args *a, const calib_set *cs)
 {
     json_t *warnings = json_array();
-    char buf[256];
+    char buf[320];
     json_t *obj = json_object(), *groups = json_array();
     int g;
+
+    if (*calib_warning(a, cs, buf, sizeof buf))
+        json_array_append_new(warnings, json_string(buf));
 
     for (g = 0; g < res->n_groups; g++) {
         const ep_prune_group_report *r = &res->groups[g];
@@ -526,9 +547,9 @@ static int run(const prune_args *a, calib_set *cs, ep_error *err)
     if (rc == 0 && a->masks != NULL)
         rc = write_masks(a->masks, masks, err);
     if (rc == 0) {
-        warn_underdetermined(res);
+        print_warnings(a, cs, res);
         if (a->json)
-            cli_print_json(report_json(net, res, a));
+            cli_print_json(report_json(net, res, a, cs));
         else
             print_report(net, res, a->model);
     }

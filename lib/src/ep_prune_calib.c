@@ -9,6 +9,7 @@
 #include "ecgprune/ep_prune.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -215,4 +216,52 @@ int ep_prune_run(const ep_net *net, const ep_calib_segment *segs, int n_segs,
                               ud, out, err);
     free(windows);
     return rc;
+}
+
+int ep_prune_calib_counts(const ep_calib_segment *segs, int n_segs,
+                          size_t counts[EP_AAMI_COUNT])
+{
+    int i, annotated = 0;
+    size_t k;
+
+    for (i = 0; i < n_segs; i++) {
+        for (k = 0; k < segs[i].n_beats; k++)
+            if ((int)segs[i].beats[k].cls >= 0 &&
+                (int)segs[i].beats[k].cls < EP_AAMI_COUNT)
+                counts[segs[i].beats[k].cls]++;
+        annotated |= segs[i].n_beats > 0;
+    }
+    return annotated;
+}
+
+int ep_prune_calib_warning(const size_t counts[EP_AAMI_COUNT], int annotated,
+                           char *buf, size_t size)
+{
+    static const ep_aami rare[] = {EP_AAMI_S, EP_AAMI_V, EP_AAMI_F};
+    char few[96] = "";
+    size_t i, used = 0;
+
+    if (size > 0)
+        buf[0] = '\0';
+    if (!annotated) {
+        snprintf(buf, size, "the calibration ECG carries no beat "
+                 "annotations, so its windows were not centred on rare "
+                 "beats; check the pruned model on held-out ECG with S, V "
+                 "and F beats before using it");
+        return 1;
+    }
+    for (i = 0; i < sizeof rare / sizeof rare[0]; i++) {
+        if (counts[rare[i]] >= EP_PRUNE_MIN_RARE_BEATS)
+            continue;
+        used += (size_t)snprintf(few + used, sizeof few - used, "%s%s (%zu)",
+                                 used ? ", " : "", ep_aami_name(rare[i]),
+                                 counts[rare[i]]);
+    }
+    if (used == 0)
+        return 0;
+    snprintf(buf, size, "the calibration ECG holds fewer than %d beats of "
+             "%s; the pruned model may lose those classes, so use it only "
+             "for the patient whose ECG this is and check it on held-out "
+             "ECG", EP_PRUNE_MIN_RARE_BEATS, few);
+    return 1;
 }

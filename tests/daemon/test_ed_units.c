@@ -318,7 +318,7 @@ static void test_warnings(void)
 
     /* Calibration: no annotations; enough rare beats; too few S and F. */
     ed_warn_calibration(w, counts, 0);
-    CHECK(strstr(only_warning(w), "no annotations") != NULL);
+    CHECK(strstr(only_warning(w), "no beat annotations") != NULL);
     json_array_clear(w);
     counts[EP_AAMI_N] = 300;
     counts[EP_AAMI_S] = 5;

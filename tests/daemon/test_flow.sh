@@ -78,7 +78,7 @@ note "held-out record 208, detection Se before/after pruning:" \
     "$(body .result.scores.before.det_se) / $(body .result.scores.after.det_se)"
 # Warnings: record 100's excerpt holds no F beat, so the calibration is
 # flagged; a macro-F1 fall of more than 0.02 on 208 must be flagged too.
-body '.result.warnings[]' | grep -q "hold fewer than 5 beats of .*F (0)" ||
+body '.result.warnings[]' | grep -q "holds fewer than 5 beats of .*F (0)" ||
     fail "no calibration warning: $(body .result.warnings)"
 FELL=$(body '(.result.scores.before.macro_f1 - .result.scores.after.macro_f1)
     > 0.02')

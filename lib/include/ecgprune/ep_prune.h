@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ecgprune/ep_aami.h"
 #include "ecgprune/ep_distill.h"
 #include "ecgprune/ep_error.h"
 #include "ecgprune/ep_net.h"
@@ -143,6 +144,22 @@ int ep_prune_run_windows(const ep_net *net, const float *windows,
                          ep_prune_progress_fn progress, void *ud,
                          ep_prune_result **out, ep_error *err);
 void ep_prune_result_free(ep_prune_result *res);
+
+/* Fewest calibration beats of S, V or F below which a class is said to be
+ * at risk: the stratified windows need beats of it to centre on. */
+#define EP_PRUNE_MIN_RARE_BEATS 5
+
+/* The calibration beats per AAMI class over the segments, added to
+ * counts; returns 1 if any segment carried beats, else 0. */
+int ep_prune_calib_counts(const ep_calib_segment *segs, int n_segs,
+                          size_t counts[EP_AAMI_COUNT]);
+
+/* A warning in plain words when calibration ECG with these beat counts
+ * (annotated 0: no beats were given at all) cannot teach the pruned model
+ * the rare classes: written to buf (NUL-terminated, cut to size), returns
+ * 1; returns 0 with buf "" when there is nothing to say. */
+int ep_prune_calib_warning(const size_t counts[EP_AAMI_COUNT], int annotated,
+                           char *buf, size_t size);
 
 /* Masks as JSON text (malloc'd): {"method":..., "keep":..., "seed":
  * "N" (a string: 64-bit), "reconstruct": bool, "groups":[{"producer":
