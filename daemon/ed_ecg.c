@@ -5,6 +5,7 @@
 #include "ed_ecg.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <stdarg.h>
@@ -394,7 +395,7 @@ typedef struct part {
 } part;
 
 typedef struct wfdb_parts {
-    part header, signal, annotations, subject, lead;
+    part header, signal, annotations, subject, lead, from, to;
     char unknown[64], twice[64];
     int failed, nameless;
 } wfdb_parts;
@@ -457,6 +458,10 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind,
         p = &w->subject;
     else if (!strcmp(key, "lead"))
         p = &w->lead;
+    else if (!strcmp(key, "from"))
+        p = &w->from;
+    else if (!strcmp(key, "to"))
+        p = &w->to;
     if (!p) {
         snprintf(w->unknown, sizeof w->unknown, "%s", key);
         return MHD_YES;
@@ -479,10 +484,15 @@ static void parts_free(wfdb_parts *w)
     free(w->annotations.data);
     free(w->subject.data);
     free(w->lead.data);
+    free(w->from.data);
+    free(w->to.data);
 }
 
-static unsigned wfdb_annotations(const ed_ecg_part *p, ed_ecg *ecg,
-                                 char *msg, size_t ms)
+/* The annotations of a record of n_record samples, of which ecg holds
+ * the span from sample `first`: kept inside the span, counted from it. */
+static unsigned wfdb_annotations(const ed_ecg_part *p, int64_t first,
+                                 int64_t n_record, ed_ecg *ecg, char *msg,
+                                 size_t ms)
 {
     ep_annotations *ann = NULL;
     ep_error e = {0};
@@ -498,31 +508,82 @@ static unsigned wfdb_annotations(const ed_ecg_part *p, ed_ecg *ecg,
     for (i = 0; i < ann->count; i++) {
         const ep_annotation *a = &ann->items[i];
 
-        /* A beat outside the signal means the annotation file is not the
+        /* A beat outside the record means the annotation file is not the
          * signal's (the .atr of a longer record, say), which the JSON
          * form refuses too; a note or rhythm change there is dropped, as
          * excerpts cut from a longer record often end with one. */
-        if ((a->sample < 0 || a->sample >= ecg->n) &&
+        if ((a->sample < 0 || a->sample >= n_record) &&
             ep_wfdb_is_beat(a->code)) {
             unsigned st = refuse(422, msg, ms, "annotations: annotation "
                                  "%zu of %zu, a beat at sample %lld, is "
                                  "outside the signal (0..%lld): is the "
                                  "annotation file that of a longer "
-                                 "record?", i + 1,
-                                 ann->count, (long long)a->sample,
-                                 (long long)ecg->n - 1);
+                                 "record?", i + 1, ann->count,
+                                 (long long)a->sample,
+                                 (long long)n_record - 1);
             ep_wfdb_free_annotations(ann);
             return st;
         }
-        if (a->sample < 0 || a->sample >= ecg->n)
+        if (a->sample < first || a->sample - first >= ecg->n)
             continue;
-        ecg->ann[k].sample = ann->items[i].sample;
-        ecg->ann[k].code = ann->items[i].code;
+        ecg->ann[k].sample = a->sample - first;
+        ecg->ann[k].code = a->code;
         k++;
     }
     ecg->n_ann = k;
     ep_wfdb_free_annotations(ann);
     qsort(ecg->ann, ecg->n_ann, sizeof *ecg->ann, cmp_annot);
+    return 0;
+}
+
+/* A time in seconds from a form field: a plain decimal number >= 0. */
+static unsigned span_seconds(const ed_ecg_part *p, const char *name,
+                             double *out, char *msg, size_t ms)
+{
+    const char *text = (const char *)p->data;
+    char *end;
+
+    errno = 0;
+    *out = strtod(text, &end);
+    if (!isdigit((unsigned char)text[0]) || *end != '\0' ||
+        (size_t)(end - text) != p->len || errno || !isfinite(*out))
+        return refuse(422, msg, ms, "\"%s\" = \"%.32s\": expected seconds "
+                      "into the record, a number >= 0", name, text);
+    return 0;
+}
+
+/* With the form fields "from" and "to" (seconds, each optional), cut ecg
+ * to that span; *first is the span's first sample in the record. */
+static unsigned wfdb_span(const ed_ecg_parts *w, ed_ecg *ecg,
+                          int64_t *first, char *msg, size_t ms)
+{
+    double from = 0.0, to = (double)ecg->n / ecg->fs;
+    int64_t s0, s1;
+    unsigned st = 0;
+
+    *first = 0;
+    if (w->from.len)
+        st = span_seconds(&w->from, "from", &from, msg, ms);
+    if (!st && w->to.len)
+        st = span_seconds(&w->to, "to", &to, msg, ms);
+    if (st || (!w->from.len && !w->to.len))
+        return st;
+    /* Compared in seconds first, so that a huge value is refused before
+     * it is turned into a sample index. */
+    if (to > (double)ecg->n / ecg->fs + 0.5 / ecg->fs)
+        return refuse(422, msg, ms, "\"to\" = %g s is past the end of the "
+                      "record (%.3f s)", to, (double)ecg->n / ecg->fs);
+    s0 = from < to ? (int64_t)llround(from * ecg->fs) : ecg->n;
+    s1 = w->to.len ? (int64_t)llround(to * ecg->fs) : ecg->n;
+    if (s1 > ecg->n)
+        s1 = ecg->n;        /* "to" within half a sample of the end */
+    if (s0 >= s1)
+        return refuse(422, msg, ms, "\"from\" = %g s: expected a time "
+                      "before \"to\" (%g s, the end when not given)", from,
+                      to);
+    memmove(ecg->mv, ecg->mv + s0, (size_t)(s1 - s0) * sizeof *ecg->mv);
+    ecg->n = s1 - s0;
+    *first = s0;
     return 0;
 }
 
@@ -606,6 +667,7 @@ out:
 static unsigned wfdb_ecg(const ed_ecg_parts *w, int64_t max_samples,
                          ed_ecg_kind kind, ed_ecg *ecg, char *msg, size_t ms)
 {
+    int64_t n_record, first = 0;
     unsigned st = 0;
 
     if (!w->header.len || !w->signal.len)
@@ -625,8 +687,15 @@ static unsigned wfdb_ecg(const ed_ecg_parts *w, int64_t max_samples,
 
     if (!st)
         st = wfdb_record(w, max_samples, ecg, msg, ms);
+    n_record = ecg->n;
+    if (!st)
+        st = wfdb_span(w, ecg, &first, msg, ms);
+    if (!st && (w->from.len || w->to.len))
+        st = check_length(ecg->n, ecg->fs, max_samples, "the span "
+                          "\"from\"..\"to\"", msg, ms);
     if (!st && w->annotations.len)
-        st = wfdb_annotations(&w->annotations, ecg, msg, ms);
+        st = wfdb_annotations(&w->annotations, first, n_record, ecg, msg,
+                              ms);
     return st;
 }
 
@@ -667,8 +736,9 @@ static unsigned collect_parts(ed_request *req, ed_ecg_kind kind,
     if (!st && w->unknown[0])
         st = refuse(400, msg, ms, "unknown multipart field \"%s\" (expected "
                     "header, signal%s)", w->unknown,
-                    kind == ED_ECG_BATCH ? ", annotations, subject, lead"
-                                         : ", lead");
+                    kind == ED_ECG_BATCH
+                        ? ", annotations, subject, lead, from, to"
+                        : ", lead, from, to");
     /* Inference names its subject in the query (?subject=), where it is
      * checked; a part would be silently ignored. */
     if (!st && kind == ED_ECG_INFER && w->subject.len)
@@ -705,6 +775,8 @@ static unsigned parse_wfdb(ed_request *req, int64_t max_samples,
         parts.annotations = part_view(&w.annotations);
         parts.subject = part_view(&w.subject);
         parts.lead = part_view(&w.lead);
+        parts.from = part_view(&w.from);
+        parts.to = part_view(&w.to);
         st = ed_ecg_parse_wfdb(&parts, max_samples, kind, ecg, msg, ms);
     }
     parts_free(&w);

@@ -3,7 +3,8 @@
  * mV: JSON ({"sampling_rate", "samples", optional "gain"/"baseline" for
  * ADC units, "lead", "subject", "annotations"}) or a multipart upload of
  * WFDB files (parts "header", "signal", optional "annotations", and
- * optional form fields "subject", "lead").
+ * optional form fields "subject", "lead", and "from" and "to", seconds
+ * into the record that bound the span kept).
  *
  * Every refusal comes with an HTTP status (400 malformed, 415 wrong media
  * type, 422 well-formed but unacceptable) and a message naming the field
@@ -78,6 +79,7 @@ typedef struct ed_ecg_part {
 
 typedef struct ed_ecg_parts {
     ed_ecg_part header, signal, annotations, subject, lead;
+    ed_ecg_part from, to;           /* optional span, seconds */
 } ed_ecg_parts;
 
 /* The parts of a multipart WFDB upload, once split and named: the record

@@ -34,6 +34,16 @@ MID=$(ctl upload-model "$MODEL" ctl-model | jq -r .id)
 BID=$(ctl upload-batch p-7 "$EXCERPT/100" | jq -r .id)
 [ "$(ctl show batch "$BID" | jq -r .subject)" = p-7 ] ||
     fail "show batch: subject"
+# A span of the record, as the CLI writes it: seconds FROM-TO, either
+# open.
+SID=$(ctl upload-batch p-7 "$EXCERPT/100:60-120" | jq -r .id)
+[ "$(ctl show batch "$SID" | jq -r .duration_s)" = 60 ] ||
+    fail "upload-batch 100:60-120: not 60 s"
+SID=$(ctl upload-batch p-7 "$EXCERPT/100:150-" | jq -r .id)
+[ "$(ctl show batch "$SID" | jq -r .duration_s)" = 30 ] ||
+    fail "upload-batch 100:150-: not 30 s"
+ctl_fails 1 'error 422 .*past the end of the record' upload-batch p-7 \
+    "$EXCERPT/100:0-999"
 JOB=$(ctl start-job "$MID" "$BID" l1 0.5 seed=4 | jq -r .id)
 ctl watch "$JOB" > "$WORK/watch" 2> "$WORK/progress" ||
     fail "watch: $(tail -n 5 "$WORK/progress")"

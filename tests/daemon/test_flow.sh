@@ -236,9 +236,50 @@ for try in 1 2; do
     eval "MP$try=$(body .id)"
 done
 [ "$MP1" = "$MP2" ] || fail "multipart retry made batch $MP2, not $MP1"
+
 req GET /v1/batches
 [ "$(body '.batches | length')" = "$((NB + 1))" ] ||
     fail "a retried upload was stored twice"
+
+# A span of a multipart upload ("from" and "to", seconds): the batch is
+# that minute of the record, with the whole record's annotations that fall
+# in it, counted from its start (360 Hz: 21600..43199).
+req GET "/v1/batches/$MP1"
+cp "$WORK/body" "$WORK/whole.json"
+span() {
+    req POST /v1/batches -F "header=@$EXCERPT/100.hea" \
+        -F "signal=@$EXCERPT/100.dat" -F "annotations=@$EXCERPT/100.atr" \
+        -F "subject=subj-100" "$@"
+}
+span -F from=60 -F to=120
+expect 201 "a minute of the record"
+req GET "/v1/batches/$(body .id)"
+[ "$(body '[.duration_s, .sampling_rate] | tojson')" = '[60,360]' ] ||
+    fail "span: $(body '[.duration_s, .sampling_rate]')"
+[ "$(jq -c .annotations "$WORK/body")" = "$(jq -c '[.annotations[] |
+    select(.sample >= 21600 and .sample < 43200) | .sample -= 21600]' \
+    "$WORK/whole.json")" ] || fail "span annotations: $(body .annotations)"
+[ "$(body .n_beats)" = "$(body '[.annotations[] |
+    select(.symbol | test("^[NLRejAaJSVEF/fQ]$"))] | length')" ] ||
+    fail "span: n_beats $(body .n_beats)"
+span -F from=150
+expect 201 "from a time to the end"
+req GET "/v1/batches/$(body .id)"
+[ "$(body .duration_s)" = 30 ] || fail "from 150 s: $(body .duration_s) s"
+for bad in "from=abc|expected seconds" "to=999|past the end of the record" \
+    "from=1e300|expected a time before" "from=90&to=30|expected a time before" \
+    "from=0&to=1|less than two seconds" "to=-1|expected seconds"; do
+    fields=${bad%%|*}
+    args=()
+    IFS='&' read -ra kv <<< "$fields"
+    for f in "${kv[@]}"; do
+        args+=(-F "$f")
+    done
+    span "${args[@]}"
+    expect 422 "span $fields"
+    body .detail | grep -q "${bad#*|}" ||
+        fail "span $fields: $(body .detail)"
+done
 jq -c '.samples[0] = 0.5' "$WORK/ten.json" > "$WORK/ten2.json"
 req POST /v1/batches -H 'Content-Type: application/json' \
     -H 'Idempotency-Key: ten-1' --data-binary "@$WORK/ten2.json"

@@ -5,8 +5,8 @@
  * itself is libmicrohttpd's and is not fuzzed here.
  *
  * The input is one byte whose lowest bit picks inference (1) or a batch
- * (0), then the header, subject and lead parts, each ended by a NUL byte,
- * then the signal part; bytes after the first "--annotations--" in it are
+ * (0), then the header, subject, lead, from and to parts, each ended by a
+ * NUL byte, then the signal part; bytes after the first "--annotations--" in it are
  * the annotations part.  Parts that an input ends before are empty, as
  * if they had not been sent.  Parsing must end in an ECG that keeps the
  * promises of fuzz_ecg_checks.h or in a clean refusal.
@@ -58,7 +58,9 @@ static int split(const uint8_t *data, size_t size, ed_ecg_parts *parts)
 
     if (take_line(&parts->header, &data, &size) ||
         take_line(&parts->subject, &data, &size) ||
-        take_line(&parts->lead, &data, &size))
+        take_line(&parts->lead, &data, &size) ||
+        take_line(&parts->from, &data, &size) ||
+        take_line(&parts->to, &data, &size))
         return -1;
     mark = memmem(data, size, ANNOTATIONS_MARK, mark_len);
     signal_len = mark ? (size_t)(mark - data) : size;
@@ -77,6 +79,8 @@ static void parts_free(ed_ecg_parts *parts)
     free((void *)parts->annotations.data);
     free((void *)parts->subject.data);
     free((void *)parts->lead.data);
+    free((void *)parts->from.data);
+    free((void *)parts->to.data);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
