@@ -137,11 +137,19 @@ static int check_keys(json_t *obj, const char *where,
     int i, ok;
 
     json_object_foreach(obj, key, v) {
+        char names[400] = "";
+        size_t used = 0;
+
         ok = 0;
         for (i = 0; known[i]; i++)
             ok |= strcmp(key, known[i]) == 0;
-        if (!ok)
-            return fail(err, err_size, "%s: unknown key \"%s\"", where, key);
+        if (ok)
+            continue;
+        for (i = 0; known[i] && used < sizeof names; i++)
+            used += (size_t)snprintf(names + used, sizeof names - used,
+                                     "%s%s", i ? ", " : "", known[i]);
+        return fail(err, err_size, "%s: unknown key \"%.64s\" (known: %s)",
+                    where, key, names);
     }
     return 0;
 }
@@ -155,20 +163,22 @@ static int load_limits(ed_config *cfg, json_t *o, const char *path,
         "max_body_bytes", "max_pending_bytes", "max_samples",
         "max_running_jobs", "max_connections_per_ip", NULL};
     int64_t n = cfg->max_running_jobs;
+    char where[ED_PATH_MAX + 16];
 
     if (!o)
         return 0;
+    snprintf(where, sizeof where, "%s: limits", path);
     if (!json_is_object(o))
         return fail(err, es, "%s: limits: expected an object", path);
-    if (check_keys(o, "limits", limit_keys, err, es) ||
-        get_int(o, "max_body_bytes", "limits", 1024, INT64_C(1) << 34,
+    if (check_keys(o, where, limit_keys, err, es) ||
+        get_int(o, "max_body_bytes", where, 1024, INT64_C(1) << 34,
                 &cfg->max_body_bytes, err, es) ||
-        get_int(o, "max_pending_bytes", "limits", 1024, INT64_C(1) << 36,
+        get_int(o, "max_pending_bytes", where, 1024, INT64_C(1) << 36,
                 &cfg->max_pending_bytes, err, es) ||
-        get_int(o, "max_samples", "limits", 1000, INT64_C(1) << 31,
+        get_int(o, "max_samples", where, 1000, INT64_C(1) << 31,
                 &cfg->max_samples, err, es) ||
-        get_int(o, "max_running_jobs", "limits", 1, 64, &n, err, es) ||
-        get_int(o, "max_connections_per_ip", "limits", 0, 512,
+        get_int(o, "max_running_jobs", where, 1, 64, &n, err, es) ||
+        get_int(o, "max_connections_per_ip", where, 0, 512,
                 &cfg->max_connections_per_ip, err, es))
         return -1;
     cfg->max_running_jobs = (int)n;
@@ -215,18 +225,20 @@ static int load_tls_log(ed_config *cfg, json_t *root, const char *path,
 {
     json_t *tls = json_object_get(root, "tls");
     json_t *log = json_object_get(root, "log");
-    char level[16] = "";
+    char level[16] = "", wtls[ED_PATH_MAX + 16], wlog[ED_PATH_MAX + 16];
 
+    snprintf(wtls, sizeof wtls, "%s: tls", path);
+    snprintf(wlog, sizeof wlog, "%s: log", path);
     if (tls && !json_is_object(tls))
         return fail(err, es, "%s: tls: expected an object", path);
     if (log && !json_is_object(log))
         return fail(err, es, "%s: log: expected an object", path);
-    if (get_string(tls, "cert", "tls", cfg->tls_cert, sizeof cfg->tls_cert,
+    if (get_string(tls, "cert", wtls, cfg->tls_cert, sizeof cfg->tls_cert,
                    err, es) ||
-        get_string(tls, "key", "tls", cfg->tls_key, sizeof cfg->tls_key,
+        get_string(tls, "key", wtls, cfg->tls_key, sizeof cfg->tls_key,
                    err, es) ||
-        get_string(log, "level", "log", level, sizeof level, err, es) ||
-        get_string(log, "file", "log", cfg->log_file, sizeof cfg->log_file,
+        get_string(log, "level", wlog, level, sizeof level, err, es) ||
+        get_string(log, "file", wlog, cfg->log_file, sizeof cfg->log_file,
                    err, es))
         return -1;
     if (level[0] && ed_log_level_from_name(level, &cfg->log_level))
@@ -270,7 +282,8 @@ static int load_file(ed_config *cfg, const char *path, char *err,
     if (listen[0] && ed_config_parse_listen(listen, cfg->listen_addr,
                                             sizeof cfg->listen_addr,
                                             &cfg->port)) {
-        fail(err, es, "%s: listen \"%s\": expected ADDR:PORT", path, listen);
+        fail(err, es, "%s: listen \"%s\": expected ADDR:PORT with a "
+             "numeric address (127.0.0.1:8642, [::1]:8642)", path, listen);
         goto out;
     }
     if (get_string(root, "data_dir", path, cfg->data_dir,
@@ -366,7 +379,7 @@ static int apply_option(ed_config *cfg, const char *opt, const char *v,
         if (ed_config_parse_listen(v, cfg->listen_addr,
                                    sizeof cfg->listen_addr, &cfg->port))
             return fail(err, es, "--listen \"%s\": expected ADDR:PORT with a "
-                        "numeric address", v);
+                        "numeric address (127.0.0.1:8642, [::1]:8642)", v);
         return 0;
     }
     if (strcmp(opt, "--workers") == 0) {

@@ -102,7 +102,17 @@ static void test_config(const char *dir)
               "%s", err);
     REQUIRE(write_text(path, "{\"lisen\": \"x\"}") == 0);
     CHECK(ed_config_from_args(&cfg, 3, argv, err, sizeof err) < 0);
-    CHECK_MSG(strstr(err, "unknown key \"lisen\"") != NULL, "%s", err);
+    CHECK_MSG(strstr(err, "unknown key \"lisen\" (known: listen, data_dir,")
+              != NULL, "%s", err);
+    REQUIRE(write_text(path, "{\"limits\": {\"max_sample\": 1}}") == 0);
+    CHECK(ed_config_from_args(&cfg, 3, argv, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, ": limits: unknown key \"max_sample\" (known: "
+                     "max_body_bytes, max_pending_bytes, max_samples,")
+              != NULL && strncmp(err, path, strlen(path)) == 0, "%s", err);
+    REQUIRE(write_text(path, "{\"listen\": \"localhost:80\"}") == 0);
+    CHECK(ed_config_from_args(&cfg, 3, argv, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "expected ADDR:PORT with a numeric address")
+              != NULL, "%s", err);
     REQUIRE(write_text(path, "{\"tls\": {\"cert\": \"a.pem\"}}") == 0);
     CHECK(ed_config_from_args(&cfg, 3, argv, err, sizeof err) < 0);
     CHECK_MSG(strstr(err, "cert and key must be given together") != NULL,
