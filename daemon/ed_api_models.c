@@ -161,9 +161,10 @@ static json_t *model_json(json_t *row, int with_architecture)
 void ed_api_models_create(ed_app *app, ed_request *req, int64_t unused)
 {
     const char *name, *ct;
-    char msg[700], loc[64];
+    char msg[700], loc[64], sha[65];
     int64_t id = 0;
-    unsigned st;
+    unsigned st = 0;
+    int found = 0;
     json_t *row;
 
     (void)unused;
@@ -197,11 +198,19 @@ void ed_api_models_create(ed_app *app, ed_request *req, int64_t unused)
                         "@FILE)");
         return;
     }
+    /* The same bytes under the same name again (a retry whose answer was
+     * lost, a provisioning script run twice) are the model stored the
+     * first time: 200 with it, not a copy. */
+    if (ed_models_sha256(req->body, req->body_len, sha) == 0)
+        id = ed_store_int(app->store, &found, "SELECT id FROM models WHERE "
+                          "sha256 = ? AND name = ? ORDER BY id LIMIT 1", "tt",
+                          sha, name);
     /* Limitation: parsed, hashed and stored on the loop thread; other
      * requests wait for it (tens of milliseconds for the default model's
      * 2.9 MB). */
-    st = ed_api_models_store(app, name, req->body, req->body_len, 0, 0, &id,
-                             msg, sizeof msg);
+    if (!found)
+        st = ed_api_models_store(app, name, req->body, req->body_len, 0, 0,
+                                 &id, msg, sizeof msg);
     if (st) {
         ed_http_problem(req, st, "%s", msg);
         return;
@@ -212,12 +221,12 @@ void ed_api_models_create(ed_app *app, ed_request *req, int64_t unused)
         ed_api_store_error(app, req);
         return;
     }
-    ed_http_json(req, 201, model_json(row, 1));
+    ed_http_json(req, found ? 200 : 201, model_json(row, 1));
     json_decref(row);
     snprintf(loc, sizeof loc, "/v1/models/%lld", (long long)id);
     ed_http_add_header(req, "Location", loc);
-    snprintf(req->log_extra, sizeof req->log_extra, "model_id=%lld",
-             (long long)id);
+    snprintf(req->log_extra, sizeof req->log_extra, "model_id=%lld%s",
+             (long long)id, found ? " duplicate=1" : "");
 }
 
 /* A model of a list: without its architecture. */

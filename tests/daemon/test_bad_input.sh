@@ -80,6 +80,18 @@ expect 200 "served again once the idle connections closed"
 req POST "/v1/models?name=m" --data-binary "@$MODEL"
 expect 201 "model upload"
 MID=$(body .id)
+# The same bytes and name again: the model stored first (200), no copy;
+# under another name, another model.
+req POST "/v1/models?name=m" --data-binary "@$MODEL"
+expect 200 "the same model again"
+[ "$(body .id)" = "$MID" ] || fail "the same model again made id $(body .id)"
+grep -qi "^Location: /v1/models/$MID" "$WORK/headers" ||
+    fail "the same model again: Location"
+req POST "/v1/models?name=m2" --data-binary "@$MODEL"
+expect 201 "the same bytes under another name"
+[ "$(body .id)" != "$MID" ] || fail "another name gave the same model"
+req DELETE "/v1/models/$(body .id)"
+expect 204 "delete the second name"
 "$ED_TESTTOOL" ecg-json "$EXCERPT/100" 0 3600 > "$WORK/seg.json"
 jq -c '. + {subject: "p1"}' "$WORK/seg.json" > "$WORK/batch.json"
 req POST /v1/batches -H 'Content-Type: application/json' \
