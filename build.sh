@@ -6,7 +6,8 @@
 #   ./build.sh build   install packages and build only
 #
 # Installing packages needs root (it uses apt-get); run as root or with sudo.
-# JOBS=N limits the compile jobs (ninja's default is one per core, plus 2).
+# JOBS=N limits the compile jobs (ninja's default is one per core, plus 2)
+# and the tests run at once (default 2).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -38,7 +39,7 @@ build() {
 # line that CI systems read.
 run_tests() {
     local rc=0
-    meson test -C build --print-errorlogs --num-processes 2 \
+    meson test -C build --print-errorlogs --num-processes "${JOBS:-2}" \
         --timeout-multiplier 3 "$@" || rc=$?
     python3 - build/meson-logs/testlog.json <<'PY' || true
 import json, sys
