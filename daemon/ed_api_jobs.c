@@ -14,6 +14,7 @@
 #include "ecgprune/ep_train.h"
 #include "ed_api.h"
 #include "ed_jobs.h"
+#include "ed_models.h"
 
 #define MAX_JOB_BATCHES 256
 
@@ -368,6 +369,64 @@ static unsigned check_calib_length(ed_app *app, json_t *p, char *msg,
     return 0;
 }
 
+/* The calibration windows a job would cache: max_windows, but no more
+ * than its batches hold as non-overlapping windows once resampled. */
+static int64_t calib_windows(ed_app *app, json_t *p)
+{
+    json_t *ids = json_object_get(p, "batch_ids");
+    double fraction = holdout_fraction(p);
+    int64_t model = json_integer_value(json_object_get(p, "model_id"));
+    int64_t tiles = 0;
+    batch_geometry g;
+    size_t i;
+
+    for (i = 0; i < json_array_size(ids); i++)
+        if (batch_geometry_of(app, json_integer_value(json_array_get(ids, i)),
+                              model, &g) == 0 && g.window > 0)
+            tiles += (int64_t)((double)resampled(&g, ed_jobs_calib_samples(
+                                   g.n, fraction)) / g.window);
+    return tiles < json_integer_value(json_object_get(p, "max_windows"))
+           ? tiles : json_integer_value(json_object_get(p, "max_windows"));
+}
+
+/* Refuse a job whose estimated peak memory passes limits.max_job_bytes
+ * (ep_prune_peak_bytes, ep_train_peak_bytes): large max_windows on long
+ * batches, or a large fine-tuning batch, could otherwise take the
+ * gateway's memory, and a job killed for it would run again at restart. */
+static unsigned check_memory(ed_app *app, json_t *p, char *msg, size_t ms)
+{
+    int64_t model = json_integer_value(json_object_get(p, "model_id"));
+    json_t *ft = json_object_get(p, "finetune");
+    const ep_net *net = NULL;
+    ep_prune_opts o;
+    char err[300];
+    double bytes;
+    int64_t windows;
+
+    if (ed_models_acquire(app, model, &net, err, sizeof err))
+        return 0;       /* a vanished model fails the job at its start */
+    ep_prune_default_opts(&o);
+    o.batch_windows = (int)json_integer_value(json_object_get(p,
+                                                              "batch_windows"));
+    o.distill_steps = (int)json_integer_value(json_object_get(p,
+                                                              "distill_steps"));
+    windows = calib_windows(app, p);
+    bytes = ep_prune_peak_bytes(net, &o, windows);
+    if (ft)
+        bytes += ep_train_peak_bytes(net, (int)json_integer_value(
+                                              json_object_get(ft, "batch")));
+    ed_models_release(app, net);
+    if (bytes <= (double)app->cfg.max_job_bytes)
+        return 0;
+    return bad(msg, ms, 422, "the job would need about %.0f MiB (%lld "
+               "calibration windows%s), more than limits.max_job_bytes "
+               "(%.0f MiB): lower max_windows%s or send shorter batches",
+               bytes / 1048576.0, (long long)windows,
+               ft ? " and fine-tuning's batch" : "",
+               (double)app->cfg.max_job_bytes / 1048576.0,
+               ft ? " or finetune.batch" : "");
+}
+
 /* Fine-tuning learns from the annotated beats of the calibration parts
  * (each batch less the tail holdout.fraction takes), so at least one
  * must hold some. */
@@ -517,9 +576,10 @@ static unsigned check_params(ed_app *app, json_t *in, json_t **out,
         (st = check_holdout(app, v, p, json_object_get(p, "batch_ids"), msg,
                             ms)))
         return st;
-    if ((st = check_calib_length(app, p, msg, ms)))
+    if ((st = check_calib_length(app, p, msg, ms)) ||
+        (st = check_finetune_beats(app, p, msg, ms)))
         return st;
-    return check_finetune_beats(app, p, msg, ms);
+    return check_memory(app, p, msg, ms);
 }
 
 unsigned ed_api_jobs_params(ed_app *app, const unsigned char *body,

@@ -39,6 +39,7 @@ void ed_config_defaults(ed_config *cfg)
     cfg->max_body_bytes = 64 << 20;
     cfg->max_pending_bytes = INT64_C(256) << 20;
     cfg->max_samples = 8000000;   /* over 6 h at 360 Hz */
+    cfg->max_job_bytes = INT64_C(2) << 30;
     cfg->log_level = ED_LOG_INFO;
 }
 
@@ -155,13 +156,14 @@ static int check_keys(json_t *obj, const char *where,
 }
 
 /* "limits": {"max_body_bytes", "max_pending_bytes", "max_samples",
- * "max_running_jobs", "max_connections_per_ip"}. */
+ * "max_running_jobs", "max_connections_per_ip", "max_job_bytes"}. */
 static int load_limits(ed_config *cfg, json_t *o, const char *path,
                        char *err, size_t es)
 {
     static const char *const limit_keys[] = {
         "max_body_bytes", "max_pending_bytes", "max_samples",
-        "max_running_jobs", "max_connections_per_ip", NULL};
+        "max_running_jobs", "max_connections_per_ip", "max_job_bytes",
+        NULL};
     int64_t n = cfg->max_running_jobs;
     char where[ED_PATH_MAX + 16];
 
@@ -179,7 +181,9 @@ static int load_limits(ed_config *cfg, json_t *o, const char *path,
                 &cfg->max_samples, err, es) ||
         get_int(o, "max_running_jobs", where, 1, 64, &n, err, es) ||
         get_int(o, "max_connections_per_ip", where, 0, 512,
-                &cfg->max_connections_per_ip, err, es))
+                &cfg->max_connections_per_ip, err, es) ||
+        get_int(o, "max_job_bytes", where, INT64_C(1) << 26,
+                INT64_C(1) << 40, &cfg->max_job_bytes, err, es))
         return -1;
     cfg->max_running_jobs = (int)n;
 

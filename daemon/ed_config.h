@@ -26,6 +26,7 @@ typedef struct ed_config {
     int64_t max_pending_bytes;  /* request bodies held at once, all
                                  * connections together */
     int64_t max_samples;        /* per ECG signal */
+    int64_t max_job_bytes;      /* a job's estimated peak memory */
     int64_t max_connections_per_ip; /* 0: only the global 512 */
     char tokens[ED_MAX_TOKENS][128];
     int n_tokens;

@@ -21,8 +21,13 @@
 int ed_jobs_create(ed_app *app);
 void ed_jobs_free(ed_app *app);
 
-/* At start-up: jobs left 'running' by a dead daemon go back to 'queued'
- * (or to 'cancelled' if a cancel was asked for).  Returns how many. */
+/* Starts of one job after which a daemon that died while running it no
+ * longer starts it again (the job may be what kills it). */
+#define ED_JOBS_MAX_ATTEMPTS 3
+
+/* At start-up: jobs left 'running' by a dead daemon go back to 'queued',
+ * to 'cancelled' if a cancel was asked for, or to 'failed' after
+ * ED_JOBS_MAX_ATTEMPTS starts.  Returns how many were queued again. */
 int ed_jobs_recover(ed_app *app);
 
 /* Look for queued work now (after a submission). */

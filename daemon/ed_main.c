@@ -140,16 +140,17 @@ static void reload(ed_main *m)
     cur->max_body_bytes = next.max_body_bytes;
     cur->max_pending_bytes = next.max_pending_bytes;
     cur->max_samples = next.max_samples;
+    cur->max_job_bytes = next.max_job_bytes;
     cur->keep_inferences = next.keep_inferences;
     if (next.workers == cur->workers)
         cur->max_running_jobs = next.max_running_jobs;
     ed_log_set_level(cur->log_level);
     ed_log(ED_LOG_INFO, "reloaded", "tokens=%d log_level=%s "
            "max_body_bytes=%lld max_pending_bytes=%lld max_samples=%lld "
-           "max_running_jobs=%d", cur->n_tokens,
+           "max_job_bytes=%lld max_running_jobs=%d", cur->n_tokens,
            ed_log_level_name(cur->log_level), (long long)cur->max_body_bytes,
            (long long)cur->max_pending_bytes, (long long)cur->max_samples,
-           cur->max_running_jobs);
+           (long long)cur->max_job_bytes, cur->max_running_jobs);
     log_advice(cur);
 }
 
@@ -314,12 +315,13 @@ static int check_config(const ed_config *cfg)
         printf("ecgpruned: warning: %s\n", advice[i]);
     printf("ecgpruned: configuration ok: listen %s%s%s:%d, data_dir %s, "
            "workers %d, max_running_jobs %d, max_body_bytes %lld, "
-           "max_pending_bytes %lld, max_samples %lld, "
+           "max_pending_bytes %lld, max_samples %lld, max_job_bytes %lld, "
            "max_connections_per_ip %lld, tokens %d, tls %s, log %s%s%s%s%s\n",
            v6 ? "[" : "", cfg->listen_addr, v6 ? "]" : "", cfg->port,
            cfg->data_dir, cfg->workers,
            cfg->max_running_jobs, (long long)cfg->max_body_bytes,
            (long long)cfg->max_pending_bytes, (long long)cfg->max_samples,
+           (long long)cfg->max_job_bytes,
            (long long)cfg->max_connections_per_ip, cfg->n_tokens,
            cfg->tls_cert[0] ? "on" : "off",
            ed_log_level_name(cfg->log_level), cfg->log_file[0] ? " to " : "",

@@ -416,31 +416,12 @@ static int check_opts(const ep_infer_opts *o, int window, ep_error *err)
     return EP_OK;
 }
 
-/* Bytes one window takes in an inference plan, counted generously: every
- * layer's output plus, for a convolution, its unfolded (im2col) input, at
- * the layer's rate.  The model file bounds the weights but not these: a
- * small file can declare a long window and wide layers. */
-static double window_bytes(const ep_net *net, int window)
-{
-    double floats = 0.0;
-
-    for (int i = 0; i < net->n_layers; i++) {
-        const ep_layer *l = &net->layers[i];
-        double per_sample = l->channels;
-
-        if (l->op == EP_OP_CONV)
-            per_sample += (double)l->in_channels * l->kernel;
-        floats += per_sample * window / l->rate_div;
-    }
-    return floats * sizeof(float);
-}
-
 /* Shrink the batch so that the plan stays within INFER_MAX_BYTES; a
  * model whose single window exceeds it is refused. */
 static int fit_batch(const ep_net *net, int window, int *batch,
                      ep_error *err)
 {
-    double per_window = window_bytes(net, window);
+    double per_window = ep_net_window_bytes(net, window, 1);
 
     if (per_window > INFER_MAX_BYTES)
         return ep_error_set(err, EP_ERANGE, "infer: one %d-sample window "

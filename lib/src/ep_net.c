@@ -469,6 +469,22 @@ double ep_net_macs_per_second(const ep_net *net)
     return total;
 }
 
+double ep_net_window_bytes(const ep_net *net, int window, int im2col)
+{
+    double floats = 0.0;
+    int i;
+
+    for (i = 0; i < net->n_layers; i++) {
+        const ep_layer *l = &net->layers[i];
+        double per_sample = l->channels;
+
+        if (l->op == EP_OP_CONV && im2col)
+            per_sample += (double)l->in_channels * l->kernel;
+        floats += per_sample * window / l->rate_div;
+    }
+    return floats * sizeof(float);
+}
+
 static const char *const op_names[] = {
     "input", "conv", "bn", "relu", "dwt", "idwt", "concat"
 };

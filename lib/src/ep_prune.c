@@ -1220,6 +1220,25 @@ int ep_prune_run_windows(const ep_net *net, const float *windows,
                             ud, out, err);
 }
 
+double ep_prune_peak_bytes(const ep_net *net, const ep_prune_opts *opts,
+                           int64_t n_windows)
+{
+    ep_distill_opts d;
+    double targets = 0.0, bytes;
+    int i, window = net->meta.window;
+
+    for (i = 0; i < net->n_layers; i++)
+        if (net->layers[i].op == EP_OP_CONV)
+            targets += (double)net->layers[i].channels * window /
+                       net->layers[i].rate_div * sizeof(float);
+    bytes = (double)n_windows * targets +
+            (double)opts->batch_windows * ep_net_window_bytes(net, window, 0);
+    ep_distill_default_opts(&d);
+    if (opts->distill_steps > 0)
+        bytes += ep_train_peak_bytes(net, d.batch);
+    return bytes;
+}
+
 void ep_prune_result_free(ep_prune_result *res)
 {
     int g;

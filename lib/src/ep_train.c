@@ -74,6 +74,11 @@ void ep_finetune_default_opts(ep_train_opts *opts)
     opts->warmup_fraction = 0.0;
 }
 
+double ep_train_peak_bytes(const ep_net *net, int batch)
+{
+    return 2.0 * batch * ep_net_window_bytes(net, net->meta.window, 0);
+}
+
 /* ---- trainer --------------------------------------------------------- */
 
 void ep_trainer_free(ep_trainer *tr)

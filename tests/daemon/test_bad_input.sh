@@ -499,9 +499,16 @@ jq -c '. + {annotations: [{sample: 3000, symbol: "N"}]}' "$WORK/batch.json" \
     > "$WORK/late.json"
 req POST /v1/batches "${J[@]}" --data-binary "@$WORK/late.json"
 expect 201 "a batch annotated at its end"
+LATE=$(body .id)
 bad 422 '"finetune": no calibration batch has beat annotations before its held-out tail' \
-    POST /v1/jobs "${J[@]}" -d "$(job ".batch_ids = [$(body .id)] |
+    POST /v1/jobs "${J[@]}" -d "$(job ".batch_ids = [$LATE] |
     .holdout = {fraction: 0.25} | .finetune = {epochs: 1}")"
+# A fine-tuning batch of 4096 windows would need tens of GiB: refused at
+# submission, with what to lower (limits.max_job_bytes, 2 GiB).
+bad 422 "the job would need about [0-9]+ MiB \\(1 calibration windows and \
+fine-tuning's batch\\), more than limits.max_job_bytes \\(2048 MiB\\): lower \
+max_windows or finetune.batch" POST /v1/jobs "${J[@]}" \
+    -d "$(job ".batch_ids = [$LATE] | .finetune = {batch: 4096}")"
 bad 400 'query parameter state="done"' GET '/v1/jobs?state=done'
 # Routes without parameters refuse any (once ignored: ?subject= listed
 # every subject's batches, ?force=1 looked as if it forced something).

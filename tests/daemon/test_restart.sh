@@ -99,4 +99,18 @@ start_daemon
 STATE=$(wait_job "$JOB2" 900)
 [ "$STATE" = succeeded ] || fail "second job after restart: $STATE"
 stop_daemon
+
+# A job the daemon died in on each of its three starts (as if it ran out
+# of memory every time) is failed at the next start, not run again (one
+# that died once was queued again above).
+"$SQLITE3" "$DB" "UPDATE jobs SET state = 'running', attempts = 3 WHERE \
+    id = $JOB2"
+start_daemon
+req GET "/v1/jobs/$JOB2"
+[ "$(body .state)" = failed ] || fail "job died in 3 times: $(body .state)"
+body .error | grep -q "stopped or died while this job ran, 3 times" ||
+    fail "job died in 3 times: error $(body .error)"
+grep -q 'event=jobs_failed count=1 reason="interrupted 3 times"' \
+    "$WORK/daemon.log" || fail "no jobs_failed line"
+stop_daemon
 echo "ok: restart"

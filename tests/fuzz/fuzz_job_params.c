@@ -4,7 +4,8 @@
  * model and four batches: annotated and long enough, too short, slow
  * (50 Hz, annotated) and too long once resampled.  A submission must end
  * in normalised parameters that keep the promises below, or in a clean
- * refusal (400, 404, 409, 413 or 422 with a message); never a crash, a
+ * refusal (400, 404, 409, 413 or 422 with a message, 422 too for a job
+ * whose estimated memory passes limits.max_job_bytes); never a crash, a
  * leak, or a write to the store.
  */
 #include <stdint.h>
@@ -13,8 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ecgprune/ep_model.h"
+#include "ecgprune/ep_net.h"
 #include "ed_api.h"
 #include "ed_config.h"
+#include "ed_models.h"
 #include "ed_store.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -37,6 +41,7 @@ static void remove_store(void)
     size_t i;
 
     ed_store_close(fuzz_app.store);
+    ed_models_free(fuzz_app.models);
     for (i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", fuzz_dir, files[i]);
         unlink(path);
@@ -44,11 +49,17 @@ static void remove_store(void)
     rmdir(fuzz_dir);
 }
 
-/* One model (360 Hz, windows of 2048) and the four batches, ids 1..4. */
+/* One model (the default U-Net, untrained: 360 Hz, windows of 2048, so
+ * that the memory check parses it) and the four batches, ids 1..4. */
 static void open_store(void)
 {
     const char *tmp = getenv("TMPDIR");
     static const unsigned char blob[4] = {0};
+    unsigned char *model;
+    size_t model_len;
+    ep_unet_config ucfg;
+    ep_net *net;
+    ep_error e;
     char err[300];
     ed_store *s;
 
@@ -59,11 +70,17 @@ static void open_store(void)
     fuzz_app.store = s;
     ed_config_defaults(&fuzz_app.cfg);
     atexit(remove_store);
+    ep_unet_default_config(&ucfg);
+    if (ed_models_create(&fuzz_app.models) ||
+        ep_unet_build(&ucfg, 1, &net, &e) ||
+        ep_model_save_buffer(net, &model, &model_len, &e))
+        fail("model", "cannot build the default U-Net");
+    ep_net_free(net);
     if (ed_store_exec(s, "INSERT INTO models (name, sha256, size_bytes, "
                       "architecture, parameters, macs_per_second, "
                       "created_at, weights) VALUES ('m', 'x', 4, "
                       "'{\"sampling_rate\": 360, \"window\": 2048}', 1, 1, "
-                      "'now', ?)", "b", (const void *)blob, sizeof blob) < 0 ||
+                      "'now', ?)", "b", (const void *)model, model_len) < 0 ||
         ed_store_exec(s, "INSERT INTO batches (subject, sampling_rate, lead, "
                       "n_samples, annotations, n_beats, created_at, samples) "
                       "VALUES ('a', 360, 'MLII', 36000, '[]', 40, 'now', ?), "
@@ -74,6 +91,7 @@ static void open_store(void)
                       (const void *)blob, sizeof blob, (const void *)blob,
                       sizeof blob, (const void *)blob, sizeof blob) < 0)
         fail("store setup", ed_store_errmsg(s));
+    free(model);
 }
 
 static int has_all(const json_t *obj, const char *const *keys)

@@ -122,6 +122,13 @@ int64_t ep_net_parameters(const ep_net *net);
  * meta.sampling_rate (wavelet filters, BN and ReLU are not counted). */
 double ep_net_macs_per_second(const ep_net *net);
 
+/* Bytes one window of `window` samples takes in a forward pass: every
+ * layer's output at the layer's rate, plus with im2col each
+ * convolution's unfolded input (inference's generous bound).  The model
+ * file bounds the weights but not these: a small file can declare a long
+ * window and wide layers. */
+double ep_net_window_bytes(const ep_net *net, int window, int im2col);
+
 /* Fold every BN that directly follows a conv whose only reader it is into
  * that conv and remove those BN layers from the graph (inputs and the
  * output index are renumbered; other BN layers stay). */

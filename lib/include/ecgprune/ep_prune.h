@@ -26,6 +26,7 @@
 #include "ecgprune/ep_error.h"
 #include "ecgprune/ep_net.h"
 #include "ecgprune/ep_score.h"
+#include "ecgprune/ep_train.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -144,6 +145,14 @@ int ep_prune_run_windows(const ep_net *net, const float *windows,
                          ep_prune_progress_fn progress, void *ud,
                          ep_prune_result **out, ep_error *err);
 void ep_prune_result_free(ep_prune_result *res);
+
+/* Bytes a run on n_windows calibration windows holds at its peak, roughly:
+ * the original network's convolution outputs for every window (the refit's
+ * targets), one batch's forward pass and, with distillation, its
+ * training step (ep_train_peak_bytes).  For refusing runs that would not
+ * fit before they start; not an exact account. */
+double ep_prune_peak_bytes(const ep_net *net, const ep_prune_opts *opts,
+                           int64_t n_windows);
 
 /* Fewest calibration beats of S, V or F below which a class is said to be
  * at risk: the stratified windows need beats of it to centre on. */

@@ -52,6 +52,10 @@ typedef struct ep_train_opts {
 void ep_train_default_opts(ep_train_opts *opts);
 void ep_finetune_default_opts(ep_train_opts *opts);
 
+/* Bytes a training step on `batch` windows of net's window holds, roughly:
+ * every layer's output and its gradient for each window. */
+double ep_train_peak_bytes(const ep_net *net, int batch);
+
 typedef struct ep_train_progress {
     int epoch, epochs;
     int64_t step, steps;
