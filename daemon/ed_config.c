@@ -6,11 +6,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int fail(char *err, size_t size, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -259,17 +261,26 @@ static int load_file(ed_config *cfg, const char *path, char *err,
         "keep_inference_records", "preload", NULL};
     json_error_t jerr;
     json_t *root, *v;
-    struct stat st;
+    struct stat st = {0};
+    int fd;
     char listen[96] = "";
     int64_t n;
     int rc = -1;
 
-    if (stat(path, &st) != 0)
+    /* Opened without blocking and checked to be a regular file: a FIFO
+     * in its place would otherwise stall the loop thread (on SIGHUP) until
+     * someone wrote to it. */
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
         return fail(err, es, "%s: %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return fail(err, es, "%s: is a directory, expected a JSON file",
-                    path);
-    root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return fail(err, es, "%s: %s, expected a JSON file", path,
+                    S_ISDIR(st.st_mode) ? "is a directory"
+                                        : "is not a regular file");
+    }
+    root = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr);
+    close(fd);
     if (!root)
         return fail(err, es, "%s:%d:%d: %s", path, jerr.line, jerr.column,
                     jerr.text);

@@ -334,7 +334,8 @@ static int token_ok(const ed_server *srv, const char *auth)
     size_t n, i;
     int t, ok = 0;
 
-    if (!auth || strncmp(auth, "Bearer ", 7) != 0)
+    /* The scheme name is case-insensitive (RFC 9110, 11.1). */
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
         return 0;
     tok = auth + 7;
     n = strlen(tok);

@@ -118,9 +118,34 @@ static void log_advice(const ed_config *cfg)
                ed_log_quote(quoted, sizeof quoted, advice[i]));
 }
 
+/* A setting the reload read but cannot apply, said once in the log so
+ * that an operator does not believe it took effect. */
+static void log_needs_restart(const ed_config *cur, const ed_config *next)
+{
+    const char *changed[5];
+    int i, n = 0;
+
+    if (strcmp(cur->listen_addr, next->listen_addr) ||
+        cur->port != next->port)
+        changed[n++] = "listen";
+    if (strcmp(cur->data_dir, next->data_dir))
+        changed[n++] = "data_dir";
+    if (cur->workers != next->workers)
+        changed[n++] = "workers";
+    if (strcmp(cur->log_file, next->log_file))
+        changed[n++] = "log.file";
+    if (strcmp(cur->tls_cert, next->tls_cert) ||
+        strcmp(cur->tls_key, next->tls_key))
+        changed[n++] = "tls";
+    for (i = 0; i < n; i++)
+        ed_log(ED_LOG_WARN, "reload_ignored", "setting=%s reason=\"takes "
+               "effect at restart\"", changed[i]);
+}
+
 /* SIGHUP: reopen the log and re-read the settings that can change
  * without a restart (tokens, log level, limits, inference records).  The
- * listening address, data directory and pool size need a restart. */
+ * listening address, data directory, pool size, log file and TLS files
+ * need a restart; a change to them is logged as ignored. */
 static void reload(ed_main *m)
 {
     ed_config *cur = &m->app.cfg;
@@ -134,6 +159,7 @@ static void reload(ed_main *m)
                ed_log_quote(quoted, sizeof quoted, err));
         return;
     }
+    log_needs_restart(cur, &next);
     memcpy(cur->tokens, next.tokens, sizeof cur->tokens);
     cur->n_tokens = next.n_tokens;
     cur->log_level = next.log_level;

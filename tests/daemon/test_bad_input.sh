@@ -588,5 +588,36 @@ req GET /v1/models -H "Authorization: Bearer $TOKEN"
 expect 200 "request with the token"
 req GET /v2/health/ready
 expect 200 "health stays open with tokens"
+# The "Bearer" scheme is case-insensitive (RFC 9110).
+req GET /v1/models -H "Authorization: bearer $TOKEN"
+expect 200 "request with the scheme in lower case"
+
+# A setting only a restart applies (the pool size) is logged as ignored;
+# a FIFO in the config file's place is refused at once (it once blocked
+# the loop until something wrote to it), and the daemon keeps serving.
+jq '. + {workers: 3}' "$WORK/config.json" > "$WORK/config.new"
+mv "$WORK/config.new" "$WORK/config.json"
+kill -HUP "$DAEMON_PID"
+for _ in $(seq 1 50); do
+    grep -q 'event=reload_ignored setting=workers' "$WORK/daemon.log" &&
+        break
+    sleep 0.1
+done
+grep -q 'setting=workers reason="takes effect at restart"' \
+    "$WORK/daemon.log" || fail "a changed workers was not reported"
+mv "$WORK/config.json" "$WORK/config.json.1"
+mkfifo "$WORK/config.json"
+kill -HUP "$DAEMON_PID"
+for _ in $(seq 1 50); do
+    grep -q 'event=reload_failed .*is not a regular file' \
+        "$WORK/daemon.log" && break
+    sleep 0.1
+done
+grep -q 'event=reload_failed .*is not a regular file' "$WORK/daemon.log" ||
+    fail "a FIFO as config file was not refused on reload"
+req GET /v2/health/live
+expect 200 "alive after reloading from a FIFO"
+rm "$WORK/config.json"
+mv "$WORK/config.json.1" "$WORK/config.json"
 stop_daemon
 echo "ok: bad input ($CASES cases)"
