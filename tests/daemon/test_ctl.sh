@@ -147,5 +147,19 @@ ctl_fails 1 'model id "../jobs/1": expected a number' show model ../jobs/1
 ctl_fails 1 'keep "half": expected a number' start-job "$MID" "$BID" l1 half
 ctl_fails 1 "\"seed=x\": the value after '=' is not JSON" \
     start-job "$MID" "$BID" l1 0.5 seed=x
+ctl_fails 1 '"keep=1": keep is given by position' \
+    start-job "$MID" "$BID" l1 0.5 keep=1
+
+# A URL with a trailing slash works; a failed JSON upload leaves no copy
+# of the ECG in TMPDIR, an unreachable daemon no error file.
+ECGPRUNE_URL=$URL/ ctl health > /dev/null || fail "URL with a trailing /"
+mkdir "$WORK/tmp"
+"$ED_TESTTOOL" ecg-json "$EXCERPT/100" 0 3600 > "$WORK/seg.json"
+TMPDIR=$WORK/tmp ctl_fails 1 'error 422' upload-batch 'Bad Subject' \
+    "$WORK/seg.json"
+TMPDIR=$WORK/tmp ECGPRUNE_URL=http://127.0.0.1:1 ctl_fails 1 \
+    'cannot reach' show job 1
+[ -z "$(ls -A "$WORK/tmp")" ] ||
+    fail "temporary files left behind: $(ls -A "$WORK/tmp")"
 
 stop_daemon
