@@ -501,12 +501,15 @@ static int write_masks(const char *path, const char *text, ep_error *err)
 }
 
 /* Every output path, before minutes of pruning: each must be usable, and
- * the masks must replace neither model.  --out may name MODEL: the model
- * is read whole before the new one is renamed over it. */
+ * no output may replace MODEL or the other output.  (finetune may write
+ * over its MODEL; a pruned model over the original would lose what
+ * re-pruning and every comparison need.) */
 static int check_outputs(const prune_args *a)
 {
     int rc = cli_check_output("prune", "--out", a->out);
 
+    if (rc == 0)
+        rc = cli_check_distinct("prune", "MODEL", a->model, "--out", a->out);
     if (rc == 0 && a->masks != NULL)
         rc = cli_check_output("prune", "--masks", a->masks);
     if (rc == 0 && a->masks != NULL)
