@@ -392,6 +392,7 @@ unsigned ed_ecg_parse_json(const unsigned char *body, size_t body_len,
 typedef struct part {
     unsigned char *data;
     size_t len, cap;
+    int seen;                   /* a part of this name came */
 } part;
 
 typedef struct wfdb_parts {
@@ -426,49 +427,64 @@ static int has_ext(const char *name, const char *ext)
     return n > e && strcmp(name + n - e, ext) == 0;
 }
 
+/* The part a field name stands for, or NULL. */
+static part *part_by_name(wfdb_parts *w, const char *key)
+{
+    static const char *const names[] = {"header", "signal", "annotations",
+                                        "subject", "lead", "from", "to"};
+    part *parts[] = {&w->header, &w->signal, &w->annotations, &w->subject,
+                     &w->lead, &w->from, &w->to};
+    size_t i;
+
+    for (i = 0; key && i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(key, names[i]))
+            return parts[i];
+    return NULL;
+}
+
+/* The part a file's extension stands for, or NULL. */
+static part *part_by_ext(wfdb_parts *w, const char *filename)
+{
+    if (has_ext(filename, ".hea"))
+        return &w->header;
+    if (has_ext(filename, ".dat"))
+        return &w->signal;
+    if (has_ext(filename, ".atr"))
+        return &w->annotations;
+    return NULL;
+}
+
 static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind,
                                const char *key, const char *filename,
                                const char *ctype, const char *encoding,
                                const char *data, uint64_t off, size_t size)
 {
     wfdb_parts *w = cls;
-    part *p = NULL;
+    int named = key != NULL && key[0] != '\0';
+    part *p;
 
     (void)kind;
     (void)ctype;
     (void)encoding;
 
-    /* A part is known by its field name, or by its file's extension.
-     * libmicrohttpd passes a NULL key for a part without a name. */
-    if (key == NULL || key[0] == '\0') {
-        if (!has_ext(filename, ".hea") && !has_ext(filename, ".dat") &&
-            !has_ext(filename, ".atr")) {
+    /* A part is known by its field name, else by its file's extension
+     * (libmicrohttpd passes a NULL key for a part without a name). */
+    p = named ? part_by_name(w, key) : NULL;
+    if (!p)
+        p = part_by_ext(w, filename);
+    if (!p) {
+        if (named)
+            snprintf(w->unknown, sizeof w->unknown, "%s", key);
+        else
             w->nameless = 1;
+        return MHD_YES;
+    }
+    if (off == 0) {
+        if (p->seen) {
+            snprintf(w->twice, sizeof w->twice, "%s", named ? key : filename);
             return MHD_YES;
         }
-        key = filename;
-    }
-    if (!strcmp(key, "header") || has_ext(filename, ".hea"))
-        p = &w->header;
-    else if (!strcmp(key, "signal") || has_ext(filename, ".dat"))
-        p = &w->signal;
-    else if (!strcmp(key, "annotations") || has_ext(filename, ".atr"))
-        p = &w->annotations;
-    else if (!strcmp(key, "subject"))
-        p = &w->subject;
-    else if (!strcmp(key, "lead"))
-        p = &w->lead;
-    else if (!strcmp(key, "from"))
-        p = &w->from;
-    else if (!strcmp(key, "to"))
-        p = &w->to;
-    if (!p) {
-        snprintf(w->unknown, sizeof w->unknown, "%s", key);
-        return MHD_YES;
-    }
-    if (off == 0 && p->len > 0) {
-        snprintf(w->twice, sizeof w->twice, "%s", key);
-        return MHD_YES;
+        p->seen = 1;
     }
     if (size && part_append(p, data, size)) {
         w->failed = 1;
@@ -664,13 +680,31 @@ out:
 }
 
 /* The parts a route needs, then the record and its annotations. */
+/* The text fields must not hide a NUL byte: read as strings, "p-3<NUL>Jane
+ * Doe" would be stored as "p-3" with the rest silently dropped. */
+static unsigned text_fields(const ed_ecg_parts *w, char *msg, size_t ms)
+{
+    const ed_ecg_part *parts[] = {&w->subject, &w->lead, &w->from, &w->to};
+    static const char *const names[] = {"subject", "lead", "from", "to"};
+    size_t i;
+
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (parts[i]->len &&
+            strlen((const char *)parts[i]->data) != parts[i]->len)
+            return refuse(422, msg, ms, "multipart field \"%s\": a NUL "
+                          "byte at %zu of %zu; expected text", names[i],
+                          strlen((const char *)parts[i]->data),
+                          parts[i]->len);
+    return 0;
+}
+
 static unsigned wfdb_ecg(const ed_ecg_parts *w, int64_t max_samples,
                          ed_ecg_kind kind, ed_ecg *ecg, char *msg, size_t ms)
 {
     int64_t n_record, first = 0;
-    unsigned st = 0;
+    unsigned st = text_fields(w, msg, ms);
 
-    if (!w->header.len || !w->signal.len)
+    if (!st && (!w->header.len || !w->signal.len))
         st = refuse(422, msg, ms, "multipart upload needs a \"header\" "
                     "(.hea) and a \"signal\" (.dat) part");
     if (!st && kind == ED_ECG_BATCH) {

@@ -244,6 +244,21 @@ bad 422 'a beat at sample [0-9]+, is outside the signal \(0..19999\)' \
     POST /v1/batches -F "header=@$WORK/first.hea;filename=100.hea" \
     -F "signal=@$WORK/first.dat;filename=100.dat" \
     -F "annotations=@$EXCERPT/100.atr" -F subject=p1
+# Text fields hiding a NUL byte are refused, not cut; a field given twice
+# is refused even when its first copy was empty; a field name says what a
+# part is even when its file name's extension says otherwise.
+printf 'p-3\0Jane Doe' > "$WORK/nul.txt"
+bad 422 'multipart field "subject": a NUL byte at 3 of 12; expected text' \
+    POST /v1/batches -F "header=@$WORK/first.hea;filename=100.hea" \
+    -F "signal=@$WORK/first.dat;filename=100.dat" -F "subject=<$WORK/nul.txt"
+bad 400 'multipart field "subject" is given twice' POST /v1/batches \
+    -F "header=@$WORK/first.hea;filename=100.hea" \
+    -F "signal=@$WORK/first.dat;filename=100.dat" -F subject= -F subject=p1
+req POST /v1/batches -F "header=@$WORK/first.hea;filename=100.hea" \
+    -F "signal=@$WORK/first.dat;filename=x.hea" -F subject=p1
+expect 201 "a signal part named by its field, whatever its file name"
+req DELETE "/v1/batches/$(body .id)"
+expect 204 "delete that batch"
 bad 400 'multipart field "lead" is given twice' POST /v1/batches \
     -F "header=@$EXCERPT/100.hea" -F "signal=@$EXCERPT/100.dat" \
     -F subject=p1 -F lead=MLII -F lead=V5
