@@ -190,6 +190,25 @@ static unsigned check_length(int64_t n, double fs, int64_t max_samples,
 
 /* ---- JSON ------------------------------------------------------------- */
 
+/* After sorting: two beats at one sample are one beat annotated twice
+ * (a copy-paste or a merge gone wrong), which would be counted and scored
+ * twice. */
+static unsigned check_double_beats(const ed_ecg *ecg, char *msg, size_t ms)
+{
+    size_t i;
+
+    for (i = 1; i < ecg->n_ann; i++)
+        if (ecg->ann[i].sample == ecg->ann[i - 1].sample &&
+            ep_wfdb_is_beat(ecg->ann[i].code) &&
+            ep_wfdb_is_beat(ecg->ann[i - 1].code))
+            return refuse(422, msg, ms, "annotations: two beats at sample "
+                          "%lld (%s and %s); expected one beat per sample",
+                          (long long)ecg->ann[i].sample,
+                          ep_wfdb_code_symbol(ecg->ann[i - 1].code),
+                          ep_wfdb_code_symbol(ecg->ann[i].code));
+    return 0;
+}
+
 static unsigned json_annotations(json_t *arr, ed_ecg *ecg, char *msg,
                                  size_t ms)
 {
@@ -225,7 +244,7 @@ static unsigned json_annotations(json_t *arr, ed_ecg *ecg, char *msg,
     }
     ecg->n_ann = json_array_size(arr);
     qsort(ecg->ann, ecg->n_ann, sizeof *ecg->ann, cmp_annot);
-    return 0;
+    return check_double_beats(ecg, msg, ms);
 }
 
 static unsigned json_samples(json_t *arr, double gain, double baseline,
@@ -549,7 +568,7 @@ static unsigned wfdb_annotations(const ed_ecg_part *p, int64_t first,
     ecg->n_ann = k;
     ep_wfdb_free_annotations(ann);
     qsort(ecg->ann, ecg->n_ann, sizeof *ecg->ann, cmp_annot);
-    return 0;
+    return check_double_beats(ecg, msg, ms);
 }
 
 /* A time in seconds from a form field: a plain decimal number >= 0. */

@@ -224,6 +224,20 @@ jq -c '. + {subject: "p1", annotations: [{sample: 9, symbol: "?!"}]}' \
     "$WORK/seg.json" > "$WORK/as.json"
 bad 422 'not an MIT annotation symbol' POST /v1/batches "${J[@]}" \
     --data-binary "@$WORK/as.json"
+# One beat annotated twice (or as two classes) at one sample; a beat and
+# a rhythm note there are fine.
+jq -c '. + {subject: "p1", annotations: [{sample: 9, symbol: "N"},
+    {sample: 400, symbol: "V"}, {sample: 9, symbol: "N"}]}' \
+    "$WORK/seg.json" > "$WORK/dup.json"
+bad 422 'two beats at sample 9 \(N and N\); expected one beat per sample' \
+    POST /v1/batches "${J[@]}" --data-binary "@$WORK/dup.json"
+jq -c '. + {subject: "p1", annotations: [{sample: 9, symbol: "N"},
+    {sample: 9, symbol: "+"}]}' "$WORK/seg.json" > "$WORK/note.json"
+req POST /v1/batches "${J[@]}" --data-binary "@$WORK/note.json"
+expect 201 "a beat and a note at one sample"
+[ "$(body .n_beats)" = 1 ] || fail "a beat and a note: n_beats $(body .n_beats)"
+req DELETE "/v1/batches/$(body .id)"
+expect 204 "delete that batch"
 bad 422 'needs a "header" \(.hea\) and a "signal"' POST /v1/batches \
     -F "header=@$EXCERPT/100.hea" -F subject=p1
 printf '100 2 360 64800\r\nnot a signal line\r\n' > "$WORK/bad.hea"
