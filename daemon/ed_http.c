@@ -381,11 +381,55 @@ size_t ed_http_pending_bytes(const ed_server *srv)
     return srv->pending_bytes;
 }
 
+static enum MHD_Result count_content_length(void *cls,
+                                            enum MHD_ValueKind kind,
+                                            const char *key,
+                                            const char *value)
+{
+    (void)kind;
+    (void)value;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        ++*(int *)cls;
+    return MHD_YES;
+}
+
+/* Framing libmicrohttpd would read one way and a proxy in front another
+ * (a way to smuggle a second request), or that it would wait on for ever
+ * (Transfer-Encoding: identity), and bodies it cannot decode: refused
+ * before any body is read.  1 when answered. */
+static int refuse_framing(ed_request *req)
+{
+    const char *te = ed_http_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    const char *ce = ed_http_header(req, MHD_HTTP_HEADER_CONTENT_ENCODING);
+    int n_cl = 0;
+
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND,
+                              count_content_length, &n_cl);
+    if (te && strcasecmp(te, "chunked") != 0)
+        ed_http_problem(req, 501, "Transfer-Encoding \"%.40s\": only "
+                        "chunked is supported", te);
+    else if (te && n_cl > 0)
+        ed_http_problem(req, 400, "both Transfer-Encoding and "
+                        "Content-Length: send one");
+    else if (n_cl > 1)
+        ed_http_problem(req, 400, "Content-Length given %d times: send it "
+                        "once", n_cl);
+    else if (ce && strcasecmp(ce, "identity") != 0)
+        ed_http_problem(req, 415, "Content-Encoding \"%.40s\": bodies are "
+                        "read as sent; send them uncompressed", ce);
+    else
+        return 0;
+    req->route = "(framing)";
+    return 1;
+}
+
 /* First call for a request: checks that need only the headers. */
 static int precheck(ed_server *srv, ed_request *req)
 {
     const char *cl = ed_http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
 
+    if (refuse_framing(req))
+        return 1;
     req->content_length = cl ? strtoll(cl, NULL, 10) : -1;
     if (srv->cfg->n_tokens > 0 && strncmp(req->path, "/v1/", 4) == 0 &&
         !token_ok(srv, ed_http_header(req, MHD_HTTP_HEADER_AUTHORIZATION))) {

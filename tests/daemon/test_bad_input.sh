@@ -190,6 +190,34 @@ exec 3>&-
 req GET /v2/health/live
 expect 200 "alive after a truncated upload"
 
+# raw_status HEADER-LINES: the status line answering a POST of "{}" sent
+# with those header lines (\r\n-separated), read for at most 5 s.
+raw_status() {
+    local line
+    exec 3<>"/dev/tcp/127.0.0.1/${URL##*:}"
+    printf 'POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\n%b\r\n%s\r\n\r\n{}' \
+        application/json "$1" 'Connection: close' >&3
+    IFS= read -r -t 5 line <&3 || line="(no answer)"
+    exec 3<&-
+    printf '%s\n' "${line%$'\r'}"
+}
+# Framing read one way here and another by a proxy (request smuggling),
+# or waited on for ever, and encodings the daemon does not decode: each
+# refused at once.
+for c in '501|Transfer-Encoding: identity\r\nContent-Length: 2' \
+    '501|Transfer-Encoding: gzip, chunked' \
+    '400|Transfer-Encoding: chunked\r\nContent-Length: 2' \
+    '400|Content-Length: 2\r\nContent-Length: 100' \
+    '415|Content-Encoding: gzip\r\nContent-Length: 2'; do
+    got=$(raw_status "${c#*|}")
+    case $got in
+    "HTTP/1.1 ${c%%|*} "*) ;;
+    *) fail "framing ${c#*|}: $got, expected ${c%%|*}" ;;
+    esac
+done
+req GET /v2/health/live
+expect 200 "alive after the framing cases"
+
 # Safetensors files that lie: offsets past the end, a header length
 # beyond the file, garbage.
 head -c $(($(stat -c %s "$MODEL") - 1000)) "$MODEL" > "$WORK/cut.safetensors"
