@@ -96,6 +96,18 @@ check "Latin-1 byte named" grep -q "byte 0xe9 .* is not valid UTF-8" \
 zero_record zeros 360 200
 "$make_model" "$work/tiny.safetensors" 3
 model=$work/tiny.safetensors
+
+# A gain a million times too small gives values of 10^8 mV: the labels
+# still come, with a warning naming the signal and the likely cause.
+sed 's/^100.dat 212 200 /100.dat 212 0.000001 /' "$excerpt/100.hea" \
+    > "$work/gain.hea"
+sed -i 's/^100 /gain /; s/^100.dat /gain.dat /' "$work/gain.hea"
+ln -s "$(cd "$excerpt" && pwd)/100.dat" "$work/gain.dat"
+run "$ecgprune" infer "$model" "$work/gain" > /dev/null 2> "$work/gain.err"
+check_status "a gain far too small" 0
+check "amplitude warned of" grep -q \
+    "gain, signal MLII, reaches .* mV (ECG is a few mV): is the gain" \
+    "$work/gain.err"
 "$ecgprune" infer "$model" "$work/zeros" --json > "$work/zeros.json"
 check "all-zero signal: no beats" jq -e '.beats == []' "$work/zeros.json"
 printf 'one 1 360 1\no.dat 16 200 16 0 0 0 0 MLII\n' > "$work/one.hea"

@@ -11,6 +11,27 @@
 
 #include "ecgprune/ep_wfdb.h"
 
+/* Largest plausible ECG amplitude (mV); the daemon refuses uploads past
+ * it.  A record is only warned of here: an offline reader may hold
+ * marked invalid samples (-32768 in format 16) that convert to more. */
+#define CLI_MAX_MV 100.0
+
+/* A warning on stderr when the signal reaches beyond CLI_MAX_MV, which
+ * means a wrong gain far more often than a real ECG. */
+static void warn_amplitude(const char *record, const cli_signal *sig)
+{
+    double peak = 0.0;
+    int64_t i;
+
+    for (i = 0; i < sig->n; i++)
+        if (fabs(sig->mv[i]) > peak)
+            peak = fabs(sig->mv[i]);
+    if (peak > CLI_MAX_MV)
+        fprintf(stderr, "ecgprune: warning: %s, signal %s, reaches %.4g mV "
+                "(ECG is a few mV): is the gain in its header right?\n",
+                record, sig->name, peak);
+}
+
 /* The signal asked for, else MLII, else the first one. */
 static int pick_signal(const ep_record *rec, const char *record,
                        const char *name, ep_error *err)
@@ -90,6 +111,7 @@ int cli_read_signal(const char *record, const char *name, double from_s,
         out->fs = rec->sampling_rate;
         out->record_samples = rec->n_samples;
         snprintf(out->name, sizeof out->name, "%s", rec->signals[s].name);
+        warn_amplitude(record, out);
     } else {
         free(all);
     }
