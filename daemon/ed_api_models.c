@@ -29,6 +29,9 @@ static int valid_name(const char *s)
     return 1;
 }
 
+/* Highest high-pass cut-off accepted (Hz): QRS energy lies at 5-40 Hz. */
+#define ED_MODEL_MAX_HIGHPASS_HZ 5.0
+
 /* A model that loads but could never run (a rate no ECG is resampled to,
  * a window that needs gigabytes, a high-pass above the Nyquist frequency)
  * would fail every inference and job later: refuse it now, by preparing
@@ -47,6 +50,23 @@ static unsigned check_runnable(const ep_net *net, char *msg, size_t ms)
         snprintf(msg, ms, "the model's sampling rate %g Hz is outside "
                  "%g..%g Hz, the rates the daemon accepts ECG at", fs,
                  ED_ECG_MIN_FS, ED_ECG_MAX_FS);
+        return 422;
+    }
+    /* Limits of a detector that runs, not only loads: a window of a few
+     * samples made a 30-minute inference take 100 s (every window pays
+     * the plan's fixed costs) and sees no beat whole; a high-pass that
+     * high leaves no QRS complex to find. */
+    if (net->meta.window < fs) {
+        snprintf(msg, ms, "the model's window of %d samples is shorter "
+                 "than one second at its %g Hz; a beat detector needs at "
+                 "least that much context", net->meta.window, fs);
+        return 422;
+    }
+    if (net->meta.highpass_hz > ED_MODEL_MAX_HIGHPASS_HZ) {
+        snprintf(msg, ms, "the model's high-pass cut-off %g Hz is above "
+                 "%g Hz: it would remove most of the ECG (baseline removal "
+                 "uses 0.5 Hz)", net->meta.highpass_hz,
+                 ED_MODEL_MAX_HIGHPASS_HZ);
         return 422;
     }
     zeros = calloc((size_t)n, sizeof *zeros);

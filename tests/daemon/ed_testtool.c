@@ -1,8 +1,9 @@
 /*
  * ed_testtool.c - helpers for the daemon's integration tests:
- *   model OUT [SEED] [full]    an untrained U-Net model file (until the
- *                              trained default model ships): small, or
- *                              the default architecture with "full"
+ *   model OUT [SEED] [full|window=N|highpass=HZ]
+ *                              an untrained U-Net model file: small, or
+ *                              the default architecture with "full", or
+ *                              small with that window or high-pass
  *   ecg-json RECORD FROM N     N samples of a record's first signal from
  *                              FROM on, as an inference/batch JSON body
  *                              in mV
@@ -45,6 +46,10 @@ static int cmd_model(int argc, char **argv)
         cfg.widths[1] = 16;
         cfg.widths[2] = 32;
     }
+    if (argc == 5 && strncmp(argv[4], "window=", 7) == 0)
+        cfg.meta.window = atoi(argv[4] + 7);
+    if (argc == 5 && strncmp(argv[4], "highpass=", 9) == 0)
+        cfg.meta.highpass_hz = atof(argv[4] + 9);
     rc = ep_unet_build(&cfg, seed, &net, &err);
     if (!rc)
         rc = ep_model_save(net, argv[2], &err);

@@ -229,6 +229,15 @@ bad 422 'model: not a safetensors file: .*header length, read 4294967295' \
     POST "/v1/models?name=hdr" --data-binary "@$WORK/hdr.safetensors"
 bad 415 'send the model file itself as the body.*--data-binary' \
     POST "/v1/models?name=form" -F "file=@$MODEL"
+# Models that load but would not detect: a window under one second (a
+# 30-minute inference took 100 s with 8 samples), a high-pass that takes
+# the QRS complexes away.
+"$ED_TESTTOOL" model "$WORK/w256.safetensors" 1 window=256
+bad 422 "window of 256 samples is shorter than one second at its 360 Hz" \
+    POST "/v1/models?name=w256" --data-binary "@$WORK/w256.safetensors"
+"$ED_TESTTOOL" model "$WORK/hp.safetensors" 1 highpass=40
+bad 422 "high-pass cut-off 40 Hz is above 5 Hz" \
+    POST "/v1/models?name=hp" --data-binary "@$WORK/hp.safetensors"
 bad 422 'not an ecgprune safetensors model' POST "/v1/models?name=junk" \
     -d 'this is not a model'
 bad 422 'query parameter "name" is required' POST /v1/models \
