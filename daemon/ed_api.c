@@ -109,7 +109,10 @@ void ed_api_dispatch(ed_request *req, void *arg)
         if (!match(routes[r].pattern, req->path, &id, bad_id, sizeof bad_id))
             continue;
         req->route = routes[r].pattern;
-        if (strcmp(routes[r].method, req->method) != 0) {
+        /* HEAD is GET without the body (libmicrohttpd leaves it out). */
+        if (strcmp(routes[r].method, req->method) != 0 &&
+            !(strcmp(req->method, "HEAD") == 0 &&
+              strcmp(routes[r].method, "GET") == 0)) {
             /* Same path, other method: collect the Allow list. */
             if (strlen(allow) + strlen(routes[r].method) + 3 < sizeof allow)
                 snprintf(allow + strlen(allow), sizeof allow - strlen(allow),

@@ -410,6 +410,12 @@ bad 404 'no route for /v1/nothing' GET /v1/nothing
 bad 405 'method PUT is not allowed on /v1/models \(allowed: POST, GET\)' \
     PUT /v1/models
 bad 405 'allowed: GET, DELETE' POST "/v1/models/$MID"
+# HEAD is answered as GET, without a body.
+got=$(curl -s -I -o "$WORK/head" -w '%{http_code} %{size_download}' \
+    "$URL/v1/models/$MID")
+[ "$got" = "200 0" ] || fail "HEAD of a model: $got (status, body bytes)"
+grep -qi '^Content-Type: application/json' "$WORK/head" ||
+    fail "HEAD: no Content-Type"
 
 # Jobs: unknown method name, unknown parameter, ranges, missing pieces.
 # job JQ_EDIT: a valid submission changed by a jq expression.
