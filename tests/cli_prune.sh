@@ -219,6 +219,8 @@ expect 2 "MODEL '$model' and --masks .* name the same file" "$model" \
     $calib $out --masks "$model"
 expect 2 "MODEL '$model' and --out .* name the same file" "$model" \
     $calib --out "$model"
+expect 2 "option '--keep' given 2 times, expected at most once" "$model" \
+    $calib $out --keep 0.5 --keep 0.7
 }
 check "no model left by failed runs" test ! -e "$work/x.safetensors"
 check "FIFO --out is still a FIFO" test -p "$work/fifo1"

@@ -73,6 +73,11 @@ run "$ecgprune" finetune "$work/a.safetensors" "$excerpt/208" --foo 3 \
     --out "$work/x.safetensors" 2> "$work/foo.err"
 check_status "finetune --foo" 2
 check "unknown option named" grep -q "unknown option '--foo'" "$work/foo.err"
+run "$ecgprune" finetune "$work/a.safetensors" "$excerpt/208" --epochs 1 \
+    --epochs 2 --out "$work/x.safetensors" 2> "$work/twice.err"
+check_status "finetune --epochs twice" 2
+check "a repeated option named" grep -q "option '--epochs' given 2 times" \
+    "$work/twice.err"
 
 # Bad usage: 2; a missing record: 1 with its name in the message.
 run "$ecgprune" train --records 208 2> /dev/null

@@ -139,6 +139,11 @@ static int parse_args(int argc, char **argv, finetune_args *a)
     return rc;
 }
 
+static const char *const finetune_options[] = {
+    "--out", "--minutes", "--epochs", "--steps", "--seed", "--batch", "--lr",
+    "--signal", "--freeze-encoder", "--quiet", NULL
+};
+
 int cmd_finetune(int argc, char **argv)
 {
     cli_train_display show = {0};
@@ -153,7 +158,9 @@ int cmd_finetune(int argc, char **argv)
             usage(stdout);
             return 0;
         }
-    if ((rc = parse_args(argc, argv, &a)) != 0)
+    if ((rc = cli_reject_repeats("finetune", argc, argv,
+                                 finetune_options)) != 0 ||
+        (rc = parse_args(argc, argv, &a)) != 0)
         return rc;
     /* Before the run, not after it; --out may name MODEL, which is read
      * whole before the new model is renamed over it. */

@@ -562,6 +562,15 @@ static int run(const prune_args *a, calib_set *cs, ep_error *err)
     return rc;
 }
 
+/* Options that may come once (--calib may come many times). */
+static const char *const prune_options[] = {
+    "--method", "--keep", "--mask-list", "--candidates", "--coreset-scale",
+    "--seed", "--no-reconstruct", "--prune-head-input", "--refit-drifted",
+    "--raw-norms", "--lambda", "--distill", "--distill-lr",
+    "--batch-windows", "--max-windows", "--signal", "--no-stratify",
+    "--json", "--out", "--masks", NULL
+};
+
 int cmd_prune(int argc, char **argv)
 {
     prune_args a;
@@ -574,7 +583,9 @@ int cmd_prune(int argc, char **argv)
             usage(stdout);
             return 0;
         }
-    rc = parse_args(argc, argv, &a);
+    rc = cli_reject_repeats("prune", argc, argv, prune_options);
+    if (rc == 0)
+        rc = parse_args(argc, argv, &a);
     if (rc == 0)
         rc = check_outputs(&a);
     if (rc != 0)
