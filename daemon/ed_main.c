@@ -445,8 +445,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (app->cfg.port_file[0] && write_port_file(app->cfg.port_file, port))
-        ed_log(ED_LOG_ERROR, "port_file_failed", "file=%s",
-               app->cfg.port_file);
+        ed_log(ED_LOG_ERROR, "port_file_failed", "file=%s reason=\"%s\"",
+               app->cfg.port_file, strerror(errno));
     start_handles(&m);
     app->ready = 1;
     ed_log(ED_LOG_INFO, "listening", "addr=%s port=%d data_dir=%s "
