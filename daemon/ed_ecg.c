@@ -5,7 +5,6 @@
 #include "ed_ecg.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <stdarg.h>
@@ -571,19 +570,25 @@ static unsigned wfdb_annotations(const ed_ecg_part *p, int64_t first,
     return check_double_beats(ecg, msg, ms);
 }
 
-/* A time in seconds from a form field: a plain decimal number >= 0. */
+/* A time in seconds from a form field: digits, optionally a point and
+ * more digits (no sign, exponent, hexadecimal or blank, which strtod
+ * would take). */
 static unsigned span_seconds(const ed_ecg_part *p, const char *name,
                              double *out, char *msg, size_t ms)
 {
     const char *text = (const char *)p->data;
-    char *end;
+    size_t i = 0, digits = 0;
 
-    errno = 0;
-    *out = strtod(text, &end);
-    if (!isdigit((unsigned char)text[0]) || *end != '\0' ||
-        (size_t)(end - text) != p->len || errno || !isfinite(*out))
+    while (i < p->len && isdigit((unsigned char)text[i]))
+        i++, digits++;
+    if (i < p->len && text[i] == '.')
+        for (i++; i < p->len && isdigit((unsigned char)text[i]); i++)
+            digits++;
+    if (digits == 0 || i != p->len || digits > 15)
         return refuse(422, msg, ms, "\"%s\" = \"%.32s\": expected seconds "
-                      "into the record, a number >= 0", name, text);
+                      "into the record, a decimal number such as 300 or "
+                      "12.5", name, text);
+    *out = strtod(text, NULL);
     return 0;
 }
 
@@ -605,6 +610,9 @@ static unsigned wfdb_span(const ed_ecg_parts *w, ed_ecg *ecg,
         return st;
     /* Compared in seconds first, so that a huge value is refused before
      * it is turned into a sample index. */
+    if (from >= (double)ecg->n / ecg->fs)
+        return refuse(422, msg, ms, "\"from\" = %g s is past the end of "
+                      "the record (%.3f s)", from, (double)ecg->n / ecg->fs);
     if (to > (double)ecg->n / ecg->fs + 0.5 / ecg->fs)
         return refuse(422, msg, ms, "\"to\" = %g s is past the end of the "
                       "record (%.3f s)", to, (double)ecg->n / ecg->fs);
@@ -802,6 +810,11 @@ static unsigned collect_parts(ed_request *req, ed_ecg_kind kind,
     if (!st && w->twice[0])
         st = refuse(400, msg, ms, "multipart field \"%s\" is given twice",
                     w->twice);
+    /* An empty span field would read as absent: the whole record. */
+    if (!st && ((w->from.seen && !w->from.len) || (w->to.seen && !w->to.len)))
+        st = refuse(422, msg, ms, "multipart field \"%s\" is empty: expected "
+                    "seconds into the record, or leave it out",
+                    w->from.seen && !w->from.len ? "from" : "to");
     return st;
 }
 

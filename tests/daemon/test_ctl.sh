@@ -105,13 +105,23 @@ cmp -s "$MODEL" "$WORK/back.safetensors" ||
 grep -q "^model $MID saved to $WORK/back.safetensors ($(wc -c < "$MODEL") \
 bytes, sha256 $(sha256sum "$MODEL" | cut -d' ' -f1))$" "$WORK/out" ||
     fail "download-model: $(cat "$WORK/out")"
+[ "$(stat -c %a "$WORK/back.safetensors")" = \
+    "$(printf '%o' $((0666 & ~$(umask))))" ] ||
+    fail "download-model: mode $(stat -c %a "$WORK/back.safetensors")"
+mkdir "$WORK/dl"
+ctl_fails 1 'is a directory: name the file to write' download-model "$MID" \
+    "$WORK/dl"
+[ -z "$(ls -A "$WORK/dl")" ] || fail "download into a directory left files"
 ctl_fails 1 'error 404' download-model 99 "$WORK/none.safetensors"
 [ ! -e "$WORK/none.safetensors" ] || fail "a failed download left a file"
 [ -z "$(find "$WORK" -name '.ecgprunectl.*')" ] ||
     fail "download-model left a temporary file"
 
-# Errors: usage (2), missing files and unknown ids (1).
+# Errors: usage (2, naming the word at fault), missing files and unknown
+# ids (1).
 ctl_fails 2 'ecgprunectl infer' infer
+ctl_fails 2 "unknown command 'bogus'" bogus
+ctl_fails 2 "show: unknown kind 'widget' (model, batch or job)" show widget 1
 ctl_fails 1 'no such file' upload-model "$WORK/none.safetensors" x
 ctl_fails 1 'expected FILE.json or a WFDB record' infer 1 "$WORK/none"
 ctl_fails 1 'error 404' show model 99

@@ -269,8 +269,11 @@ expect 201 "from a time to the end"
 req GET "/v1/batches/$(body .id)"
 [ "$(body .duration_s)" = 30 ] || fail "from 150 s: $(body .duration_s) s"
 for bad in "from=abc|expected seconds" "to=999|past the end of the record" \
-    "from=1e300|expected a time before" "from=90&to=30|expected a time before" \
-    "from=0&to=1|less than two seconds" "to=-1|expected seconds"; do
+    "from=1e300|expected seconds" "from=90&to=30|expected a time before" \
+    "from=0&to=1|less than two seconds" "to=-1|expected seconds" \
+    "to=0x10|expected seconds" "from=10s|expected seconds" \
+    "from=|is empty" "from=200|\"from\" = 200 s is past the end" \
+    "from=99999999999999999999|expected seconds"; do
     fields=${bad%%|*}
     args=()
     IFS='&' read -ra kv <<< "$fields"
