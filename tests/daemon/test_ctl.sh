@@ -112,6 +112,15 @@ mkdir "$WORK/dl"
 ctl_fails 1 'is a directory: name the file to write' download-model "$MID" \
     "$WORK/dl"
 [ -z "$(ls -A "$WORK/dl")" ] || fail "download into a directory left files"
+# A FIFO is refused and stays a FIFO; a link is written through.
+mkfifo "$WORK/dl/fifo"
+ctl_fails 1 'is not a regular file' download-model "$MID" "$WORK/dl/fifo"
+[ -p "$WORK/dl/fifo" ] || fail "download-model replaced a FIFO"
+ln -s target.safetensors "$WORK/dl/link"
+ctl download-model "$MID" "$WORK/dl/link" > /dev/null ||
+    fail "download-model through a link"
+[ -L "$WORK/dl/link" ] && cmp -s "$MODEL" "$WORK/dl/target.safetensors" ||
+    fail "download-model did not write through the link"
 ctl_fails 1 'error 404' download-model 99 "$WORK/none.safetensors"
 [ ! -e "$WORK/none.safetensors" ] || fail "a failed download left a file"
 [ -z "$(find "$WORK" -name '.ecgprunectl.*')" ] ||
