@@ -625,6 +625,7 @@ static json_t *job_json(json_t *row)
         "started_at", json_object_get(row, "started_at"), "finished_at",
         json_object_get(row, "finished_at")));
     json_object_set(o, "attempts", json_object_get(row, "attempts"));
+    json_object_set(o, "interrupted", json_object_get(row, "interrupted"));
     json_object_set_new(o, "result", result ? result : json_null());
     json_object_set(o, "error", json_object_get(row, "error"));
     return o;
@@ -632,7 +633,7 @@ static json_t *job_json(json_t *row)
 
 #define JOB_COLUMNS "id, state, model_id, params, progress, progress_group, " \
     "progress_groups, stage, created_at, started_at, finished_at, " \
-    "attempts, result, error"
+    "attempts, interrupted, result, error"
 
 static void answer_job(ed_app *app, ed_request *req, int64_t id,
                        unsigned status)

@@ -859,16 +859,18 @@ int ed_jobs_recover(ed_app *app)
     /* A job still marked running died with the daemon (a clean stop
      * queues it again).  If that keeps happening, the job itself may be
      * the cause (it ran out of memory, say): it is not started again. */
-    snprintf(why, sizeof why, "the daemon stopped or died while this job "
-             "ran, %d times; it is not started again", ED_JOBS_MAX_ATTEMPTS);
+    ed_store_exec(app->store, "UPDATE jobs SET interrupted = interrupted "
+                  "+ 1 WHERE state = 'running'", NULL);
+    snprintf(why, sizeof why, "the daemon died while this job ran, %d "
+             "times; it is not started again", ED_JOBS_MAX_INTERRUPTIONS);
     n = ed_store_exec(app->store, "UPDATE jobs SET state = 'failed', "
                       "error = ?, finished_at = "
                       "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE state = "
-                      "'running' AND attempts >= ?", "ti", why,
-                      (int64_t)ED_JOBS_MAX_ATTEMPTS);
+                      "'running' AND interrupted >= ?", "ti", why,
+                      (int64_t)ED_JOBS_MAX_INTERRUPTIONS);
     if (n > 0)
         ed_log(ED_LOG_WARN, "jobs_failed", "count=%d reason=\"interrupted "
-               "%d times\"", n, ED_JOBS_MAX_ATTEMPTS);
+               "%d times\"", n, ED_JOBS_MAX_INTERRUPTIONS);
     n = ed_store_exec(app->store, "UPDATE jobs SET state = 'queued', "
                       "started_at = NULL, progress = 0, progress_group = 0, "
                       "stage = NULL WHERE state = 'running'", NULL);

@@ -21,13 +21,15 @@
 int ed_jobs_create(ed_app *app);
 void ed_jobs_free(ed_app *app);
 
-/* Starts of one job after which a daemon that died while running it no
- * longer starts it again (the job may be what kills it). */
-#define ED_JOBS_MAX_ATTEMPTS 3
+/* Times the daemon may die while one job runs before that job is no
+ * longer started again (it may be what kills the daemon).  Clean stops,
+ * which queue a running job again, do not count. */
+#define ED_JOBS_MAX_INTERRUPTIONS 3
 
 /* At start-up: jobs left 'running' by a dead daemon go back to 'queued',
- * to 'cancelled' if a cancel was asked for, or to 'failed' after
- * ED_JOBS_MAX_ATTEMPTS starts.  Returns how many were queued again. */
+ * to 'cancelled' if a cancel was asked for, or to 'failed' once the
+ * daemon died under them ED_JOBS_MAX_INTERRUPTIONS times.  Returns how
+ * many were queued again. */
 int ed_jobs_recover(ed_app *app);
 
 /* Look for queued work now (after a submission). */

@@ -98,19 +98,30 @@ note "stopped $(($(date +%s) - T0)) s after SIGTERM"
 start_daemon
 STATE=$(wait_job "$JOB2" 900)
 [ "$STATE" = succeeded ] || fail "second job after restart: $STATE"
-stop_daemon
 
-# A job the daemon died in on each of its three starts (as if it ran out
-# of memory every time) is failed at the next start, not run again (one
-# that died once was queued again above).
-"$SQLITE3" "$DB" "UPDATE jobs SET state = 'running', attempts = 3 WHERE \
-    id = $JOB2"
-start_daemon
+# The first job counts the one death of the daemon under it, the second,
+# stopped cleanly, none.  A job the daemon died under on two earlier starts
+# as well (as if it ran out of memory every time) is failed at the next
+# start, not run again; clean stops in between do not count.
+req GET "/v1/jobs/$JOB"
+[ "$(body '[.attempts, .interrupted] | tojson')" = '[2,1]' ] ||
+    fail "job killed once: attempts, interrupted $(body '[.attempts, .interrupted]')"
 req GET "/v1/jobs/$JOB2"
-[ "$(body .state)" = failed ] || fail "job died in 3 times: $(body .state)"
-body .error | grep -q "stopped or died while this job ran, 3 times" ||
-    fail "job died in 3 times: error $(body .error)"
+[ "$(body '[.attempts, .interrupted] | tojson')" = '[2,0]' ] ||
+    fail "job stopped once: attempts, interrupted $(body '[.attempts, .interrupted]')"
+stop_daemon
+"$SQLITE3" "$DB" "UPDATE jobs SET state = 'running', attempts = 9, \
+    interrupted = 1 WHERE id = $JOB2; UPDATE jobs SET state = 'running', \
+    attempts = 3, interrupted = 2 WHERE id = $JOB"
+start_daemon
+req GET "/v1/jobs/$JOB"
+[ "$(body .state)" = failed ] || fail "job died under 3 times: $(body .state)"
+body .error | grep -q "the daemon died while this job ran, 3 times" ||
+    fail "job died under 3 times: error $(body .error)"
 grep -q 'event=jobs_failed count=1 reason="interrupted 3 times"' \
     "$WORK/daemon.log" || fail "no jobs_failed line"
+req GET "/v1/jobs/$JOB2"
+[ "$(body .state)" != failed ] ||
+    fail "a job with 9 starts but 2 deaths under it was failed"
 stop_daemon
 echo "ok: restart"
