@@ -194,17 +194,22 @@ static unsigned check_length(int64_t n, double fs, int64_t max_samples,
  * twice. */
 static unsigned check_double_beats(const ed_ecg *ecg, char *msg, size_t ms)
 {
-    size_t i;
+    size_t i, last = 0;
+    int seen = 0;
 
-    for (i = 1; i < ecg->n_ann; i++)
-        if (ecg->ann[i].sample == ecg->ann[i - 1].sample &&
-            ep_wfdb_is_beat(ecg->ann[i].code) &&
-            ep_wfdb_is_beat(ecg->ann[i - 1].code))
+    /* The last beat so far, notes between two beats notwithstanding. */
+    for (i = 0; i < ecg->n_ann; i++) {
+        if (!ep_wfdb_is_beat(ecg->ann[i].code))
+            continue;
+        if (seen && ecg->ann[last].sample == ecg->ann[i].sample)
             return refuse(422, msg, ms, "annotations: two beats at sample "
                           "%lld (%s and %s); expected one beat per sample",
                           (long long)ecg->ann[i].sample,
-                          ep_wfdb_code_symbol(ecg->ann[i - 1].code),
+                          ep_wfdb_code_symbol(ecg->ann[last].code),
                           ep_wfdb_code_symbol(ecg->ann[i].code));
+        last = i;
+        seen = 1;
+    }
     return 0;
 }
 

@@ -381,15 +381,31 @@ size_t ed_http_pending_bytes(const ed_server *srv)
     return srv->pending_bytes;
 }
 
-static enum MHD_Result count_content_length(void *cls,
-                                            enum MHD_ValueKind kind,
-                                            const char *key,
-                                            const char *value)
+/* The framing headers of a request, every copy of each counted: a
+ * repeated header is read as its first copy by libmicrohttpd but may be
+ * joined by a proxy ("chunked, gzip"). */
+typedef struct framing {
+    int n_cl, n_te, n_ce;
+    const char *te, *ce;        /* the first value not allowed, or NULL */
+} framing;
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
+                                     const char *key, const char *value)
 {
+    framing *f = cls;
+
     (void)kind;
-    (void)value;
-    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
-        ++*(int *)cls;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        f->n_cl++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        f->n_te++;
+        if (!f->te && (!value || strcasecmp(value, "chunked") != 0))
+            f->te = value ? value : "";
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_ENCODING) == 0) {
+        f->n_ce++;
+        if (!f->ce && (!value || strcasecmp(value, "identity") != 0))
+            f->ce = value ? value : "";
+    }
     return MHD_YES;
 }
 
@@ -399,24 +415,23 @@ static enum MHD_Result count_content_length(void *cls,
  * before any body is read.  1 when answered. */
 static int refuse_framing(ed_request *req)
 {
-    const char *te = ed_http_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING);
-    const char *ce = ed_http_header(req, MHD_HTTP_HEADER_CONTENT_ENCODING);
-    int n_cl = 0;
+    framing f = {0};
 
-    MHD_get_connection_values(req->conn, MHD_HEADER_KIND,
-                              count_content_length, &n_cl);
-    if (te && strcasecmp(te, "chunked") != 0)
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_framing,
+                              &f);
+    if (f.te)
         ed_http_problem(req, 501, "Transfer-Encoding \"%.40s\": only "
-                        "chunked is supported", te);
-    else if (te && n_cl > 0)
+                        "chunked is supported", f.te);
+    else if (f.n_te > 1 || f.n_cl > 1)
+        ed_http_problem(req, 400, "%s given %d times: send it once",
+                        f.n_te > 1 ? "Transfer-Encoding" : "Content-Length",
+                        f.n_te > 1 ? f.n_te : f.n_cl);
+    else if (f.n_te && f.n_cl)
         ed_http_problem(req, 400, "both Transfer-Encoding and "
                         "Content-Length: send one");
-    else if (n_cl > 1)
-        ed_http_problem(req, 400, "Content-Length given %d times: send it "
-                        "once", n_cl);
-    else if (ce && strcasecmp(ce, "identity") != 0)
+    else if (f.ce)
         ed_http_problem(req, 415, "Content-Encoding \"%.40s\": bodies are "
-                        "read as sent; send them uncompressed", ce);
+                        "read as sent; send them uncompressed", f.ce);
     else
         return 0;
     req->route = "(framing)";

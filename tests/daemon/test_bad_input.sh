@@ -208,7 +208,10 @@ for c in '501|Transfer-Encoding: identity\r\nContent-Length: 2' \
     '501|Transfer-Encoding: gzip, chunked' \
     '400|Transfer-Encoding: chunked\r\nContent-Length: 2' \
     '400|Content-Length: 2\r\nContent-Length: 100' \
-    '415|Content-Encoding: gzip\r\nContent-Length: 2'; do
+    '415|Content-Encoding: gzip\r\nContent-Length: 2' \
+    '501|Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip' \
+    '400|Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked' \
+    '415|Content-Encoding: identity\r\nContent-Encoding: gzip\r\nContent-Length: 2'; do
     got=$(raw_status "${c#*|}")
     case $got in
     "HTTP/1.1 ${c%%|*} "*) ;;
@@ -268,6 +271,11 @@ jq -c '. + {subject: "p1", annotations: [{sample: 9, symbol: "N"},
     "$WORK/seg.json" > "$WORK/dup.json"
 bad 422 'two beats at sample 9 \(N and N\); expected one beat per sample' \
     POST /v1/batches "${J[@]}" --data-binary "@$WORK/dup.json"
+jq -c '. + {subject: "p1", annotations: [{sample: 5, symbol: "N"},
+    {sample: 5, symbol: "~"}, {sample: 5, symbol: "e"}]}' \
+    "$WORK/seg.json" > "$WORK/dup2.json"
+bad 422 'two beats at sample 5 \(N and e\)' POST /v1/batches "${J[@]}" \
+    --data-binary "@$WORK/dup2.json"
 jq -c '. + {subject: "p1", annotations: [{sample: 9, symbol: "N"},
     {sample: 9, symbol: "+"}]}' "$WORK/seg.json" > "$WORK/note.json"
 req POST /v1/batches "${J[@]}" --data-binary "@$WORK/note.json"
