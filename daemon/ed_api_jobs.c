@@ -392,39 +392,46 @@ static int64_t calib_windows(ed_app *app, json_t *p)
 /* Refuse a job whose estimated peak memory passes limits.max_job_bytes
  * (ep_prune_peak_bytes, ep_train_peak_bytes): large max_windows on long
  * batches, or a large fine-tuning batch, could otherwise take the
- * gateway's memory, and a job killed for it would run again at restart. */
+ * gateway's memory, and a job killed for it would run again at restart.
+ * The message gives the parts, so that the right setting is lowered. */
 static unsigned check_memory(ed_app *app, json_t *p, char *msg, size_t ms)
 {
     int64_t model = json_integer_value(json_object_get(p, "model_id"));
     json_t *ft = json_object_get(p, "finetune");
     const ep_net *net = NULL;
     ep_prune_opts o;
-    char err[300];
-    double bytes;
+    char err[300], tuning[64] = "";
+    double prune, tune = 0.0, mib = 1048576.0;
     int64_t windows;
 
     if (ed_models_acquire(app, model, &net, err, sizeof err))
         return 0;       /* a vanished model fails the job at its start */
+    windows = calib_windows(app, p);
     ep_prune_default_opts(&o);
+    /* The library takes no more windows to a batch than there are. */
     o.batch_windows = (int)json_integer_value(json_object_get(p,
                                                               "batch_windows"));
+    if (o.batch_windows > windows)
+        o.batch_windows = (int)windows;
     o.distill_steps = (int)json_integer_value(json_object_get(p,
                                                               "distill_steps"));
-    windows = calib_windows(app, p);
-    bytes = ep_prune_peak_bytes(net, &o, windows);
+    prune = ep_prune_peak_bytes(net, &o, windows);
     if (ft)
-        bytes += ep_train_peak_bytes(net, (int)json_integer_value(
-                                              json_object_get(ft, "batch")));
+        tune = ep_train_peak_bytes(net, (int)json_integer_value(
+                                            json_object_get(ft, "batch")));
     ed_models_release(app, net);
-    if (bytes <= (double)app->cfg.max_job_bytes)
+    if (prune + tune <= (double)app->cfg.max_job_bytes)
         return 0;
-    return bad(msg, ms, 422, "the job would need about %.0f MiB (%lld "
-               "calibration windows%s), more than limits.max_job_bytes "
-               "(%.0f MiB): lower max_windows%s or send shorter batches",
-               bytes / 1048576.0, (long long)windows,
-               ft ? " and fine-tuning's batch" : "",
-               (double)app->cfg.max_job_bytes / 1048576.0,
-               ft ? " or finetune.batch" : "");
+    if (ft)
+        snprintf(tuning, sizeof tuning, ", fine-tuning %.0f MiB "
+                 "(finetune.batch)", tune / mib);
+    return bad(msg, ms, 422, "the job would need about %.0f MiB, more than "
+               "limits.max_job_bytes (%.0f MiB): pruning %.0f MiB (%lld "
+               "calibration windows cached, batch_windows %d%s)%s; lower "
+               "the largest part or send shorter batches",
+               (prune + tune) / mib, (double)app->cfg.max_job_bytes / mib,
+               prune / mib, (long long)windows, o.batch_windows,
+               o.distill_steps > 0 ? ", distillation" : "", tuning);
 }
 
 /* Fine-tuning learns from the annotated beats of the calibration parts

@@ -585,9 +585,10 @@ bad 422 '"finetune": no calibration batch has beat annotations before its held-o
     .holdout = {fraction: 0.25} | .finetune = {epochs: 1}")"
 # A fine-tuning batch of 4096 windows would need tens of GiB: refused at
 # submission, with what to lower (limits.max_job_bytes, 2 GiB).
-bad 422 "the job would need about [0-9]+ MiB \\(1 calibration windows and \
-fine-tuning's batch\\), more than limits.max_job_bytes \\(2048 MiB\\): lower \
-max_windows or finetune.batch" POST /v1/jobs "${J[@]}" \
+bad 422 "the job would need about [0-9]+ MiB, more than limits.max_job_bytes \
+\\(2048 MiB\\): pruning [0-9]+ MiB \\(1 calibration windows cached, \
+batch_windows 1\\), fine-tuning [0-9]+ MiB \\(finetune.batch\\)" \
+    POST /v1/jobs "${J[@]}" \
     -d "$(job ".batch_ids = [$LATE] | .finetune = {batch: 4096}")"
 bad 400 'query parameter state="done"' GET '/v1/jobs?state=done'
 # Routes without parameters refuse any (once ignored: ?subject= listed
