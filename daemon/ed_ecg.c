@@ -450,18 +450,27 @@ static int has_ext(const char *name, const char *ext)
     return n > e && strcmp(name + n - e, ext) == 0;
 }
 
+/* The field names of the parts, in the order of part_at. */
+#define N_PARTS 7
+static const char *const part_names[N_PARTS] = {
+    "header", "signal", "annotations", "subject", "lead", "from", "to"};
+
+static part *part_at(wfdb_parts *w, int i)
+{
+    part *parts[N_PARTS] = {&w->header, &w->signal, &w->annotations,
+                            &w->subject, &w->lead, &w->from, &w->to};
+
+    return parts[i];
+}
+
 /* The part a field name stands for, or NULL. */
 static part *part_by_name(wfdb_parts *w, const char *key)
 {
-    static const char *const names[] = {"header", "signal", "annotations",
-                                        "subject", "lead", "from", "to"};
-    part *parts[] = {&w->header, &w->signal, &w->annotations, &w->subject,
-                     &w->lead, &w->from, &w->to};
-    size_t i;
+    int i;
 
-    for (i = 0; key && i < sizeof names / sizeof names[0]; i++)
-        if (!strcmp(key, names[i]))
-            return parts[i];
+    for (i = 0; key && i < N_PARTS; i++)
+        if (!strcmp(key, part_names[i]))
+            return part_at(w, i);
     return NULL;
 }
 
@@ -778,6 +787,17 @@ unsigned ed_ecg_parse_wfdb(const ed_ecg_parts *parts, int64_t max_samples,
     return st;
 }
 
+static unsigned empty_part(wfdb_parts *w, char *msg, size_t ms)
+{
+    int i;
+
+    for (i = 0; i < N_PARTS; i++)
+        if (part_at(w, i)->seen && part_at(w, i)->len == 0)
+            return refuse(422, msg, ms, "multipart field \"%s\" is empty; "
+                          "leave it out or fill it", part_names[i]);
+    return 0;
+}
+
 /* Split the body into its parts and check which parts came. */
 static unsigned collect_parts(ed_request *req, ed_ecg_kind kind,
                               wfdb_parts *w, char *msg, size_t ms)
@@ -815,11 +835,10 @@ static unsigned collect_parts(ed_request *req, ed_ecg_kind kind,
     if (!st && w->twice[0])
         st = refuse(400, msg, ms, "multipart field \"%s\" is given twice",
                     w->twice);
-    /* An empty span field would read as absent: the whole record. */
-    if (!st && ((w->from.seen && !w->from.len) || (w->to.seen && !w->to.len)))
-        st = refuse(422, msg, ms, "multipart field \"%s\" is empty: expected "
-                    "seconds into the record, or leave it out",
-                    w->from.seen && !w->from.len ? "from" : "to");
+    /* A part sent empty would read as absent (a "from" as the record's
+     * start, an "annotations" file as none): refused instead. */
+    if (!st)
+        st = empty_part(w, msg, ms);
     return st;
 }
 

@@ -313,6 +313,14 @@ bad 422 'multipart field "subject": a NUL byte at 3 of 12; expected text' \
 bad 400 'multipart field "subject" is given twice' POST /v1/batches \
     -F "header=@$WORK/first.hea;filename=100.hea" \
     -F "signal=@$WORK/first.dat;filename=100.dat" -F subject= -F subject=p1
+: > "$WORK/empty.atr"
+bad 422 'multipart field "annotations" is empty; leave it out or fill it' \
+    POST /v1/batches -F "header=@$WORK/first.hea;filename=100.hea" \
+    -F "signal=@$WORK/first.dat;filename=100.dat" -F subject=p1 \
+    -F "annotations=@$WORK/empty.atr"
+bad 422 'multipart field "lead" is empty' POST /v1/batches \
+    -F "header=@$WORK/first.hea;filename=100.hea" \
+    -F "signal=@$WORK/first.dat;filename=100.dat" -F subject=p1 -F lead=
 req POST /v1/batches -F "header=@$WORK/first.hea;filename=100.hea" \
     -F "signal=@$WORK/first.dat;filename=x.hea" -F subject=p1
 expect 201 "a signal part named by its field, whatever its file name"
