@@ -113,10 +113,12 @@ void ed_api_dispatch(ed_request *req, void *arg)
         if (strcmp(routes[r].method, req->method) != 0 &&
             !(strcmp(req->method, "HEAD") == 0 &&
               strcmp(routes[r].method, "GET") == 0)) {
-            /* Same path, other method: collect the Allow list. */
-            if (strlen(allow) + strlen(routes[r].method) + 3 < sizeof allow)
+            /* Same path, other method: collect the Allow list (HEAD goes
+             * with GET). */
+            if (strlen(allow) + strlen(routes[r].method) + 9 < sizeof allow)
                 snprintf(allow + strlen(allow), sizeof allow - strlen(allow),
-                         "%s%s", allow[0] ? ", " : "", routes[r].method);
+                         "%s%s%s", allow[0] ? ", " : "", routes[r].method,
+                         strcmp(routes[r].method, "GET") ? "" : ", HEAD");
             continue;
         }
         if (bad_id[0]) {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ecgprune/ep_infer.h"
 #include "ecgprune/ep_model.h"
@@ -211,11 +212,10 @@ void ed_api_models_create(ed_app *app, ed_request *req, int64_t unused)
     /* A form (curl -F file=@...) wraps the bytes in parts: say how to
      * send them, rather than fail on the first bytes of a boundary. */
     ct = ed_http_header(req, "Content-Type");
-    if (ct && ed_http_media_is(ct, "multipart/form-data")) {
-        ed_http_problem(req, 415, "Content-Type multipart/form-data: send "
-                        "the model file itself as the body, as "
-                        "application/octet-stream (curl --data-binary "
-                        "@FILE)");
+    if (ct && strncasecmp(ct, "multipart/", 10) == 0) {
+        ed_http_problem(req, 415, "Content-Type %.40s: send the model file "
+                        "itself as the body, as application/octet-stream "
+                        "(curl --data-binary @FILE)", ct);
         return;
     }
     /* The same bytes under the same name again (a retry whose answer was

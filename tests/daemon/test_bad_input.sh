@@ -232,6 +232,9 @@ bad 422 'model: not a safetensors file: .*header length, read 4294967295' \
     POST "/v1/models?name=hdr" --data-binary "@$WORK/hdr.safetensors"
 bad 415 'send the model file itself as the body.*--data-binary' \
     POST "/v1/models?name=form" -F "file=@$MODEL"
+bad 415 'Content-Type multipart/mixed; boundary=x: send the model file' \
+    POST "/v1/models?name=form" -H 'Content-Type: multipart/mixed; boundary=x' \
+    --data-binary "@$MODEL"
 # Models that load but would not detect: a window under one second (a
 # 30-minute inference took 100 s with 8 samples), a high-pass that takes
 # the QRS complexes away.
@@ -423,9 +426,9 @@ bad 404 'no model with id 999' POST /v1/models/999/infer "${J[@]}" \
 bad 404 '"abc" in /v1/jobs/abc is not an id' GET /v1/jobs/abc
 bad 404 'no batch with id 555' DELETE /v1/batches/555
 bad 404 'no route for /v1/nothing' GET /v1/nothing
-bad 405 'method PUT is not allowed on /v1/models \(allowed: POST, GET\)' \
+bad 405 'method PUT is not allowed on /v1/models \(allowed: POST, GET, HEAD\)' \
     PUT /v1/models
-bad 405 'allowed: GET, DELETE' POST "/v1/models/$MID"
+bad 405 'allowed: GET, HEAD, DELETE' POST "/v1/models/$MID"
 # HEAD is answered as GET, without a body.
 got=$(curl -s -I -o "$WORK/head" -w '%{http_code} %{size_download}' \
     "$URL/v1/models/$MID")
