@@ -122,7 +122,7 @@ static void log_advice(const ed_config *cfg)
  * that an operator does not believe it took effect. */
 static void log_needs_restart(const ed_config *cur, const ed_config *next)
 {
-    const char *changed[5];
+    const char *changed[8];
     int i, n = 0;
 
     if (strcmp(cur->listen_addr, next->listen_addr) ||
@@ -132,6 +132,14 @@ static void log_needs_restart(const ed_config *cur, const ed_config *next)
         changed[n++] = "data_dir";
     if (cur->workers != next->workers)
         changed[n++] = "workers";
+    /* max_running_jobs is bounded by workers, so it waits for them. */
+    if (cur->workers != next->workers &&
+        cur->max_running_jobs != next->max_running_jobs)
+        changed[n++] = "limits.max_running_jobs";
+    if (cur->max_connections_per_ip != next->max_connections_per_ip)
+        changed[n++] = "limits.max_connections_per_ip";
+    if (strcmp(cur->preload, next->preload))
+        changed[n++] = "preload";
     if (strcmp(cur->log_file, next->log_file))
         changed[n++] = "log.file";
     if (strcmp(cur->tls_cert, next->tls_cert) ||

@@ -687,7 +687,8 @@ expect 200 "request with the scheme in lower case"
 # A setting only a restart applies (the pool size) is logged as ignored;
 # a FIFO in the config file's place is refused at once (it once blocked
 # the loop until something wrote to it), and the daemon keeps serving.
-jq '. + {workers: 3}' "$WORK/config.json" > "$WORK/config.new"
+jq '. + {workers: 3} | .limits.max_connections_per_ip = 9' \
+    "$WORK/config.json" > "$WORK/config.new"
 mv "$WORK/config.new" "$WORK/config.json"
 kill -HUP "$DAEMON_PID"
 for _ in $(seq 1 50); do
@@ -697,6 +698,8 @@ for _ in $(seq 1 50); do
 done
 grep -q 'setting=workers reason="takes effect at restart"' \
     "$WORK/daemon.log" || fail "a changed workers was not reported"
+grep -q 'setting=limits.max_connections_per_ip reason=' "$WORK/daemon.log" ||
+    fail "a changed max_connections_per_ip was not reported"
 mv "$WORK/config.json" "$WORK/config.json.1"
 mkfifo "$WORK/config.json"
 kill -HUP "$DAEMON_PID"
