@@ -221,6 +221,12 @@ expect 2 "MODEL '$model' and --out .* name the same file" "$model" \
     $calib --out "$model"
 expect 2 "option '--keep' given 2 times, expected at most once" "$model" \
     $calib $out --keep 0.5 --keep 0.7
+cp "$excerpt/208.hea" "$excerpt/208.dat" "$excerpt/208.atr" "$work/"
+expect 2 "--out '$work/208.dat' is $work/208.dat, a file of the record" \
+    "$model" --calib "$work/208:0-10" --out "$work/208.dat"
+expect 2 "--masks '$work/208.atr' is $work/208.atr, a file of the record" \
+    "$model" --calib "$work/208:0-10" $out --masks "$work/208.atr"
+check "the record's files stay" cmp -s "$excerpt/208.dat" "$work/208.dat"
 }
 check "no model left by failed runs" test ! -e "$work/x.safetensors"
 check "FIFO --out is still a FIFO" test -p "$work/fifo1"

@@ -78,6 +78,13 @@ run "$ecgprune" finetune "$work/a.safetensors" "$excerpt/208" --epochs 1 \
 check_status "finetune --epochs twice" 2
 check "a repeated option named" grep -q "option '--epochs' given 2 times" \
     "$work/twice.err"
+cp "$excerpt/208.hea" "$excerpt/208.dat" "$excerpt/208.atr" "$work/"
+run "$ecgprune" finetune "$work/a.safetensors" "$work/208" \
+    --out "$work/208.dat" 2> "$work/self.err"
+check_status "finetune --out the record's signal" 2
+check "the record's signal file named" grep -q \
+    "is $work/208.dat, a file of the record being read" "$work/self.err"
+check "the record's signal stays" cmp -s "$excerpt/208.dat" "$work/208.dat"
 
 # Bad usage: 2; a missing record: 1 with its name in the message.
 run "$ecgprune" train --records 208 2> /dev/null

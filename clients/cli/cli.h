@@ -77,6 +77,11 @@ int cli_check_distinct(const char *cmd, const char *option_a,
                        const char *path_a, const char *option_b,
                        const char *path_b);
 
+/* 2 after a usage error if the output path names a file of the WFDB
+ * record being read (RECORD.hea, .dat or .atr), else 0. */
+int cli_check_not_record(const char *cmd, const char *option,
+                         const char *path, const char *record);
+
 /* Called with each name of a list file; 0, or an exit status that stops
  * the reading. */
 typedef int (*cli_list_fn)(void *ud, const char *name);

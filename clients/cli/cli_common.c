@@ -207,6 +207,23 @@ int cli_check_distinct(const char *cmd, const char *option_a,
                            option_b, path_b);
 }
 
+int cli_check_not_record(const char *cmd, const char *option,
+                         const char *path, const char *record)
+{
+    static const char *const ext[] = {".hea", ".dat", ".atr"};
+    char name[4096];
+    size_t i;
+
+    for (i = 0; i < sizeof ext / sizeof ext[0]; i++) {
+        if ((size_t)snprintf(name, sizeof name, "%s%s", record, ext[i]) >=
+            sizeof name || !same_file(path, name))
+            continue;
+        return cli_usage_error(cmd, "%s '%s' is %s, a file of the record "
+                               "being read", option, path, name);
+    }
+    return 0;
+}
+
 /* A list file being read, with the line number kept for messages. */
 typedef struct list_file {
     FILE *f;

@@ -164,7 +164,9 @@ int cmd_finetune(int argc, char **argv)
         return rc;
     /* Before the run, not after it; --out may name MODEL, which is read
      * whole before the new model is renamed over it. */
-    if ((rc = cli_check_output("finetune", "--out", a.out)) != 0)
+    if ((rc = cli_check_output("finetune", "--out", a.out)) != 0 ||
+        (rc = cli_check_not_record("finetune", "--out", a.out,
+                                   a.record)) != 0)
         return rc;
 
     /* The model, the first minutes of the record, the run. */

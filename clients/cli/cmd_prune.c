@@ -506,7 +506,7 @@ static int write_masks(const char *path, const char *text, ep_error *err)
  * re-pruning and every comparison need.) */
 static int check_outputs(const prune_args *a)
 {
-    int rc = cli_check_output("prune", "--out", a->out);
+    int i, rc = cli_check_output("prune", "--out", a->out);
 
     if (rc == 0)
         rc = cli_check_distinct("prune", "MODEL", a->model, "--out", a->out);
@@ -518,6 +518,17 @@ static int check_outputs(const prune_args *a)
     if (rc == 0 && a->masks != NULL)
         rc = cli_check_distinct("prune", "MODEL", a->model, "--masks",
                                 a->masks);
+    for (i = 0; rc == 0 && i < a->n_calib; i++) {
+        char record[4096];
+        double from, to;
+
+        if (parse_calib_spec(a->calib[i], record, sizeof record, &from,
+                             &to) != 0)
+            continue;   /* refused with its message when read */
+        rc = cli_check_not_record("prune", "--out", a->out, record);
+        if (rc == 0 && a->masks != NULL)
+            rc = cli_check_not_record("prune", "--masks", a->masks, record);
+    }
     return rc;
 }
 
