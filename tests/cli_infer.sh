@@ -104,6 +104,11 @@ check "missing record: message" grep -q 'nonexistent' "$work/err1"
 run "$ecgprune" eval "$model" "$excerpt/100" --from 50 --to 10 \
     2> "$work/err2"
 check_status "--to before --from" 2
+run "$ecgprune" infer "$model" "$excerpt/100" --from 170 --to 190 \
+    2> "$work/err4"
+check_status "--to past the end" 1
+check "--to past the end: message" grep -q \
+    'span to 190 s is past the end of the record (180 s)' "$work/err4"
 run "$ecgprune" infer "$model" "$excerpt/100" --from 500 2> "$work/err3"
 check_status "--from past the end" 1
 check "--from past the end: message" grep -q 'holds no sample' "$work/err3"

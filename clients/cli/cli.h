@@ -124,6 +124,9 @@ typedef struct cli_train_data {
 
 int cli_train_read(const char *record, const char *signal, double from_s,
                    double to_s, cli_train_data *out, ep_error *err);
+/* Keep only the first `seconds` of d (nothing changes when it is
+ * shorter). */
+void cli_train_cut(cli_train_data *d, double seconds);
 void cli_train_data_free(cli_train_data *d);
 
 /* Progress of training for ep_train_run; ud is a cli_train_display. */

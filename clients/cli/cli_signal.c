@@ -78,10 +78,19 @@ int cli_read_signal(const char *record, const char *name, double from_s,
 
     /* The span in samples: [from, to), to < 0 meaning the end. */
     first = (int64_t)llround(from_s * rec->sampling_rate);
+    /* A span past the end is refused, as the daemon refuses it: cut
+     * silently, "5 minutes" of a 3-minute record would be 3. */
+    if (to_s * rec->sampling_rate > (double)rec->n_samples + 0.5) {
+        rc = ep_error_set(err, EP_EINVAL, "%s: span to %g s is past the end "
+                          "of the record (%g s)", record, to_s,
+                          (double)rec->n_samples / rec->sampling_rate);
+        ep_wfdb_free_record(rec);
+        return rc;
+    }
     last = to_s < 0.0 ? rec->n_samples
                       : (int64_t)llround(to_s * rec->sampling_rate);
     if (last > rec->n_samples)
-        last = rec->n_samples;
+        last = rec->n_samples;  /* within half a sample of the end */
     if (first < 0 || first >= last) {
         char to_text[48] = "the end";
 

@@ -6,6 +6,7 @@
  */
 #include "cli.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,22 @@ int cli_train_read(const char *record, const char *signal, double from_s,
     out->seg.beats = out->beats;
     out->seg.n_beats = out->n_beats;
     return 0;
+}
+
+void cli_train_cut(cli_train_data *d, double seconds)
+{
+    int64_t n = (int64_t)llround(seconds * d->signal.fs);
+    size_t k = 0, i;
+
+    if (n >= d->signal.n)
+        return;
+    d->signal.n = n;
+    for (i = 0; i < d->n_beats; i++)
+        if (d->beats[i].sample < n)
+            d->beats[k++] = d->beats[i];
+    d->n_beats = k;
+    d->seg.n = n;
+    d->seg.n_beats = k;
 }
 
 void cli_train_data_free(cli_train_data *d)
