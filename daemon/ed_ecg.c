@@ -147,8 +147,10 @@ static int is_identity_field(const char *key)
 }
 
 /* Check the signal values: finite, plausible amplitude. */
-static unsigned check_values(const ed_ecg *ecg, const char *what, char *msg,
-                             size_t ms)
+/* Every value finite and within ED_ECG_MAX_MV; hint says what most
+ * likely made one too large (a missing "gain", a header's wrong gain). */
+static unsigned check_values(const ed_ecg *ecg, const char *what,
+                             const char *hint, char *msg, size_t ms)
 {
     int64_t i;
 
@@ -158,8 +160,8 @@ static unsigned check_values(const ed_ecg *ecg, const char *what, char *msg,
                           what, (long long)i);
         if (fabsf(ecg->mv[i]) > ED_ECG_MAX_MV)
             return refuse(422, msg, ms, "%s[%lld] = %g mV is beyond +-%g mV "
-                          "(ADC units sent without \"gain\"?)", what,
-                          (long long)i, (double)ecg->mv[i], ED_ECG_MAX_MV);
+                          "(%s?)", what, (long long)i, (double)ecg->mv[i],
+                          ED_ECG_MAX_MV, hint);
     }
     return 0;
 }
@@ -277,7 +279,8 @@ static unsigned json_samples(json_t *arr, double gain, double baseline,
         ecg->mv[i] = (float)((json_number_value(v) - baseline) / gain);
     }
     ecg->n = (int64_t)json_array_size(arr);
-    return check_values(ecg, "samples", msg, ms);
+    return check_values(ecg, "samples", "ADC units sent without \"gain\"",
+                        msg, ms);
 }
 
 static unsigned number_field(json_t *root, const char *key, int required,
@@ -714,7 +717,7 @@ static unsigned wfdb_record(const ed_ecg_parts *w, int64_t max_samples,
                                        : "unspecified");
     /* The lead goes into JSON answers, which take UTF-8 only. */
     ed_utf8_cut(ecg->lead);
-    st = check_values(ecg, "signal", msg, ms);
+    st = check_values(ecg, "signal", "a wrong gain in the header", msg, ms);
 out:
     ep_wfdb_free_record(rec);
     return st;
