@@ -60,7 +60,7 @@ run "$ecgprune" finetune "$work/a.safetensors" "$excerpt/208" \
     --out "$work/g.safetensors" --quiet 2> "$work/g.err"
 check_status "finetune --freeze-encoder" 0
 check "finetune warns of a record shorter than --minutes" grep -q \
-    "208 holds 3.0 minutes, not more than --minutes 5: all of it is used" \
+    "208 holds 3.0 minutes (180 s), not more than --minutes 5: all of it" \
     "$work/g.err"
 # Another lead by name; the same run on it gives another model.
 run "$ecgprune" finetune "$work/a.safetensors" "$excerpt/208" --minutes 1 \

@@ -102,9 +102,9 @@ static void warn_data(const finetune_args *a, const cli_train_data *d)
                 d->signal.name);
     if (have_min <= a->minutes)
         fprintf(stderr, "ecgprune finetune: warning: %s holds %.1f "
-                "minutes, not more than --minutes %g: all of it is used, "
-                "so none is left to score the model on\n", a->record,
-                have_min, a->minutes);
+                "minutes (%.0f s), not more than --minutes %g: all of it is "
+                "used, so none is left to score the model on\n", a->record,
+                have_min, 60.0 * have_min, a->minutes);
 }
 
 static int parse_args(int argc, char **argv, finetune_args *a)
