@@ -756,8 +756,8 @@ static void start_job(ed_app *app, json_t *row)
      * pruning keeps no intermediate state. */
     ed_store_now(now);
     ed_store_exec(app->store, "UPDATE jobs SET state = 'running', "
-                  "started_at = ?, attempts = attempts + 1, progress = 0 "
-                  "WHERE id = ?", "ti", now, run->id);
+                  "started_at = ?, attempts = attempts + 1, progress = 0, "
+                  "stage = 'start' WHERE id = ?", "ti", now, run->id);
     run->start_ns = ed_http_now_ns();
     run->work.data = run;
     run->next = jobs->running;
