@@ -69,6 +69,20 @@ check_status "text file given as the model" 1
 check "not a safetensors file" grep -q "text.bin: not a safetensors file" \
     "$work/notmodel.err"
 
+# The first 8 s of record 100 (2880 frames of two format-212 signals, 3
+# bytes each; a header without the checksums of the whole) with the
+# annotations of all 3 minutes: refused, not scored as missed beats.
+printf '%s\n' 'short 2 360 2880' 'short.dat 212 200 11 1024 995' \
+    'short.dat 212 200 11 1024 1011' > "$work/short.hea"
+head -c 8640 "$excerpt/100.dat" > "$work/short.dat"
+cp "$excerpt/100.atr" "$work/short.atr"
+run "$ecgprune" record "$work/short" 2> "$work/short.err"
+check_status "an .atr of a longer record" 1
+check "the beat past the end named" grep -q \
+    "short.atr: annotation [0-9]* of [0-9]*, a beat at sample [0-9]*, is \
+outside the signal (0..2879): is it the annotation file of a longer" \
+    "$work/short.err"
+
 # Sampling rates and gains at and past the header's limits.  1e-300 Hz
 # made the table's duration overflow a long ("-12:-55.-808").
 zero_record tiny 1e-300 200

@@ -109,6 +109,13 @@ int cli_read_signal(const char *record, const char *name, double from_s,
                     double to_s, cli_signal *out, ep_error *err);
 void cli_signal_free(cli_signal *sig);
 
+/* The annotations RECORD.EXT of a record of n_samples samples; a beat
+ * outside 0..n_samples-1 means the file is another record's (a longer
+ * one's), refused with EP_EFORMAT rather than scored as missed beats. */
+int cli_read_annotations(const char *record, const char *ext,
+                         int64_t n_samples, ep_annotations **out,
+                         ep_error *err);
+
 /* The MIT symbol standing for an AAMI class: N, A (for S), V, F, Q. */
 const char *cli_class_symbol(ep_aami cls);
 

@@ -128,6 +128,30 @@ int cli_read_signal(const char *record, const char *name, double from_s,
     return rc;
 }
 
+int cli_read_annotations(const char *record, const char *ext,
+                         int64_t n_samples, ep_annotations **out,
+                         ep_error *err)
+{
+    int rc = ep_wfdb_read_annotations(record, ext, out, err);
+    size_t i;
+
+    for (i = 0; rc == 0 && i < (*out)->count; i++) {
+        const ep_annotation *a = &(*out)->items[i];
+
+        if (!ep_wfdb_is_beat(a->code) ||
+            (a->sample >= 0 && a->sample < n_samples))
+            continue;
+        rc = ep_error_set(err, EP_EFORMAT, "%s.%s: annotation %zu of %zu, a "
+                          "beat at sample %lld, is outside the signal "
+                          "(0..%lld): is it the annotation file of a longer "
+                          "record?", record, ext, i + 1, (*out)->count,
+                          (long long)a->sample, (long long)n_samples - 1);
+        ep_wfdb_free_annotations(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 void cli_signal_free(cli_signal *sig)
 {
     free(sig->mv);

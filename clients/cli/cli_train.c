@@ -48,7 +48,8 @@ int cli_train_read(const char *record, const char *signal, double from_s,
     memset(out, 0, sizeof *out);
     rc = cli_read_signal(record, signal, from_s, to_s, &out->signal, err);
     if (rc == 0)
-        rc = ep_wfdb_read_annotations(record, "atr", &ann, err);
+        rc = cli_read_annotations(record, "atr", out->signal.record_samples,
+                                  &ann, err);
     if (rc == 0)
         rc = ep_score_reference(ann, out->signal.offset, &all, &n_all, err);
     ep_wfdb_free_annotations(ann);

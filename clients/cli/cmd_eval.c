@@ -154,7 +154,7 @@ static int eval_record(ep_inferer *inf, const eval_args *a,
 
     /* Reference beats inside the span, detections shifted into the
      * record's sample numbering. */
-    rc = ep_wfdb_read_annotations(record, "atr", &ann, err);
+    rc = cli_read_annotations(record, "atr", sig.record_samples, &ann, err);
     if (rc == 0)
         rc = ep_score_reference(ann, sig.offset, &ref, &n_ref, err);
     while (rc == 0 && n_ref > 0 &&

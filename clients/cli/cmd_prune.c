@@ -246,8 +246,9 @@ static int parse_calib_spec(const char *spec, char *record, size_t cap,
 
 /* Reference beats of [first, last) relative to first, when RECORD.atr
  * exists. */
-static int read_beats(const char *record, int64_t first, int64_t last,
-                      ep_ref_beat **out, size_t *n_out, ep_error *err)
+static int read_beats(const char *record, int64_t n_samples, int64_t first,
+                      int64_t last, ep_ref_beat **out, size_t *n_out,
+                      ep_error *err)
 {
     char path[4200];
     ep_annotations *ann;
@@ -259,7 +260,7 @@ static int read_beats(const char *record, int64_t first, int64_t last,
     snprintf(path, sizeof path, "%s.atr", record);
     if (access(path, F_OK) != 0)
         return 0;
-    rc = ep_wfdb_read_annotations(record, "atr", &ann, err);
+    rc = cli_read_annotations(record, "atr", n_samples, &ann, err);
     if (rc != 0)
         return rc;
     *out = malloc((ann->count > 0 ? ann->count : 1) * sizeof **out);
@@ -301,8 +302,9 @@ static int load_segment(const prune_args *a, const char *spec,
     cs->seg[k].fs = sig.fs;
     cs->n++;
     if (a->stratify)
-        rc = read_beats(record, sig.offset, sig.offset + sig.n,
-                        &cs->beats[k], &cs->seg[k].n_beats, err);
+        rc = read_beats(record, sig.record_samples, sig.offset,
+                        sig.offset + sig.n, &cs->beats[k],
+                        &cs->seg[k].n_beats, err);
     cs->seg[k].beats = cs->beats[k];
     return rc;
 }

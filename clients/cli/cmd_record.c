@@ -61,7 +61,8 @@ static void format_duration(double seconds, char *out, size_t cap)
 
 /* Read and count RECORD.EXT; *present is 0 when the file does not exist. */
 static int count_annotations(const char *record, const char *ext,
-                             record_counts *c, int *present, ep_error *err)
+                             int64_t n_samples, record_counts *c,
+                             int *present, ep_error *err)
 {
     char path[4096];
     ep_annotations *ann;
@@ -72,7 +73,7 @@ static int count_annotations(const char *record, const char *ext,
     *present = access(path, F_OK) == 0;
     if (!*present)
         return 0;
-    rc = ep_wfdb_read_annotations(record, ext, &ann, err);
+    rc = cli_read_annotations(record, ext, n_samples, &ann, err);
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < ann->count; i++) {
@@ -258,7 +259,8 @@ int cmd_record(int argc, char **argv)
     rc = ep_wfdb_read_record_unverified(record, &rec, &err);
     if (rc != 0)
         return cli_fail("record", &err);
-    rc = count_annotations(record, ext, &counts, &have_annotations, &err);
+    rc = count_annotations(record, ext, rec->n_samples, &counts,
+                           &have_annotations, &err);
     if (rc != 0) {
         ep_wfdb_free_record(rec);
         return cli_fail("record", &err);
