@@ -29,11 +29,14 @@ void ed_api_models_list(ed_app *app, ed_request *req, int64_t id);
 void ed_api_models_get(ed_app *app, ed_request *req, int64_t id);
 void ed_api_models_file(ed_app *app, ed_request *req, int64_t id);
 void ed_api_models_delete(ed_app *app, ed_request *req, int64_t id);
-/* Parse, fingerprint and store a model; 0 or an HTTP status with msg. */
+/* Parse and store a model whose bytes' SHA-256 (ed_models_sha256) the
+ * caller has, since every caller needs it first; 0 or an HTTP status
+ * with msg. */
 unsigned ed_api_models_store(ed_app *app, const char *name,
                              const unsigned char *buf, size_t len,
-                             int64_t parent_model, int64_t parent_job,
-                             int64_t *id, char *msg, size_t msg_size);
+                             const char *sha, int64_t parent_model,
+                             int64_t parent_job, int64_t *id, char *msg,
+                             size_t msg_size);
 
 /* Batches (ed_api_batches.c). */
 void ed_api_batches_create(ed_app *app, ed_request *req, int64_t id);

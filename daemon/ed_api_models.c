@@ -90,12 +90,13 @@ static unsigned check_runnable(const ep_net *net, char *msg, size_t ms)
 
 unsigned ed_api_models_store(ed_app *app, const char *name,
                              const unsigned char *buf, size_t len,
-                             int64_t parent_model, int64_t parent_job,
-                             int64_t *id, char *msg, size_t ms)
+                             const char *sha, int64_t parent_model,
+                             int64_t parent_job, int64_t *id, char *msg,
+                             size_t ms)
 {
     ep_error e = {0};
     ep_net *net = NULL;
-    char *arch = NULL, sha[65], now[32];
+    char *arch = NULL, now[32];
     unsigned status = 0;
     int rc;
 
@@ -107,8 +108,7 @@ unsigned ed_api_models_store(ed_app *app, const char *name,
     status = check_runnable(net, msg, ms);
     if (status)
         goto out;
-    if (ep_model_architecture_json(net, &arch, &e) ||
-        ed_models_sha256(buf, len, sha)) {
+    if (ep_model_architecture_json(net, &arch, &e)) {
         snprintf(msg, ms, "cannot describe the model: %s", e.msg);
         status = 500;
         goto out;
@@ -221,16 +221,19 @@ void ed_api_models_create(ed_app *app, ed_request *req, int64_t unused)
     /* The same bytes under the same name again (a retry whose answer was
      * lost, a provisioning script run twice) are the model stored the
      * first time: 200 with it, not a copy. */
-    if (ed_models_sha256(req->body, req->body_len, sha) == 0)
-        id = ed_store_int(app->store, &found, "SELECT id FROM models WHERE "
-                          "sha256 = ? AND name = ? ORDER BY id LIMIT 1", "tt",
-                          sha, name);
+    if (ed_models_sha256(req->body, req->body_len, sha)) {
+        ed_http_problem(req, 500, "cannot hash the model");
+        return;
+    }
+    id = ed_store_int(app->store, &found, "SELECT id FROM models WHERE "
+                      "sha256 = ? AND name = ? ORDER BY id LIMIT 1", "tt",
+                      sha, name);
     /* Limitation: parsed, hashed and stored on the loop thread; other
      * requests wait for it (tens of milliseconds for the default model's
      * 2.9 MB). */
     if (!found)
-        st = ed_api_models_store(app, name, req->body, req->body_len, 0, 0,
-                                 &id, msg, sizeof msg);
+        st = ed_api_models_store(app, name, req->body, req->body_len, sha,
+                                 0, 0, &id, msg, sizeof msg);
     if (st) {
         ed_http_problem(req, st, "%s", msg);
         return;

@@ -530,13 +530,10 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind,
 
 static void parts_free(wfdb_parts *w)
 {
-    free(w->header.data);
-    free(w->signal.data);
-    free(w->annotations.data);
-    free(w->subject.data);
-    free(w->lead.data);
-    free(w->from.data);
-    free(w->to.data);
+    int i;
+
+    for (i = 0; i < N_PARTS; i++)
+        free(part_at(w, i)->data);
 }
 
 /* The annotations of a record of n_record samples, of which ecg holds
@@ -551,6 +548,10 @@ static unsigned wfdb_annotations(const ed_ecg_part *p, int64_t first,
 
     if (ep_wfdb_parse_annotations(p->data, p->len, "annotations", &ann, &e))
         return refuse(422, msg, ms, "%s", e.msg);
+    if (ep_wfdb_check_beats_within(ann, n_record, &e)) {
+        ep_wfdb_free_annotations(ann);
+        return refuse(422, msg, ms, "annotations: %s", e.msg);
+    }
     ecg->ann = calloc(ann->count + 1, sizeof *ecg->ann);
     if (!ecg->ann) {
         ep_wfdb_free_annotations(ann);
@@ -559,22 +560,7 @@ static unsigned wfdb_annotations(const ed_ecg_part *p, int64_t first,
     for (i = 0; i < ann->count; i++) {
         const ep_annotation *a = &ann->items[i];
 
-        /* A beat outside the record means the annotation file is not the
-         * signal's (the .atr of a longer record, say), which the JSON
-         * form refuses too; a note or rhythm change there is dropped, as
-         * excerpts cut from a longer record often end with one. */
-        if ((a->sample < 0 || a->sample >= n_record) &&
-            ep_wfdb_is_beat(a->code)) {
-            unsigned st = refuse(422, msg, ms, "annotations: annotation "
-                                 "%zu of %zu, a beat at sample %lld, is "
-                                 "outside the signal (0..%lld): is the "
-                                 "annotation file that of a longer "
-                                 "record?", i + 1, ann->count,
-                                 (long long)a->sample,
-                                 (long long)n_record - 1);
-            ep_wfdb_free_annotations(ann);
-            return st;
-        }
+        /* Outside the span: dropped (outside the record, only notes). */
         if (a->sample < first || a->sample - first >= ecg->n)
             continue;
         ecg->ann[k].sample = a->sample - first;

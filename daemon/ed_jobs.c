@@ -565,7 +565,8 @@ static json_t *job_warnings(const job_run *run)
  * transaction. */
 static int record_success(ed_app *app, job_run *run, double seconds)
 {
-    char name[128], msg[600], now[32];
+    char name[128], msg[600] = "cannot hash the pruned model", now[32];
+    char sha[65];
     int64_t model_id = 0;
     json_t *result, *row;
     char *text;
@@ -575,7 +576,8 @@ static int record_success(ed_app *app, job_run *run, double seconds)
         return -1;
     snprintf(name, sizeof name, "%.60s-job%lld", run->model_name,
              (long long)run->id);
-    if (ed_api_models_store(app, name, run->out_blob, run->out_len,
+    if (ed_models_sha256(run->out_blob, run->out_len, sha) ||
+        ed_api_models_store(app, name, run->out_blob, run->out_len, sha,
                             run->model_id, run->id, &model_id, msg,
                             sizeof msg)) {
         ed_log(ED_LOG_ERROR, "job_store_failed", "job=%lld reason=\"%s\"",

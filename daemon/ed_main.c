@@ -247,7 +247,7 @@ static int preload(ed_app *app)
     if (strchr(name, '.'))
         *strchr(name, '.') = '\0';
     if (ed_api_models_store(app, name[0] ? name : "default", buf, (size_t)n,
-                            0, 0, &id, msg, sizeof msg)) {
+                            sha, 0, 0, &id, msg, sizeof msg)) {
         ed_log(ED_LOG_ERROR, "preload_failed", "file=%s reason=\"%s\"",
                app->cfg.preload, msg);
         goto out;

@@ -991,8 +991,24 @@ static void check_excerpt(const char *name)
     ep_wfdb_free_record(cut);
 }
 
+/* Beats must lie inside the signal, notes need not: N (1) at 5 and a
+ * rhythm change (+, 28) at 12 in signals of 12 and of 5 samples. */
+static void test_beats_within(void)
+{
+    ep_annotation items[2] = {{.sample = 5, .code = 1},
+                              {.sample = 12, .code = 28}};
+    ep_annotations ann = {items, 2};
+    ep_error err;
+
+    CHECK_EQ_INT(ep_wfdb_check_beats_within(&ann, 12, &err), EP_OK);
+    CHECK_EQ_INT(ep_wfdb_check_beats_within(&ann, 5, &err), EP_EFORMAT);
+    CHECK(strstr(err.msg, "annotation 1 of 2, a beat at sample 5, is "
+                 "outside the signal (0..4)") != NULL);
+}
+
 int main(void)
 {
+    test_beats_within();
     test_header_fields();
     test_header_rejects();
     test_decode_formats();

@@ -119,9 +119,8 @@ int cli_read_annotations(const char *record, const char *ext,
 /* The MIT symbol standing for an AAMI class: N, A (for S), V, F, Q. */
 const char *cli_class_symbol(ep_aami cls);
 
-/* Training data of one record (cli_train.c): the signal named (NULL: MLII,
- * else the first) over [from_s, to_s) and its beats, counted from the
- * span's first sample. */
+/* Training data of one whole record (cli_train.c): the signal named
+ * (NULL: MLII, else the first) and its beats. */
 typedef struct cli_train_data {
     cli_signal signal;
     ep_ref_beat *beats;
@@ -129,8 +128,8 @@ typedef struct cli_train_data {
     ep_train_segment seg;   /* views of the above */
 } cli_train_data;
 
-int cli_train_read(const char *record, const char *signal, double from_s,
-                   double to_s, cli_train_data *out, ep_error *err);
+int cli_train_read(const char *record, const char *signal,
+                   cli_train_data *out, ep_error *err);
 /* Keep only the first `seconds` of d (nothing changes when it is
  * shorter). */
 void cli_train_cut(cli_train_data *d, double seconds);

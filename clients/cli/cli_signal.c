@@ -133,19 +133,9 @@ int cli_read_annotations(const char *record, const char *ext,
                          ep_error *err)
 {
     int rc = ep_wfdb_read_annotations(record, ext, out, err);
-    size_t i;
 
-    for (i = 0; rc == 0 && i < (*out)->count; i++) {
-        const ep_annotation *a = &(*out)->items[i];
-
-        if (!ep_wfdb_is_beat(a->code) ||
-            (a->sample >= 0 && a->sample < n_samples))
-            continue;
-        rc = ep_error_set(err, EP_EFORMAT, "%s.%s: annotation %zu of %zu, a "
-                          "beat at sample %lld, is outside the signal "
-                          "(0..%lld): is it the annotation file of a longer "
-                          "record?", record, ext, i + 1, (*out)->count,
-                          (long long)a->sample, (long long)n_samples - 1);
+    if (rc == 0 && (rc = ep_wfdb_check_beats_within(*out, n_samples, err))) {
+        ep_error_prefix(err, "%s.%s", record, ext);
         ep_wfdb_free_annotations(*out);
         *out = NULL;
     }

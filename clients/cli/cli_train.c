@@ -37,35 +37,25 @@ void cli_train_catch_signals(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
-int cli_train_read(const char *record, const char *signal, double from_s,
-                   double to_s, cli_train_data *out, ep_error *err)
+int cli_train_read(const char *record, const char *signal,
+                   cli_train_data *out, ep_error *err)
 {
     ep_annotations *ann = NULL;
-    ep_ref_beat *all = NULL;
-    size_t n_all = 0, i;
     int rc;
 
+    /* The beats all lie inside the signal (cli_read_annotations). */
     memset(out, 0, sizeof *out);
-    rc = cli_read_signal(record, signal, from_s, to_s, &out->signal, err);
+    rc = cli_read_signal(record, signal, 0.0, -1.0, &out->signal, err);
     if (rc == 0)
         rc = cli_read_annotations(record, "atr", out->signal.record_samples,
                                   &ann, err);
     if (rc == 0)
-        rc = ep_score_reference(ann, out->signal.offset, &all, &n_all, err);
+        rc = ep_score_reference(ann, 0, &out->beats, &out->n_beats, err);
     ep_wfdb_free_annotations(ann);
     if (rc != 0) {
         cli_signal_free(&out->signal);
         return rc;
     }
-
-    /* Keep the beats inside the span, counted from its first sample. */
-    out->beats = all;
-    for (i = 0; i < n_all; i++)
-        if (all[i].sample - out->signal.offset < out->signal.n) {
-            all[out->n_beats] = all[i];
-            all[out->n_beats].sample -= out->signal.offset;
-            out->n_beats++;
-        }
     out->seg.mv = out->signal.mv;
     out->seg.n = out->signal.n;
     out->seg.fs = out->signal.fs;

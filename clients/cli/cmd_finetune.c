@@ -172,7 +172,7 @@ int cmd_finetune(int argc, char **argv)
     /* The model, the first minutes of the record, the run. */
     rc = cli_load_model(a.model, &net, &err);
     if (rc == 0)
-        rc = cli_train_read(a.record, a.signal, 0.0, -1.0, &data, &err);
+        rc = cli_train_read(a.record, a.signal, &data, &err);
     if (rc == 0) {
         warn_data(&a, &data);
         cli_train_cut(&data, 60.0 * a.minutes);

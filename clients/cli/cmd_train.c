@@ -268,7 +268,7 @@ int cmd_train(int argc, char **argv)
     /* Records, then the untrained net, then the run. */
     rc = 0;
     for (i = 0; rc == 0 && i < a.n_records; i++) {
-        rc = cli_train_read(a.names[i], NULL, 0.0, -1.0, &data[n], &err);
+        rc = cli_train_read(a.names[i], NULL, &data[n], &err);
         if (rc == 0) {
             segs[n] = data[n].seg;
             n++;

@@ -125,6 +125,26 @@ int ep_wfdb_is_beat(int code)
     return code >= 0 && code <= CODE_MAX && code_is_beat[code];
 }
 
+int ep_wfdb_check_beats_within(const ep_annotations *ann, int64_t n_samples,
+                               ep_error *err)
+{
+    size_t i;
+
+    for (i = 0; i < ann->count; i++) {
+        const ep_annotation *a = &ann->items[i];
+
+        if (ep_wfdb_is_beat(a->code) &&
+            (a->sample < 0 || a->sample >= n_samples))
+            return ep_error_set(err, EP_EFORMAT, "annotation %zu of %zu, a "
+                                "beat at sample %lld, is outside the signal "
+                                "(0..%lld): is it the annotation file of a "
+                                "longer record?", i + 1, ann->count,
+                                (long long)a->sample,
+                                (long long)n_samples - 1);
+    }
+    return EP_OK;
+}
+
 /* ---- parsing ------------------------------------------------------------ */
 
 /* Parser state: where we are and what carries over between annotations. */
