@@ -545,6 +545,13 @@ static void print_line(const char *setting, const char *stage, double keep,
     fflush(stdout);
 }
 
+/* Frees what eval_stretch stored of the unpruned model. */
+static void free_base(base_out *b)
+{
+    free(b->beats);
+    free(b->probs);
+}
+
 /* ---- the two settings --------------------------------------------------- */
 
 /* The configurations: deterministic methods run with the first seed
@@ -666,10 +673,8 @@ static void run_general(const bench_args *a, const ep_net *net,
         free(store[i]);
         free_record(&calib[i]);
     }
-    for (i = 0; i < n_test; i++) {
-        free(base[i].beats);
-        free(base[i].probs);
-    }
+    for (i = 0; i < n_test; i++)
+        free_base(&base[i]);
 }
 
 /* Fine-tune a copy of net on one record's calibration stretch. */
@@ -695,74 +700,102 @@ static ep_net *finetuned(const ep_net *net, const ep_calib_segment *s,
     return copy;
 }
 
+/* Index of seed in the --seeds list; fine-tuning a deterministic
+ * method's model uses the first. */
+static int seed_index(const bench_args *a, uint64_t seed)
+{
+    int s;
+
+    for (s = 0; s < a->n_seeds; s++)
+        if (a->seeds[s] == seed)
+            return s;
+    return 0;
+}
+
+/* What one test record's unpruned model says, as is and fine-tuned once
+ * per seed (with --finetune), accumulated into mb and mb_ft. */
+static void personal_bases(const bench_args *a, const ep_net *net,
+                           const rec_data *rec, int64_t split,
+                           const ep_calib_segment *seg, base_out *base,
+                           base_out *base_ft, metrics *mb, metrics *mb_ft)
+{
+    int s;
+
+    eval_stretch(net, rec, split, rec->n, NULL, base, mb);
+    for (s = 0; a->finetune && s < a->n_seeds; s++) {
+        ep_net *tuned = finetuned(net, seg, a->seeds[s]);
+
+        eval_stretch(tuned, rec, split, rec->n, NULL, &base_ft[s],
+                     &mb_ft[s]);
+        ep_net_free(tuned);
+    }
+}
+
 /* Personal calibration: per record, prune on the first minutes and test
- * on the rest; the stages "pruned" and (with --finetune) "finetuned". */
+ * on the rest; the stages "pruned" and (with --finetune) "finetuned",
+ * the unpruned model fine-tuned with every seed of the list. */
 static void run_personal(const bench_args *a, const ep_net *net,
                          rec_data *test, int n_test)
 {
     static config cfg[4096];
     static metrics m[4096][2];
-    metrics mb[2];
-    int i, c, n_cfg = list_configs(a, cfg, 4096);
+    metrics mb, mb_ft[MAX_LIST];
+    int i, c, s, n_cfg = list_configs(a, cfg, 4096);
 
     memset(m, 0, sizeof m);
-    memset(mb, 0, sizeof mb);
+    memset(&mb, 0, sizeof mb);
+    memset(mb_ft, 0, sizeof mb_ft);
     for (i = 0; i < n_test; i++) {
         int64_t split = (int64_t)(a->personal_seconds * test[i].fs);
+        int last = i == n_test - 1;
         ep_ref_beat *store;
         ep_calib_segment seg = stretch(&test[i], 0, split, &store);
-        base_out base[2];
-        ep_net *tuned = NULL;
+        base_out base, base_ft[MAX_LIST];
 
         fprintf(stderr, "personal: record %s (%d/%d)\n", test[i].name,
                 i + 1, n_test);
-        eval_stretch(net, &test[i], split, test[i].n,
-                     NULL, &base[0], &mb[0]);
-        if (a->finetune) {
-            tuned = finetuned(net, &seg, 1);
-            eval_stretch(tuned, &test[i], split, test[i].n,
-                         NULL, &base[1], &mb[1]);
-        }
+        personal_bases(a, net, &test[i], split, &seg, &base, base_ft, &mb,
+                       mb_ft);
+
+        /* Each configuration: prune, test, fine-tune, test again. */
         for (c = 0; c < n_cfg; c++) {
+            const char *name = ep_prune_method_name(cfg[c].method);
+            int si = seed_index(a, cfg[c].seed);
             double ps;
             ep_net *pruned = prune_with(a, net, &cfg[c], &seg, 1, &ps);
 
-            eval_stretch(pruned, &test[i], split, test[i].n,
-                         &base[0], NULL, &m[c][0]);
+            eval_stretch(pruned, &test[i], split, test[i].n, &base, NULL,
+                         &m[c][0]);
             if (a->finetune) {
                 ep_net *pt = finetuned(pruned, &seg, cfg[c].seed);
 
-                eval_stretch(pt, &test[i], split, test[i].n,
-                             &base[1], NULL, &m[c][1]);
+                eval_stretch(pt, &test[i], split, test[i].n, &base_ft[si],
+                             NULL, &m[c][1]);
                 ep_net_free(pt);
             }
-            if (i == n_test - 1) {
-                print_line("personal", "pruned", cfg[c].keep,
-                           ep_prune_method_name(cfg[c].method), cfg[c].recon,
-                           cfg[c].seed, pruned, &m[c][0], &mb[0], ps);
+            if (last) {
+                print_line("personal", "pruned", cfg[c].keep, name,
+                           cfg[c].recon, cfg[c].seed, pruned, &m[c][0], &mb,
+                           ps);
                 if (a->finetune)
-                    print_line("personal", "finetuned", cfg[c].keep,
-                               ep_prune_method_name(cfg[c].method),
+                    print_line("personal", "finetuned", cfg[c].keep, name,
                                cfg[c].recon, cfg[c].seed, pruned, &m[c][1],
-                               &mb[1], ps);
+                               &mb_ft[si], ps);
             }
             ep_net_free(pruned);
         }
-        if (i == n_test - 1) {
-            print_line("personal", "pruned", 1.0, "none", 0, 0, net, &mb[0],
-                       &mb[0], 0.0);
-            if (a->finetune)
-                print_line("personal", "finetuned", 1.0, "none", 0, 0, net,
-                           &mb[1], &mb[1], 0.0);
-        }
-        ep_net_free(tuned);
+
+        /* The unpruned model's own lines, one per fine-tuning seed. */
+        if (last)
+            print_line("personal", "pruned", 1.0, "none", 0, 0, net, &mb,
+                       &mb, 0.0);
+        for (s = 0; last && a->finetune && s < a->n_seeds; s++)
+            print_line("personal", "finetuned", 1.0, "none", 0, a->seeds[s],
+                       net, &mb_ft[s], &mb_ft[s], 0.0);
         free(store);
-        free(base[0].beats);
-        free(base[0].probs);
-        if (a->finetune) {
-            free(base[1].beats);
-            free(base[1].probs);
-        }
+        free_base(&base);
+        for (s = 0; a->finetune && s < a->n_seeds; s++)
+            free_base(&base_ft[s]);
     }
 }
 
