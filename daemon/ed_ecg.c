@@ -301,13 +301,86 @@ static unsigned number_field(json_t *root, const char *key, int required,
     return 0;
 }
 
+/* Known fields only; identity fields refused by name.  The message is
+ * written before root, which owns the keys, goes. */
+static unsigned json_check_fields(json_t *root, ed_ecg_kind kind, char *msg,
+                                  size_t ms)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach(root, key, v) {
+        int known = !strcmp(key, "sampling_rate") || !strcmp(key, "samples")
+                    || !strcmp(key, "gain") || !strcmp(key, "baseline") ||
+                    !strcmp(key, "lead");
+        if (kind == ED_ECG_BATCH)
+            known |= !strcmp(key, "subject") || !strcmp(key, "annotations");
+        if (is_identity_field(key))
+            return refuse(422, msg, ms, "field \"%s\" is refused: batches "
+                          "carry a pseudonymous \"subject\" id only, never "
+                          "a person's identity", key);
+        if (!known)
+            return refuse(400, msg, ms, "unknown field \"%s\"", key);
+    }
+    return 0;
+}
+
+/* The scalars: rate, units (gain and baseline) and lead name. */
+static unsigned json_scalars(json_t *root, ed_ecg *ecg, double *gain,
+                             double *baseline, char *msg, size_t ms)
+{
+    json_t *v;
+    unsigned st;
+
+    st = number_field(root, "sampling_rate", 1, &ecg->fs, msg, ms);
+    if (!st)
+        st = check_rate(ecg->fs, "\"sampling_rate\"", msg, ms);
+    if (!st)
+        st = number_field(root, "gain", 0, gain, msg, ms);
+    /* WFDB gains of real ECG are 1 to a few thousand ADC units per mV;
+     * beyond 1e6 every sample would round to 0 mV. */
+    if (!st && (*gain <= 0.0 || *gain > 1e6))
+        st = refuse(422, msg, ms, "\"gain\" = %g: expected ADC units per mV "
+                    "in (0, 1e6]", *gain);
+    if (!st)
+        st = number_field(root, "baseline", 0, baseline, msg, ms);
+    if (!st && json_object_get(root, "baseline") &&
+        !json_object_get(root, "gain"))
+        st = refuse(422, msg, ms, "\"baseline\" given without \"gain\": "
+                    "ADC units need both");
+    v = json_object_get(root, "lead");
+    if (!st && v && (!json_is_string(v) ||
+                     !valid_token(json_string_value(v), 31, 1)))
+        st = refuse(400, msg, ms, "\"lead\": expected a name of 1..31 "
+                    "letters, digits, spaces, '.', '-', '_'");
+    snprintf(ecg->lead, sizeof ecg->lead, "%s",
+             v && json_is_string(v) ? json_string_value(v) : "unspecified");
+    return st;
+}
+
+/* The subject of a batch: a pseudonym, required. */
+static unsigned json_subject(json_t *root, ed_ecg *ecg, char *msg,
+                             size_t ms)
+{
+    json_t *v = json_object_get(root, "subject");
+
+    if (!v)
+        return refuse(422, msg, ms, "\"subject\" (a pseudonymous id) is "
+                      "required");
+    if (!json_is_string(v) || !ed_ecg_valid_subject(json_string_value(v)))
+        return refuse(422, msg, ms, "\"subject\": expected a pseudonym of "
+                      "1..%d letters, digits, '.', '-', '_' (no spaces, no "
+                      "names)", ED_SUBJECT_MAX);
+    strcpy(ecg->subject, json_string_value(v));
+    return 0;
+}
+
 static unsigned parse_json(const unsigned char *body, size_t body_len,
                            int64_t max_samples, ed_ecg_kind kind, ed_ecg *ecg,
                            char *msg, size_t ms)
 {
     json_error_t jerr;
     json_t *root, *v;
-    const char *key;
     double gain = 1.0, baseline = 0.0;
     unsigned st;
 
@@ -326,66 +399,12 @@ static unsigned parse_json(const unsigned char *body, size_t body_len,
         return refuse(400, msg, ms, "expected a JSON object");
     }
 
-    /* Known fields only; identity fields refused by name. */
-    json_object_foreach(root, key, v) {
-        int known = !strcmp(key, "sampling_rate") || !strcmp(key, "samples")
-                    || !strcmp(key, "gain") || !strcmp(key, "baseline") ||
-                    !strcmp(key, "lead");
-        if (kind == ED_ECG_BATCH)
-            known |= !strcmp(key, "subject") || !strcmp(key, "annotations");
-        /* The message is written before root (which owns key) goes. */
-        st = 0;
-        if (is_identity_field(key))
-            st = refuse(422, msg, ms, "field \"%s\" is refused: batches "
-                        "carry a pseudonymous \"subject\" id only, never a "
-                        "person's identity", key);
-        else if (!known)
-            st = refuse(400, msg, ms, "unknown field \"%s\"", key);
-        if (st) {
-            json_decref(root);
-            return st;
-        }
-    }
-
-    /* Scalars first: the samples need the rate and the units. */
-    st = number_field(root, "sampling_rate", 1, &ecg->fs, msg, ms);
+    /* Fields, then scalars: the samples need the rate and the units. */
+    st = json_check_fields(root, kind, msg, ms);
     if (!st)
-        st = check_rate(ecg->fs, "\"sampling_rate\"", msg, ms);
-    if (!st)
-        st = number_field(root, "gain", 0, &gain, msg, ms);
-    /* WFDB gains of real ECG are 1 to a few thousand ADC units per mV;
-     * beyond 1e6 every sample would round to 0 mV. */
-    if (!st && (gain <= 0.0 || gain > 1e6))
-        st = refuse(422, msg, ms, "\"gain\" = %g: expected ADC units per mV "
-                    "in (0, 1e6]", gain);
-    if (!st)
-        st = number_field(root, "baseline", 0, &baseline, msg, ms);
-    if (!st && json_object_get(root, "baseline") &&
-        !json_object_get(root, "gain"))
-        st = refuse(422, msg, ms, "\"baseline\" given without \"gain\": "
-                    "ADC units need both");
-    v = json_object_get(root, "lead");
-    if (!st && v && (!json_is_string(v) ||
-                     !valid_token(json_string_value(v), 31, 1)))
-        st = refuse(400, msg, ms, "\"lead\": expected a name of 1..31 "
-                    "letters, digits, spaces, '.', '-', '_'");
-    snprintf(ecg->lead, sizeof ecg->lead, "%s",
-             v && json_is_string(v) ? json_string_value(v) : "unspecified");
-
-    /* The subject of a batch: a pseudonym. */
-    v = json_object_get(root, "subject");
-    if (!st && kind == ED_ECG_BATCH) {
-        if (!v)
-            st = refuse(422, msg, ms, "\"subject\" (a pseudonymous id) is "
-                        "required");
-        else if (!json_is_string(v) ||
-                 !ed_ecg_valid_subject(json_string_value(v)))
-            st = refuse(422, msg, ms, "\"subject\": expected a pseudonym of "
-                        "1..%d letters, digits, '.', '-', '_' (no spaces, "
-                        "no names)", ED_SUBJECT_MAX);
-        else
-            strcpy(ecg->subject, json_string_value(v));
-    }
+        st = json_scalars(root, ecg, &gain, &baseline, msg, ms);
+    if (!st && kind == ED_ECG_BATCH)
+        st = json_subject(root, ecg, msg, ms);
 
     /* The signal, then annotations that index into it. */
     if (!st && !json_object_get(root, "samples"))
