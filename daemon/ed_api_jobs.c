@@ -494,29 +494,14 @@ static void fill_defaults(json_t *p)
 }
 
 
-/* Validate a submission into normalised parameters (*out). */
-static unsigned check_params(ed_app *app, json_t *in, json_t **out,
-                             char *msg, size_t ms)
+/* The model and the batches, which must exist and suit each other. */
+static unsigned check_inputs(ed_app *app, json_t *in, json_t *p, char *msg,
+                             size_t ms)
 {
-    static const char *const keys[] = {
-        "model_id", "batch_ids", "method", "keep", "mask_list", "candidates",
-        "coreset_scale", "seed", "reconstruct", "lambda", "batch_windows",
-        "max_windows", "stratify", "prune_head_input", "refit_drifted",
-        "raw_norms", "distill_steps", "distill_lr", "finetune", "holdout", NULL};
-    json_t *p, *v;
-    ep_prune_method m;
+    json_t *v = json_object_get(in, "model_id");
     int found;
     unsigned st;
 
-    if (!json_is_object(in))
-        return bad(msg, ms, 400, "expected a JSON object");
-    if ((st = check_keys(in, "", keys, msg, ms)))
-        return st;
-    p = json_object();
-    *out = p;
-
-    /* The model and the batches. */
-    v = json_object_get(in, "model_id");
     if (!v)
         return bad(msg, ms, 422, "\"model_id\" is required");
     if (!json_is_integer(v))
@@ -529,15 +514,21 @@ static unsigned check_params(ed_app *app, json_t *in, json_t **out,
     json_object_set(p, "model_id", v);
     if (!json_object_get(in, "batch_ids"))
         return bad(msg, ms, 422, "\"batch_ids\" is required");
-    if ((st = batch_list(app, json_integer_value(json_object_get(
-                             p, "model_id")),
+    if ((st = batch_list(app, json_integer_value(v),
                          json_object_get(in, "batch_ids"), "batch_ids", 0,
                          msg, ms)))
         return st;
     json_object_set(p, "batch_ids", json_object_get(in, "batch_ids"));
+    return 0;
+}
 
-    /* Method and keep ratio are required; the rest has defaults. */
-    v = json_object_get(in, "method");
+/* Method and keep ratio are required; the rest has defaults. */
+static unsigned check_method(json_t *in, json_t *p, char *msg, size_t ms)
+{
+    json_t *v = json_object_get(in, "method");
+    ep_prune_method m;
+    unsigned st;
+
     if (!v)
         return bad(msg, ms, 422, "\"method\" is required (ising-kernel, "
                    "ising-filter, l1, random, coreset, contrib)");
@@ -567,11 +558,34 @@ static unsigned check_params(ed_app *app, json_t *in, json_t **out,
         (st = opt_num(in, p, "", "distill_lr", 0, 1, 1, msg, ms)) ||
         (st = opt_bool(in, p, "", "stratify", msg, ms)))
         return st;
-
     if (json_object_get(p, "distill_lr") &&
         json_integer_value(json_object_get(p, "distill_steps")) == 0)
         return bad(msg, ms, 422, "\"distill_lr\" given without "
                    "\"distill_steps\" > 0: no distillation would run");
+    return 0;
+}
+
+/* Validate a submission into normalised parameters (*out). */
+static unsigned check_params(ed_app *app, json_t *in, json_t **out,
+                             char *msg, size_t ms)
+{
+    static const char *const keys[] = {
+        "model_id", "batch_ids", "method", "keep", "mask_list", "candidates",
+        "coreset_scale", "seed", "reconstruct", "lambda", "batch_windows",
+        "max_windows", "stratify", "prune_head_input", "refit_drifted",
+        "raw_norms", "distill_steps", "distill_lr", "finetune", "holdout", NULL};
+    json_t *p, *v;
+    unsigned st;
+
+    if (!json_is_object(in))
+        return bad(msg, ms, 400, "expected a JSON object");
+    if ((st = check_keys(in, "", keys, msg, ms)))
+        return st;
+    p = json_object();
+    *out = p;
+    if ((st = check_inputs(app, in, p, msg, ms)) ||
+        (st = check_method(in, p, msg, ms)))
+        return st;
     fill_defaults(p);
 
     /* Optional fine-tuning and held-out scoring. */
@@ -583,6 +597,8 @@ static unsigned check_params(ed_app *app, json_t *in, json_t **out,
         (st = check_holdout(app, v, p, json_object_get(p, "batch_ids"), msg,
                             ms)))
         return st;
+
+    /* What the data and the memory limit allow. */
     if ((st = check_calib_length(app, p, msg, ms)) ||
         (st = check_finetune_beats(app, p, msg, ms)))
         return st;

@@ -384,12 +384,42 @@ static void start_handles(ed_main *m)
         uv_timer_start(&m->watchdog, on_watchdog, usec / 2000, usec / 2000);
 }
 
+/* The store, the model cache and the job table, with the jobs a previous
+ * run left behind recovered; a failure is reported on stderr (and the
+ * log where there is more to say) before 1 is returned. */
+static int open_state(ed_app *app)
+{
+    char err[1024];
+    int rc;
+
+    if ((rc = uv_mutex_init(&app->json_lock)) != 0) {
+        fprintf(stderr, "ecgpruned: mutex: %s\n", uv_strerror(rc));
+        return 1;
+    }
+    if (ed_store_open(app->cfg.data_dir, &app->store, err, sizeof err)) {
+        ed_log(ED_LOG_ERROR, "store_failed", "reason=\"%s\"", err);
+        fprintf(stderr, "ecgpruned: %s\n", err);
+        return 1;
+    }
+    if (ed_models_create(&app->models) || ed_jobs_create(app)) {
+        fprintf(stderr, "ecgpruned: out of memory\n");
+        return 1;
+    }
+    ed_jobs_recover(app);
+    if (app->cfg.preload[0] && preload(app)) {
+        fprintf(stderr, "ecgpruned: --preload %s failed (see log)\n",
+                app->cfg.preload);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static ed_main m;
     ed_app *app = &m.app;
     char err[1024], workers[16];
-    int port = 0, rc;
+    int port = 0;
 
     /* Configuration. */
     m.argc = argc;
@@ -425,25 +455,8 @@ int main(int argc, char **argv)
 
     /* Store, model cache, jobs left behind by a previous run. */
     app->loop = uv_default_loop();
-    if ((rc = uv_mutex_init(&app->json_lock)) != 0) {
-        fprintf(stderr, "ecgpruned: mutex: %s\n", uv_strerror(rc));
+    if (open_state(app))
         return 1;
-    }
-    if (ed_store_open(app->cfg.data_dir, &app->store, err, sizeof err)) {
-        ed_log(ED_LOG_ERROR, "store_failed", "reason=\"%s\"", err);
-        fprintf(stderr, "ecgpruned: %s\n", err);
-        return 1;
-    }
-    if (ed_models_create(&app->models) || ed_jobs_create(app)) {
-        fprintf(stderr, "ecgpruned: out of memory\n");
-        return 1;
-    }
-    ed_jobs_recover(app);
-    if (app->cfg.preload[0] && preload(app)) {
-        fprintf(stderr, "ecgpruned: --preload %s failed (see log)\n",
-                app->cfg.preload);
-        return 1;
-    }
 
     /* HTTP, then readiness. */
     if (ed_http_start(app->loop, &app->cfg, ed_api_dispatch, app,
