@@ -87,6 +87,9 @@ curl -s "$ECGPRUNE_URL/v1/jobs/$job" | jq -r '.result.scores |
       .classes.V.se, .classes.V.ppv, .macro_f1] |
       map(if type == "number" then . * 1000 | round / 1000 else . end))
     | @tsv'
+echo "== the job's warnings (a two-minute excerpt is short calibration: a"
+echo "   warning of few calibration rows is expected here; a real patient's"
+echo "   batches of 5 minutes or more avoid it)"
 curl -s "$ECGPRUNE_URL/v1/jobs/$job" |
     jq -r '.result.warnings[] | "job warning: " + .'
 echo "== done; the daemon stops now"

@@ -301,6 +301,15 @@ static unsigned number_field(json_t *root, const char *key, int required,
     return 0;
 }
 
+/* The answer to a field that would identify a person, in JSON or in a
+ * multipart part alike. */
+static unsigned refuse_identity(const char *key, char *msg, size_t ms)
+{
+    return refuse(422, msg, ms, "field \"%s\" is refused: batches carry a "
+                  "pseudonymous \"subject\" id only, never a person's "
+                  "identity", key);
+}
+
 /* Known fields only; identity fields refused by name.  The message is
  * written before root, which owns the keys, goes. */
 static unsigned json_check_fields(json_t *root, ed_ecg_kind kind, char *msg,
@@ -316,9 +325,7 @@ static unsigned json_check_fields(json_t *root, ed_ecg_kind kind, char *msg,
         if (kind == ED_ECG_BATCH)
             known |= !strcmp(key, "subject") || !strcmp(key, "annotations");
         if (is_identity_field(key))
-            return refuse(422, msg, ms, "field \"%s\" is refused: batches "
-                          "carry a pseudonymous \"subject\" id only, never "
-                          "a person's identity", key);
+            return refuse_identity(key, msg, ms);
         if (!known)
             return refuse(400, msg, ms, "unknown field \"%s\"", key);
     }
@@ -827,6 +834,8 @@ static unsigned collect_parts(ed_request *req, ed_ecg_kind kind,
     if (!st && w->nameless)
         st = refuse(400, msg, ms, "a multipart part has no field name "
                     "(expected Content-Disposition: form-data; name=...)");
+    if (!st && w->unknown[0] && is_identity_field(w->unknown))
+        st = refuse_identity(w->unknown, msg, ms);
     if (!st && w->unknown[0])
         st = refuse(400, msg, ms, "unknown multipart field \"%s\" (expected "
                     "header, signal%s)", w->unknown,

@@ -5,20 +5,24 @@
 #include "ed_store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ed_log.h"
 #include "ed_schema.h"
 
 struct ed_store {
     sqlite3 *db;
+    int lock_fd;        /* holds the data directory's lock; -1 if none */
 };
 
 const char *ed_store_errmsg(ed_store *s)
@@ -326,6 +330,51 @@ static int migrate(ed_store *s, char *err, size_t es)
     return 0;
 }
 
+/* One daemon to a data directory: a second would take over the first
+ * one's running jobs as interrupted ones and both would store their
+ * results.  The lock is flock(2) on ecgpruned.lock, which the kernel
+ * releases when the process dies, so a crash leaves nothing to clean up;
+ * the file holds the owner's pid for the message.  Limitation: flock is
+ * advisory and not honoured across some network file systems. */
+static int lock_data_dir(const char *data_dir, int *fd_out, char *err,
+                         size_t es)
+{
+    char path[1200], pid[32] = "";
+    ssize_t got;
+    int fd;
+
+    snprintf(path, sizeof path, "%s/ecgpruned.lock", data_dir);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        snprintf(err, es, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+
+        got = pread(fd, pid, sizeof pid - 1, 0);
+        pid[got > 0 ? got : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        close(fd);
+        if (e == EWOULDBLOCK)
+            snprintf(err, es, "data directory %s is in use by another "
+                     "ecgpruned (pid %s); stop it first, or give this one "
+                     "another --data-dir", data_dir, pid[0] ? pid : "?");
+        else
+            snprintf(err, es, "%s: cannot lock: %s", path, strerror(e));
+        return -1;
+    }
+    snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) != 0 ||
+        pwrite(fd, pid, strlen(pid), 0) != (ssize_t)strlen(pid)) {
+        snprintf(err, es, "%s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
 int ed_store_open(const char *data_dir, ed_store **out, char *err,
                   size_t es)
 {
@@ -350,6 +399,11 @@ int ed_store_open(const char *data_dir, ed_store **out, char *err,
     s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, es, "out of memory");
+        return -1;
+    }
+    s->lock_fd = -1;
+    if (lock_data_dir(data_dir, &s->lock_fd, err, es)) {
+        ed_store_close(s);
         return -1;
     }
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE |
@@ -378,5 +432,7 @@ void ed_store_close(ed_store *s)
     if (!s)
         return;
     sqlite3_close(s->db);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
     free(s);
 }

@@ -71,7 +71,8 @@ int cli_span_option(const char *cmd, int argc, char **argv, int *i,
         return cli_usage_error(cmd, "%s needs a value in seconds", opt);
     ++*i;
     if (cli_parse_double(argv[*i], 0.0, 1e9, dst) != 0)
-        return cli_usage_error(cmd, "bad %s '%s'", opt, argv[*i]);
+        return cli_usage_error(cmd, "bad %s '%s' (expected seconds, 0 or "
+                               "more)", opt, argv[*i]);
     return 1;
 }
 

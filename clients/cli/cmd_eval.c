@@ -322,7 +322,8 @@ static void print_rates(const char *title, const ep_score_stats *s,
             printf(" %9lld", (long long)cs->support);
         printf("\n");
     }
-    printf("  macro F1 (of N, S, V, F that occur): %.4f\n", s->macro_f1);
+    printf("  macro F1 (of N, S, V, F in the reference or the detections): "
+           "%.4f\n", s->macro_f1);
 }
 
 static void print_per_record(const eval_args *a, const ep_score_counts *per)

@@ -72,17 +72,21 @@ static int parse_option(finetune_args *a, const char *opt, const char *v)
         a->signal = v;
     } else if (strcmp(opt, "--minutes") == 0) {
         if (cli_parse_double(v, 0.1, 1e6, &a->minutes) != 0)
-            return cli_usage_error("finetune", "bad --minutes '%s'", v);
+            return cli_usage_error("finetune", "bad --minutes '%s' (expected "
+                                   "minutes from 0.1 on)", v);
     } else if (strcmp(opt, "--lr") == 0) {
         if (cli_parse_double(v, 1e-7, 10.0, &a->opts.lr) != 0)
-            return cli_usage_error("finetune", "bad --lr '%s'", v);
+            return cli_usage_error("finetune", "bad --lr '%s' (expected a "
+                                   "number from 1e-7 to 10)", v);
     } else if (strcmp(opt, "--seed") == 0) {
         if (cli_parse_int(v, 0, 1L << 30, &n) != 0)
-            return cli_usage_error("finetune", "bad --seed '%s'", v);
+            return cli_usage_error("finetune", "bad --seed '%s' (expected a "
+                                   "whole number from 0 to 2^30)", v);
         a->opts.seed = (uint64_t)n;
     } else if (target != NULL) {
         if (cli_parse_int(v, 0, 1L << 30, &n) != 0)
-            return cli_usage_error("finetune", "bad %s '%s'", opt, v);
+            return cli_usage_error("finetune", "bad %s '%s' (expected a "
+                                   "whole number from 0 to 2^30)", opt, v);
         *target = (int)n;
     } else {
         return cli_usage_error("finetune", "unknown option '%s'", opt);

@@ -111,11 +111,17 @@ static int parse_widths(train_args *a, const char *s)
         size_t len = strcspn(p, ",");
 
         if (n == EP_UNET_MAX_DEPTH || len == 0 || len >= sizeof buf)
-            return cli_usage_error("train", "bad --widths '%s'", s);
+            return cli_usage_error("train", "bad --widths '%s' (expected "
+                                   "2 to %d channel counts of 1 to 4096, "
+                                   "e.g. 16,32,64,128)", s,
+                                   EP_UNET_MAX_DEPTH);
         memcpy(buf, p, len);
         buf[len] = '\0';
         if (cli_parse_int(buf, 1, 4096, &w) != 0)
-            return cli_usage_error("train", "bad --widths '%s'", s);
+            return cli_usage_error("train", "bad --widths '%s' (expected "
+                                   "2 to %d channel counts of 1 to 4096, "
+                                   "e.g. 16,32,64,128)", s,
+                                   EP_UNET_MAX_DEPTH);
         a->cfg.widths[n++] = (int)w;
         p += len + (p[len] == ',');
     }
@@ -133,7 +139,8 @@ static int parse_number(train_args *a, const char *opt, const char *v)
 
     if (strcmp(opt, "--lr") == 0 || strcmp(opt, "--rate") == 0) {
         if (cli_parse_double(v, 1e-7, 10000.0, &x) != 0)
-            return cli_usage_error("train", "bad %s '%s'", opt, v);
+            return cli_usage_error("train", "bad %s '%s' (expected a number "
+                                   "from 1e-7 to 10000)", opt, v);
         if (opt[2] == 'l')
             a->opts.lr = x;
         else
@@ -141,7 +148,8 @@ static int parse_number(train_args *a, const char *opt, const char *v)
         return 0;
     }
     if (cli_parse_int(v, 0, 1L << 30, &n) != 0)
-        return cli_usage_error("train", "bad %s '%s'", opt, v);
+        return cli_usage_error("train", "bad %s '%s' (expected a whole "
+                               "number from 0 to 2^30)", opt, v);
     if (strcmp(opt, "--epochs") == 0)
         a->opts.epochs = (int)n;
     else if (strcmp(opt, "--steps") == 0)

@@ -4,6 +4,7 @@
 # every upload acknowledged with 2xx is still there after the restart, and
 # the interrupted job runs again to completion.  Then SIGTERM while a job
 # runs: the daemon exits in time and the job is queued again, not lost.
+# A second daemon on the same data directory is refused.
 # shellcheck source=tests/daemon/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -87,7 +88,18 @@ req POST /v1/jobs -H 'Content-Type: application/json' -d "$JOB_BODY"
 expect 202 "second job"
 JOB2=$(body .id)
 wait_running "$JOB2"
-sleep 0.2
+
+# A second daemon on the same data directory is refused at start, with
+# the first one's pid, and leaves the running job alone.
+if "$ECGPRUNED" --listen 127.0.0.1:0 --data-dir "$WORK/data" \
+        --log-file "$WORK/second.log" 2> "$WORK/second.err"; then
+    fail "a second daemon started on a data directory in use"
+fi
+grep -q "data directory .* is in use by another ecgpruned (pid $DAEMON_PID)" \
+    "$WORK/second.err" || fail "second daemon: $(cat "$WORK/second.err")"
+req GET "/v1/jobs/$JOB2"
+[ "$(body .state)" = running ] ||
+    fail "job after a second daemon's start: $(body .state)"
 T0=$(date +%s)
 stop_daemon
 note "stopped $(($(date +%s) - T0)) s after SIGTERM"
