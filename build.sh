@@ -35,10 +35,26 @@ build() {
     ninja -C build ${JOBS:+-j "$JOBS"}
 }
 
+# The tests read the whole MIT-BIH database; without it most would fail
+# one by one, so its absence is said once, with what to do.
+check_mitdb() {
+    local dir
+    dir=$(meson introspect build --buildoptions |
+        jq -r '.[] | select(.name == "mitdb") | .value')
+    [ -n "$dir" ] || dir=../shared/data/mitdb
+    [ -f "$dir/100.hea" ] && return 0
+    echo "build.sh: the tests read the MIT-BIH Arrhythmia Database, which" \
+        "is not at $dir (no 100.hea there); put it at ../shared/data/mitdb" \
+        "beside this folder, or point the tests at a copy with" \
+        "'meson configure build -Dmitdb=DIR'" >&2
+    exit 1
+}
+
 # Meson prints its own summary; this adds the plain "N passed, N failed"
 # line that CI systems read.
 run_tests() {
     local rc=0
+    check_mitdb
     meson test -C build --print-errorlogs --num-processes "${JOBS:-2}" \
         --timeout-multiplier 3 "$@" || rc=$?
     python3 - build/meson-logs/testlog.json <<'PY' || true
