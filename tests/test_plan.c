@@ -463,6 +463,52 @@ static void test_concurrent_plans(void)
     ep_net_free(net);
 }
 
+/* Running the first n items of a batch gives those items exactly what the
+ * whole batch gives them, reads only n items of input (an exact-size
+ * buffer, which AddressSanitizer watches), and is refused for n outside
+ * 1..batch and for a training plan short of its batch. */
+static void test_run_first(void)
+{
+    enum { B = 5, N = 2, L = 48 };
+    ep_net *net = small_unet(EP_WAVELET_DB2, 3, 60);
+    ep_plan *plan, *train;
+    ep_error err;
+    ep_rng rng;
+    float x[B * L], *part = malloc((size_t)N * L * sizeof *part), *whole;
+    const float *y;
+    int i, ch, len;
+    size_t size;
+
+    REQUIRE(part != NULL);
+    ep_rng_seed(&rng, 61);
+    for (i = 0; i < B * L; i++)
+        x[i] = (float)ep_rng_normal(&rng);
+    memcpy(part, x, (size_t)N * L * sizeof *part);
+    REQUIRE(ep_plan_create(net, B, L, EP_PLAN_INFER, &plan, &err) == EP_OK);
+    REQUIRE(ep_plan_run(plan, x, &err) == EP_OK);
+    y = ep_plan_output(plan, -1, &ch, &len);
+    size = (size_t)ch * len;
+    whole = malloc(N * size * sizeof *whole);
+    REQUIRE(whole != NULL);
+    memcpy(whole, y, N * size * sizeof *whole);
+    REQUIRE(ep_plan_run_first(plan, part, N, &err) == EP_OK);
+    y = ep_plan_output(plan, -1, NULL, NULL);
+    CHECK(memcmp(y, whole, N * size * sizeof *whole) == 0);
+
+    CHECK_EQ_INT(ep_plan_run_first(plan, part, 0, &err), EP_EINVAL);
+    CHECK(strstr(err.msg, "expected 1..5") != NULL);
+    CHECK_EQ_INT(ep_plan_run_first(plan, x, B + 1, &err), EP_EINVAL);
+    REQUIRE(ep_plan_create(net, B, L, EP_PLAN_TRAIN, &train, &err) == EP_OK);
+    CHECK_EQ_INT(ep_plan_run_first(train, x, B - 1, &err), EP_EINVAL);
+    CHECK(strstr(err.msg, "whole batch") != NULL);
+    CHECK_EQ_INT(ep_plan_run_first(train, x, B, &err), EP_OK);
+    ep_plan_free(train);
+    ep_plan_free(plan);
+    free(whole);
+    free(part);
+    ep_net_free(net);
+}
+
 int main(void)
 {
     test_unet_forward();
@@ -470,5 +516,6 @@ int main(void)
     test_train_stats();
     test_flops_and_errors();
     test_concurrent_plans();
+    test_run_first();
     return check_exit();
 }

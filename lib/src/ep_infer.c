@@ -563,9 +563,9 @@ int ep_infer_probabilities(ep_inferer *inf, const float *x, int64_t n,
         int used = n_windows - first < batch ? (int)(n_windows - first)
                                              : batch;
 
-        /* Fill the batch: windows past the end are mirrored, unused slots
-         * are zero. */
-        memset(inf->input, 0, (size_t)batch * window * sizeof *inf->input);
+        /* Fill the batch's first `used` windows; samples past the end are
+         * mirrored.  Only those run: a short signal's last batch would
+         * otherwise cost as much as a full one. */
         for (int b = 0; b < used; b++) {
             int64_t start = (first + b) * stride;
             float *dst = inf->input + (int64_t)b * window;
@@ -576,7 +576,7 @@ int ep_infer_probabilities(ep_inferer *inf, const float *x, int64_t n,
         }
 
         /* Run, then keep each window's centre. */
-        rc = ep_plan_run(inf->plan, inf->input, err);
+        rc = ep_plan_run_first(inf->plan, inf->input, used, err);
         if (rc != EP_OK)
             return rc;
         scores = ep_plan_output(inf->plan, -1, NULL, NULL);

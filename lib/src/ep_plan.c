@@ -32,6 +32,7 @@ typedef struct plan_layer {
 struct ep_plan {
     const ep_net *net;
     int batch, length, flags, input_layer;
+    int active;          /* items of the batch the current run computes */
     int n_layers;        /* the net's layer count when the plan was made */
     plan_layer *layers;
     float **slots;
@@ -363,7 +364,7 @@ static void run_conv(ep_plan *p, int i)
     float *y = layer_out(p, i);
     int n;
 
-    for (n = 0; n < p->batch; n++)
+    for (n = 0; n < p->active; n++)
         ep_conv_forward(&pl->geom, x + n * in_stride, w, b,
                         y + n * out_stride, p->work);
 }
@@ -375,20 +376,20 @@ static void bn_batch_stats(ep_plan *p, int i, const float *x)
     const ep_layer *l = &p->net->layers[i];
     plan_layer *pl = &p->layers[i];
     size_t len = (size_t)pl->length, t;
-    double count = (double)p->batch * len;
+    double count = (double)p->active * len;
     int c, n;
 
     for (c = 0; c < l->channels; c++) {
         double sum = 0.0, sq = 0.0, mean;
 
-        for (n = 0; n < p->batch; n++) {
+        for (n = 0; n < p->active; n++) {
             const float *xc = x + ((size_t)n * l->channels + c) * len;
 
             for (t = 0; t < len; t++)
                 sum += xc[t];
         }
         mean = sum / count;
-        for (n = 0; n < p->batch; n++) {
+        for (n = 0; n < p->active; n++) {
             const float *xc = x + ((size_t)n * l->channels + c) * len;
 
             for (t = 0; t < len; t++)
@@ -423,7 +424,7 @@ static void run_bn(ep_plan *p, int i)
             scale = (float)(l->gamma[c] / sqrt((double)l->var[c] + l->eps));
         }
         shift = l->beta[c] - mean * scale;
-        for (n = 0; n < p->batch; n++) {
+        for (n = 0; n < p->active; n++) {
             size_t off = ((size_t)n * l->channels + c) * len;
 
             for (t = 0; t < len; t++)
@@ -437,7 +438,7 @@ static void run_relu(ep_plan *p, int i)
     const ep_layer *l = &p->net->layers[i];
     const float *x = layer_out(p, l->inputs[0]);
     float *y = layer_out(p, i);
-    size_t n = (size_t)p->batch * l->channels * p->layers[i].length, k;
+    size_t n = (size_t)p->active * l->channels * p->layers[i].length, k;
 
     for (k = 0; k < n; k++)
         y[k] = x[k] > 0.0f ? x[k] : 0.0f;
@@ -452,7 +453,7 @@ static void run_wavelet(ep_plan *p, int i)
     size_t stride = (size_t)l->in_channels * in_len;
     int n;
 
-    for (n = 0; n < p->batch; n++) {
+    for (n = 0; n < p->active; n++) {
         if (l->op == EP_OP_DWT)
             ep_dwt_forward(l->wavelet, l->in_channels, in_len,
                            x + n * stride, y + n * stride);
@@ -469,7 +470,7 @@ static void run_concat(ep_plan *p, int i)
     float *y = layer_out(p, i);
     int n, j;
 
-    for (n = 0; n < p->batch; n++) {
+    for (n = 0; n < p->active; n++) {
         float *dst = y + (size_t)n * l->channels * len;
 
         for (j = 0; j < l->n_inputs; j++) {
@@ -484,18 +485,34 @@ static void run_concat(ep_plan *p, int i)
 
 int ep_plan_run(ep_plan *plan, const float *input, ep_error *err)
 {
+    return ep_plan_run_first(plan, input, plan->batch, err);
+}
+
+int ep_plan_run_first(ep_plan *plan, const float *input, int n,
+                      ep_error *err)
+{
     const ep_net *net = plan->net;
     int i;
 
     if (net->n_layers != plan->n_layers)
         return ep_error_set(err, EP_EINVAL, "plan: network changed shape");
+    /* Batch statistics are those of the whole batch the plan was made
+     * for, so a training run takes all of it. */
+    if (n < 1 || n > plan->batch ||
+        (plan->flags == EP_PLAN_TRAIN && n != plan->batch))
+        return ep_error_set(err, EP_EINVAL, "plan: %d items to run, "
+                            "expected 1..%d%s", n, plan->batch,
+                            plan->flags == EP_PLAN_TRAIN
+                                ? " (a training plan runs its whole batch)"
+                                : "");
+    plan->active = n;
     for (i = 0; i < net->n_layers; i++) {
         const ep_layer *l = &net->layers[i];
 
         switch (l->op) {
         case EP_OP_INPUT:
             memcpy(layer_out(plan, i), input,
-                   (size_t)plan->batch * l->channels * plan->length *
+                   (size_t)plan->active * l->channels * plan->length *
                        sizeof *input);
             break;
         case EP_OP_CONV: run_conv(plan, i); break;

@@ -36,6 +36,14 @@ int ep_plan_refresh(ep_plan *plan, ep_error *err);
 /* input: batch x input channels x length. */
 int ep_plan_run(ep_plan *plan, const float *input, ep_error *err);
 
+/* The same for the first n items of the batch only (1 <= n <= batch; a
+ * training plan takes its whole batch): input holds n items, the output's
+ * first n are theirs and the rest is unspecified.  An inference
+ * of a short signal fills fewer windows than the plan's batch, and an
+ * unused window costs as much as a used one. */
+int ep_plan_run_first(ep_plan *plan, const float *input, int n,
+                      ep_error *err);
+
 /* Output of one layer (layer < 0: the network output) for the whole batch,
  * batch x channels x length; channels and length may be NULL.  With
  * EP_PLAN_INFER only the network output is guaranteed to be valid. */
