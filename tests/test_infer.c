@@ -348,6 +348,25 @@ static void test_pick_beats(void)
         CHECK(beats[0].sample == 20 && beats[0].cls == EP_AAMI_V);
     free(beats);
 
+    /* NaN probabilities (a network that overflowed) count as background
+     * and the scan goes on past them: the beat at 20 alone, with the
+     * default refractory period and with none. */
+    for (int64_t t = 0; t < n; t++)
+        put(p, n, t, 1.0f, 0, 0, 0, 0, 0);
+    put(p, n, 20, 0.1f, 0.9f, 0, 0, 0, 0);
+    for (int64_t t = 50; t < 56; t++)
+        put(p, n, t, NAN, NAN, NAN, NAN, NAN, NAN);
+    for (int pass = 0; pass < 2; pass++) {
+        opts.refractory_s = pass == 0 ? opts.refractory_s : 0.0;
+        REQUIRE(ep_infer_pick_beats(&meta, p, n, &opts, &beats, &nb, &err)
+                == 0);
+        CHECK_EQ_INT(nb, 1);
+        if (nb == 1)
+            CHECK(beats[0].sample == 20 && beats[0].cls == EP_AAMI_N);
+        free(beats);
+    }
+    ep_infer_default_opts(&opts);
+
     /* Nothing above threshold: no beats. */
     for (int64_t t = 0; t < n; t++)
         put(p, n, t, 0.9f, 0.1f, 0, 0, 0, 0);
@@ -468,6 +487,22 @@ static void test_errors(void)
     x[3] = INFINITY;
     CHECK_EQ_INT(ep_infer_beats(inf, x, 100, 360.0, &beats, &nb, &err),
                  EP_EINVAL);
+    CHECK(beats == NULL && nb == 0);
+    ep_inferer_free(inf);
+
+    /* Finite weights that overflow float: from x = 0.1 on, c1 gives at
+     * least 1e18 per channel and the head sums 4 products of 1e19 with
+     * those, past 3.4e38 from about x = 0.5 on: every class score is
+     * infinite there and the softmax NaN.  Refused, with the sample. */
+    x[3] = 0.03f;
+    for (int i = 0; i < 4 * 5; i++)
+        net->layers[1].weight[i] = 1e19f;
+    for (int i = 0; i < 3 * 4; i++)
+        net->layers[3].weight[i] = 1e19f;
+    REQUIRE(ep_inferer_create(net, NULL, &inf, &err) == 0);
+    CHECK_EQ_INT(ep_infer_beats(inf, x, 100, 360.0, &beats, &nb, &err),
+                 EP_ERANGE);
+    CHECK_MSG(strstr(err.msg, "not finite") != NULL, "%s", err.msg);
     CHECK(beats == NULL && nb == 0);
     ep_inferer_free(inf);
     ep_net_free(net);

@@ -526,9 +526,13 @@ static int64_t window_count(int64_t n, int window, int stride)
     return 1 + (n - window + stride - 1) / stride;
 }
 
-/* Softmax of the kept part of one window's scores, into probs. */
-static void stitch_window(ep_inferer *inf, const float *scores, int64_t k,
-                          int64_t n_windows, int64_t n, float *probs)
+/* Softmax of the kept part of one window's scores, into probs.  Returns
+ * the first sample whose probabilities are not finite, or -1: weights that
+ * are finite can still overflow float on some input (a NaN or an infinity
+ * in every later layer), and such scores would mean nothing. */
+static int64_t stitch_window(ep_inferer *inf, const float *scores,
+                             int64_t k, int64_t n_windows, int64_t n,
+                             float *probs)
 {
     int window = inf->window, overlap = inf->opts.overlap;
     int64_t start = k * (window - 2 * overlap);
@@ -542,10 +546,14 @@ static void stitch_window(ep_inferer *inf, const float *scores, int64_t k,
                scores + (int64_t)c * window + keep_lo,
                (size_t)kept * sizeof *inf->scores);
     ep_softmax_channels(inf->n_classes, kept, inf->scores);
+    for (int64_t i = 0; i < (int64_t)inf->n_classes * kept; i++)
+        if (!isfinite(inf->scores[i]))
+            return start + keep_lo + i % kept;
     for (int c = 0; c < inf->n_classes; c++)
         memcpy(probs + c * n + start + keep_lo,
                inf->scores + (int64_t)c * kept,
                (size_t)kept * sizeof *probs);
+    return -1;
 }
 
 int ep_infer_probabilities(ep_inferer *inf, const float *x, int64_t n,
@@ -580,9 +588,18 @@ int ep_infer_probabilities(ep_inferer *inf, const float *x, int64_t n,
         if (rc != EP_OK)
             return rc;
         scores = ep_plan_output(inf->plan, -1, NULL, NULL);
-        for (int b = 0; b < used; b++)
-            stitch_window(inf, scores + (int64_t)b * inf->n_classes * window,
-                          first + b, n_windows, n, probs);
+        for (int b = 0; b < used; b++) {
+            int64_t bad = stitch_window(inf, scores + (int64_t)b *
+                                                 inf->n_classes * window,
+                                        first + b, n_windows, n, probs);
+
+            if (bad >= 0)
+                return ep_error_set(err, EP_ERANGE, "infer: the network's "
+                                    "output is not finite (NaN or "
+                                    "infinity) at input sample %lld: its "
+                                    "weights overflow float on this "
+                                    "signal", (long long)bad);
+        }
     }
     return EP_OK;
 }
@@ -658,8 +675,9 @@ int ep_infer_pick_beats(const ep_net_meta *meta, const float *probs,
         float peak = 0.0f;
         beat_candidate c;
 
-        /* The next region where the beat probability reaches threshold. */
-        if (1.0f - probs[t] < opts->threshold) {
+        /* The next region where the beat probability reaches threshold.
+         * Written so that a NaN counts as background: t must advance. */
+        if (!(1.0f - probs[t] >= opts->threshold)) {
             t++;
             continue;
         }

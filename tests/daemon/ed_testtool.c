@@ -1,9 +1,11 @@
 /*
  * ed_testtool.c - helpers for the daemon's integration tests:
- *   model OUT [SEED] [full|window=N|highpass=HZ]
+ *   model OUT [SEED] [full|window=N|highpass=HZ|overflow]
  *                              an untrained U-Net model file: small, or
  *                              the default architecture with "full", or
- *                              small with that window or high-pass
+ *                              small with that window or high-pass, or
+ *                              small with finite weights that overflow
+ *                              float on any ECG (NaN scores)
  *   ecg-json RECORD FROM N     N samples of a record's first signal from
  *                              FROM on, as an inference/batch JSON body
  *                              in mV
@@ -30,6 +32,24 @@ static int fail(const char *what, const ep_error *err)
     return 1;
 }
 
+/* Every convolution's weights at 1e19: each layer multiplies what is
+ * left of the input by at least that, so a few layers take any ECG past
+ * float's range, and the wavelet transforms subtract infinities. */
+static void overflow_weights(ep_net *net)
+{
+    int i;
+    size_t k;
+
+    for (i = 0; i < net->n_layers; i++) {
+        ep_layer *l = &net->layers[i];
+
+        if (l->op != EP_OP_CONV)
+            continue;
+        for (k = 0; k < (size_t)l->channels * l->in_channels * l->kernel; k++)
+            l->weight[k] = 1e19f;
+    }
+}
+
 static int cmd_model(int argc, char **argv)
 {
     ep_unet_config cfg;
@@ -51,6 +71,8 @@ static int cmd_model(int argc, char **argv)
     if (argc == 5 && strncmp(argv[4], "highpass=", 9) == 0)
         cfg.meta.highpass_hz = atof(argv[4] + 9);
     rc = ep_unet_build(&cfg, seed, &net, &err);
+    if (!rc && argc == 5 && strcmp(argv[4], "overflow") == 0)
+        overflow_weights(net);
     if (!rc)
         rc = ep_model_save(net, argv[2], &err);
     ep_net_free(net);
@@ -174,7 +196,8 @@ int main(int argc, char **argv)
         return cmd_ecg_json(argv);
     if (argc == 6 && strcmp(argv[1], "score") == 0)
         return cmd_score(argv);
-    fprintf(stderr, "usage: ed_testtool model OUT [SEED] [full]\n"
+    fprintf(stderr, "usage: ed_testtool model OUT [SEED] "
+            "[full|window=N|highpass=HZ|overflow]\n"
             "       ed_testtool ecg-json RECORD FROM N\n"
             "       ed_testtool score RESPONSE RECORD FROM N\n");
     return 2;

@@ -244,6 +244,11 @@ bad 422 "window of 256 samples is shorter than one second at its 360 Hz" \
 "$ED_TESTTOOL" model "$WORK/hp.safetensors" 1 highpass=40
 bad 422 "high-pass cut-off 40 Hz is above 5 Hz" \
     POST "/v1/models?name=hp" --data-binary "@$WORK/hp.safetensors"
+# Finite weights that overflow float: the test run on a stand-in ECG at
+# upload finds it (such a model made beat picking loop forever).
+"$ED_TESTTOOL" model "$WORK/ovf.safetensors" 1 overflow
+bad 422 "cannot run on a test ECG .* output is not finite" \
+    POST "/v1/models?name=ovf" --data-binary "@$WORK/ovf.safetensors"
 bad 422 'not an ecgprune safetensors model' POST "/v1/models?name=junk" \
     -d 'this is not a model'
 bad 422 'query parameter "name" is required' POST /v1/models \
