@@ -29,6 +29,9 @@ void ed_api_models_list(ed_app *app, ed_request *req, int64_t id);
 void ed_api_models_get(ed_app *app, ed_request *req, int64_t id);
 void ed_api_models_file(ed_app *app, ed_request *req, int64_t id);
 void ed_api_models_delete(ed_app *app, ed_request *req, int64_t id);
+/* Longest model name (letters, digits, '.', '-', '_'). */
+#define ED_MODEL_NAME_MAX 64
+
 /* Parse and store a model whose bytes' SHA-256 (ed_models_sha256) the
  * caller has, since every caller needs it first; 0 or an HTTP status
  * with msg. */

@@ -268,6 +268,8 @@ void ed_api_infer(ed_app *app, ed_request *req, int64_t id)
     if (st) {
         free(iw);
         ed_http_problem(req, st, "%s", msg);
+        if (st == 503)
+            ed_http_add_header(req, "Retry-After", "1");
         return;
     }
     st = check_subject(app, req, id, msg, sizeof msg);

@@ -15,8 +15,6 @@
 #include "ed_ecg.h"
 #include "ed_models.h"
 
-#define ED_MODEL_NAME_MAX 64
-
 static int valid_name(const char *s)
 {
     size_t n = strlen(s), i;

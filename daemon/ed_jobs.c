@@ -574,8 +574,11 @@ static int record_success(ed_app *app, job_run *run, double seconds)
 
     if (ed_store_begin(app->store))
         return -1;
-    snprintf(name, sizeof name, "%.60s-job%lld", run->model_name,
-             (long long)run->id);
+    /* The parent's name, cut so that the job's suffix fits the limit. */
+    snprintf(name, sizeof name, "%.*s-job%lld",
+             ED_MODEL_NAME_MAX - snprintf(NULL, 0, "-job%lld",
+                                          (long long)run->id),
+             run->model_name, (long long)run->id);
     if (ed_models_sha256(run->out_blob, run->out_len, sha) ||
         ed_api_models_store(app, name, run->out_blob, run->out_len, sha,
                             run->model_id, run->id, &model_id, msg,
@@ -851,34 +854,49 @@ void ed_jobs_free(ed_app *app)
 
 int ed_jobs_recover(ed_app *app)
 {
-    char why[128];
-    int n;
+    char why[160];
+    int n, failed, requeued;
 
-    ed_store_exec(app->store, "UPDATE jobs SET state = 'cancelled', "
-                  "error = 'cancelled by request', finished_at = "
-                  "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE state = "
-                  "'running' AND cancel_requested = 1", NULL);
+    /* One transaction: a store that another process holds locked must
+     * not leave half of this done (a death uncounted, say). */
+    if (ed_store_begin(app->store))
+        return -1;
+
+    /* A job whose cancel was asked for is not run again. */
+    n = ed_store_exec(app->store, "UPDATE jobs SET state = 'cancelled', "
+                      "error = 'cancelled by request', finished_at = "
+                      "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE state IN "
+                      "('running', 'queued') AND cancel_requested = 1",
+                      NULL);
+
     /* A job still marked running died with the daemon (a clean stop
      * queues it again).  If that keeps happening, the job itself may be
      * the cause (it ran out of memory, say): it is not started again. */
-    ed_store_exec(app->store, "UPDATE jobs SET interrupted = interrupted "
-                  "+ 1 WHERE state = 'running'", NULL);
-    snprintf(why, sizeof why, "the daemon died while this job ran, %d "
-             "times; it is not started again", ED_JOBS_MAX_INTERRUPTIONS);
-    n = ed_store_exec(app->store, "UPDATE jobs SET state = 'failed', "
-                      "error = ?, finished_at = "
-                      "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE state = "
-                      "'running' AND interrupted >= ?", "ti", why,
-                      (int64_t)ED_JOBS_MAX_INTERRUPTIONS);
-    if (n > 0)
+    if (n >= 0)
+        n = ed_store_exec(app->store, "UPDATE jobs SET interrupted = "
+                          "interrupted + 1 WHERE state = 'running'", NULL);
+    snprintf(why, sizeof why, "the daemon died or was stopped past its "
+             "deadline while this job ran, %d times; it is not started "
+             "again", ED_JOBS_MAX_INTERRUPTIONS);
+    failed = n < 0 ? -1 : ed_store_exec(
+        app->store, "UPDATE jobs SET state = 'failed', error = ?, "
+        "finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE state "
+        "IN ('running', 'queued') AND interrupted >= ?", "ti", why,
+        (int64_t)ED_JOBS_MAX_INTERRUPTIONS);
+    requeued = failed < 0 ? -1 : ed_store_exec(
+        app->store, "UPDATE jobs SET state = 'queued', started_at = NULL, "
+        "progress = 0, progress_group = 0, stage = NULL WHERE state = "
+        "'running'", NULL);
+    if (requeued < 0 || ed_store_commit(app->store)) {
+        ed_store_rollback(app->store);
+        return -1;
+    }
+    if (failed > 0)
         ed_log(ED_LOG_WARN, "jobs_failed", "count=%d reason=\"interrupted "
-               "%d times\"", n, ED_JOBS_MAX_INTERRUPTIONS);
-    n = ed_store_exec(app->store, "UPDATE jobs SET state = 'queued', "
-                      "started_at = NULL, progress = 0, progress_group = 0, "
-                      "stage = NULL WHERE state = 'running'", NULL);
-    if (n > 0)
-        ed_log(ED_LOG_INFO, "jobs_requeued", "count=%d", n);
-    return n;
+               "%d times\"", failed, ED_JOBS_MAX_INTERRUPTIONS);
+    if (requeued > 0)
+        ed_log(ED_LOG_INFO, "jobs_requeued", "count=%d", requeued);
+    return 0;
 }
 
 int ed_jobs_cancel(ed_app *app, int64_t id)
@@ -916,11 +934,20 @@ void ed_jobs_abandon(ed_app *app)
 {
     job_run *run;
 
+    /* A job that did not stop by the deadline counts as interrupted: one
+     * stuck in work it cannot leave would otherwise run again at every
+     * start.  One whose cancel was asked for is cancelled. */
     for (run = app->jobs->running; run; run = run->next) {
         run->abandoned = 1;
-        ed_store_exec(app->store, "UPDATE jobs SET state = 'queued', "
-                      "started_at = NULL, progress = 0 WHERE id = ? AND "
-                      "state = 'running'", "i", run->id);
+        ed_store_exec(app->store, "UPDATE jobs SET state = CASE WHEN "
+                      "cancel_requested = 1 THEN 'cancelled' ELSE 'queued' "
+                      "END, error = CASE WHEN cancel_requested = 1 THEN "
+                      "'cancelled by request' END, finished_at = CASE WHEN "
+                      "cancel_requested = 1 THEN "
+                      "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') END, "
+                      "started_at = NULL, progress = 0, interrupted = "
+                      "interrupted + 1 WHERE id = ? AND state = 'running'",
+                      "i", run->id);
         ed_log(ED_LOG_WARN, "job_requeued", "job=%lld reason=\"stop "
                "timeout\"", (long long)run->id);
     }

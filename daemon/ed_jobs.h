@@ -26,10 +26,11 @@ void ed_jobs_free(ed_app *app);
  * which queue a running job again, do not count. */
 #define ED_JOBS_MAX_INTERRUPTIONS 3
 
-/* At start-up: jobs left 'running' by a dead daemon go back to 'queued',
- * to 'cancelled' if a cancel was asked for, or to 'failed' once the
- * daemon died under them ED_JOBS_MAX_INTERRUPTIONS times.  Returns how
- * many were queued again. */
+/* At start-up, in one transaction: jobs left 'running' by a dead daemon
+ * go back to 'queued', to 'cancelled' if a cancel was asked for, or to
+ * 'failed' once the daemon died under them (or stopped past its deadline
+ * with them running) ED_JOBS_MAX_INTERRUPTIONS times.  Returns 0, or -1
+ * when the store could not be written (it is left as it was). */
 int ed_jobs_recover(ed_app *app);
 
 /* Look for queued work now (after a submission). */

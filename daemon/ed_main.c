@@ -5,6 +5,7 @@
  */
 #include <cblas.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -277,6 +278,26 @@ static int write_port_file(const char *path, int port)
     return rename(tmp, path);
 }
 
+/* The store's database file, if there is one, must open for writing:
+ * SQLite would open it read-only without a word. */
+static int database_writable(const char *dir, char *why, size_t size)
+{
+    char path[ED_PATH_MAX + 32];
+    int fd;
+
+    snprintf(path, sizeof path, "%s/ecgpruned.sqlite3", dir);
+    fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0) {
+        close(fd);
+        return 1;
+    }
+    if (errno == ENOENT)
+        return 1;
+    snprintf(why, size, "%s cannot be opened for writing: %s", path,
+             strerror(errno));
+    return 0;
+}
+
 /* Whether the data directory exists as a writable directory, or can be
  * created: tried for real (and removed again), since access() says yes to
  * root everywhere, /proc included. */
@@ -293,7 +314,7 @@ static int data_dir_usable(const char *dir, char *why, size_t size)
             snprintf(why, size, "%s is not writable", dir);
             return 0;
         }
-        return 1;
+        return database_writable(dir, why, size);
     }
     if (mkdir(dir, 0700) != 0) {
         snprintf(why, size, "%s does not exist and cannot be created: %s",
@@ -405,7 +426,14 @@ static int open_state(ed_app *app)
         fprintf(stderr, "ecgpruned: out of memory\n");
         return 1;
     }
-    ed_jobs_recover(app);
+    if (ed_jobs_recover(app)) {
+        ed_log(ED_LOG_ERROR, "store_failed", "reason=\"cannot recover the "
+               "jobs of the last run: %s\"", ed_store_errmsg(app->store));
+        fprintf(stderr, "ecgpruned: cannot recover the jobs of the last "
+                "run (%s); is another process holding the database?\n",
+                ed_store_errmsg(app->store));
+        return 1;
+    }
     if (app->cfg.preload[0] && preload(app)) {
         fprintf(stderr, "ecgpruned: --preload %s failed (see log)\n",
                 app->cfg.preload);
@@ -446,6 +474,9 @@ int main(int argc, char **argv)
     setenv("UV_THREADPOOL_SIZE", workers, 1);
     openblas_set_num_threads(1);
     signal(SIGPIPE, SIG_IGN);
+    /* Past a file-size limit (ulimit -f) a write fails with EFBIG, which
+     * SQLite reports, instead of killing the daemon mid-request. */
+    signal(SIGXFSZ, SIG_IGN);
 
     if (ed_log_open(app->cfg.log_file, app->cfg.log_level)) {
         fprintf(stderr, "ecgpruned: cannot open log file %s\n",

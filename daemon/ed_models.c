@@ -114,7 +114,8 @@ int ed_models_acquire(ed_app *app, int64_t id, const ep_net **net,
     i = free_slot(m);
     if (i < 0) {
         ep_net_free(parsed);
-        snprintf(err, es, "too many models in use at once");
+        snprintf(err, es, "too many models in use at once (%d); retry "
+                 "shortly", N_ENTRIES);
         return 503;
     }
     m->entries[i].id = id;

@@ -23,11 +23,21 @@
 struct ed_store {
     sqlite3 *db;
     int lock_fd;        /* holds the data directory's lock; -1 if none */
+    char last_error[256]; /* SQLite's message at the last failure: a later
+                             call (a rollback) resets sqlite3_errmsg */
 };
 
 const char *ed_store_errmsg(ed_store *s)
 {
-    return sqlite3_errmsg(s->db);
+    return s->last_error[0] ? s->last_error : sqlite3_errmsg(s->db);
+}
+
+/* Keep and log SQLite's message for a failed statement. */
+static void store_failed(ed_store *s, const char *event)
+{
+    snprintf(s->last_error, sizeof s->last_error, "%s",
+             sqlite3_errmsg(s->db));
+    ed_log(ED_LOG_ERROR, event, "error=\"%s\"", s->last_error);
 }
 
 void ed_store_now(char buf[32])
@@ -53,8 +63,7 @@ static sqlite3_stmt *prepare_v(ed_store *s, const char *sql,
     int i, rc = SQLITE_OK;
 
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        ed_log(ED_LOG_ERROR, "sql_prepare", "error=\"%s\"",
-               sqlite3_errmsg(s->db));
+        store_failed(s, "sql_prepare");
         return NULL;
     }
     for (i = 0; binds && binds[i] && rc == SQLITE_OK; i++) {
@@ -99,8 +108,7 @@ int ed_store_exec(ed_store *s, const char *sql, const char *binds, ...)
         ;
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
-        ed_log(ED_LOG_ERROR, "sql_exec", "error=\"%s\"",
-               sqlite3_errmsg(s->db));
+        store_failed(s, "sql_exec");
         return -1;
     }
     return sqlite3_changes(s->db);
@@ -158,8 +166,7 @@ static json_t *rows_v(ed_store *s, int limit_one, int *found,
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        ed_log(ED_LOG_ERROR, "sql_query", "error=\"%s\"",
-               sqlite3_errmsg(s->db));
+        store_failed(s, "sql_query");
         json_decref(arr);
         return NULL;
     }
@@ -252,14 +259,19 @@ int ed_store_blob(ed_store *s, unsigned char **data, size_t *len,
 
 int ed_store_begin(ed_store *s)
 {
-    return sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) ==
-           SQLITE_OK ? 0 : -1;
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) ==
+        SQLITE_OK)
+        return 0;
+    store_failed(s, "sql_begin");
+    return -1;
 }
 
 int ed_store_commit(ed_store *s)
 {
-    return sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK
-           ? 0 : -1;
+    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        return 0;
+    store_failed(s, "sql_commit");
+    return -1;
 }
 
 void ed_store_rollback(ed_store *s)
@@ -416,6 +428,15 @@ int ed_store_open(const char *data_dir, ed_store **out, char *err,
     if (sqlite3_exec(s->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, es, "%s: %s", path, msg ? msg : "pragma failed");
         sqlite3_free(msg);
+        ed_store_close(s);
+        return -1;
+    }
+    /* SQLite opens a file it may not write read-only, without an error;
+     * every upload would then fail with a 500. */
+    if (sqlite3_db_readonly(s->db, "main") == 1) {
+        snprintf(err, es, "%s: the database file can only be read (check "
+                 "its owner, mode and attributes): the daemon writes it",
+                 path);
         ed_store_close(s);
         return -1;
     }

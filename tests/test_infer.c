@@ -472,6 +472,15 @@ static void test_errors(void)
     CHECK(strstr(err.msg, "bg") != NULL);
     strcpy(net->meta.classes[0], "bg");
 
+    /* After 'bg', AAMI classes only, each once. */
+    strcpy(net->meta.classes[2], "foo");
+    CHECK_EQ_INT(ep_inferer_create(net, NULL, &inf, &err), EP_EINVAL);
+    CHECK_MSG(strstr(err.msg, "class 2 is 'foo'") != NULL, "%s", err.msg);
+    strcpy(net->meta.classes[2], "N");
+    CHECK_EQ_INT(ep_inferer_create(net, NULL, &inf, &err), EP_EINVAL);
+    CHECK_MSG(strstr(err.msg, "class 2 is 'N'") != NULL, "%s", err.msg);
+    strcpy(net->meta.classes[2], "V");
+
     /* A window whose plan alone would take gigabytes (the model file
      * bounds the weights, not the window): per sample the input's 1
      * channel, c1's 4 outputs and 1 x 5 unfolded inputs, r1's 4, the

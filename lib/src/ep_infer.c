@@ -384,8 +384,13 @@ int ep_infer_prepare(const ep_net *net, const float *mv, int64_t n,
 
 /* ---- windows and probabilities ---------------------------------------- */
 
+/* 'bg' first, then AAMI classes, each once: beats are labelled with the
+ * AAMI class of the highest mean probability, so another name would
+ * never be reported and its beats would come out as N. */
 static int check_classes(const ep_net_meta *meta, ep_error *err)
 {
+    int seen[EP_AAMI_COUNT] = {0};
+
     if (meta->n_classes < 2 || meta->n_classes > EP_MAX_CLASSES ||
         strcmp(meta->classes[0], "bg") != 0)
         return ep_error_set(err, EP_EINVAL,
@@ -394,6 +399,15 @@ static int check_classes(const ep_net_meta *meta, ep_error *err)
                             meta->n_classes,
                             meta->n_classes > 0 ? meta->classes[0] : "",
                             EP_MAX_CLASSES);
+    for (int c = 1; c < meta->n_classes; c++) {
+        ep_aami cls = ep_aami_from_name(meta->classes[c]);
+
+        if (cls == EP_AAMI_NONE || seen[cls]++)
+            return ep_error_set(err, EP_EINVAL, "infer: model class %d is "
+                                "'%s'; expected after 'bg' the AAMI classes "
+                                "N, S, V, F, Q, each at most once", c,
+                                meta->classes[c]);
+    }
     return EP_OK;
 }
 

@@ -128,12 +128,22 @@ stop_daemon
 start_daemon
 req GET "/v1/jobs/$JOB"
 [ "$(body .state)" = failed ] || fail "job died under 3 times: $(body .state)"
-body .error | grep -q "the daemon died while this job ran, 3 times" ||
+body .error | grep -q "the daemon died or was stopped past its deadline while this job ran, 3 times" ||
     fail "job died under 3 times: error $(body .error)"
 grep -q 'event=jobs_failed count=1 reason="interrupted 3 times"' \
     "$WORK/daemon.log" || fail "no jobs_failed line"
 req GET "/v1/jobs/$JOB2"
 [ "$(body .state)" != failed ] ||
     fail "a job with 9 starts but 2 deaths under it was failed"
+
+# A job left queued with its cancel asked for (a stop whose deadline
+# passed while it ran) is cancelled at the next start, not run again.
+stop_daemon
+"$SQLITE3" "$DB" "UPDATE jobs SET state = 'queued', cancel_requested = 1 \
+    WHERE id = $JOB2"
+start_daemon
+req GET "/v1/jobs/$JOB2"
+[ "$(body .state)" = cancelled ] ||
+    fail "queued job with a cancel asked for: $(body .state)"
 stop_daemon
 echo "ok: restart"
