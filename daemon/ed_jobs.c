@@ -561,6 +561,15 @@ static json_t *job_warnings(const job_run *run)
     return warnings;
 }
 
+void ed_jobs_result_name(char *out, size_t size, const char *parent,
+                         int64_t job)
+{
+    int suffix = snprintf(NULL, 0, "-job%lld", (long long)job);
+
+    snprintf(out, size, "%.*s-job%lld", ED_MODEL_NAME_MAX - suffix, parent,
+             (long long)job);
+}
+
 /* Store the pruned model, its masks and the job result in one
  * transaction. */
 static int record_success(ed_app *app, job_run *run, double seconds)
@@ -574,11 +583,7 @@ static int record_success(ed_app *app, job_run *run, double seconds)
 
     if (ed_store_begin(app->store))
         return -1;
-    /* The parent's name, cut so that the job's suffix fits the limit. */
-    snprintf(name, sizeof name, "%.*s-job%lld",
-             ED_MODEL_NAME_MAX - snprintf(NULL, 0, "-job%lld",
-                                          (long long)run->id),
-             run->model_name, (long long)run->id);
+    ed_jobs_result_name(name, sizeof name, run->model_name, run->id);
     if (ed_models_sha256(run->out_blob, run->out_len, sha) ||
         ed_api_models_store(app, name, run->out_blob, run->out_len, sha,
                             run->model_id, run->id, &model_id, msg,

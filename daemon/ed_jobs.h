@@ -33,6 +33,11 @@ void ed_jobs_free(ed_app *app);
  * when the store could not be written (it is left as it was). */
 int ed_jobs_recover(ed_app *app);
 
+/* The name of job's pruned model: the parent's name, cut so that
+ * "-job<id>" fits within ED_MODEL_NAME_MAX. */
+void ed_jobs_result_name(char *out, size_t size, const char *parent,
+                         int64_t job);
+
 /* Look for queued work now (after a submission). */
 void ed_jobs_kick(ed_app *app);
 

@@ -15,6 +15,7 @@
 
 #include "../check.h"
 #include "ed_config.h"
+#include "ed_jobs.h"
 #include "ed_log.h"
 #include "ed_schema.h"
 #include "ed_store.h"
@@ -235,7 +236,38 @@ static void test_store(const char *dir)
                                "samples) VALUES ('p2', 360, 'x', 0, 'now', "
                                "x'00')", NULL), 1);
     CHECK_EQ_INT(ed_store_last_id(s), 2);
-    ed_store_close(s);
+
+    /* While it is open, the directory is refused to a second opener
+     * (flock locks each open of the lock file, even in one process), with
+     * the holder's pid; once closed, it opens again. */
+    {
+        ed_store *second = NULL;
+        char want[64];
+
+        snprintf(want, sizeof want, "in use by another ecgpruned (pid %d)",
+                 (int)getpid());
+        CHECK_EQ_INT(ed_store_open(sub, &second, err, sizeof err), -1);
+        CHECK_MSG(strstr(err, want) != NULL, "%s", err);
+        ed_store_close(s);
+        REQUIRE(ed_store_open(sub, &second, err, sizeof err) == 0);
+        ed_store_close(second);
+    }
+}
+
+/* A pruned model's name: the parent's, cut to leave room for the job's
+ * suffix within 64 characters. */
+static void test_result_name(void)
+{
+    char name[128], parent[65];
+
+    ed_jobs_result_name(name, sizeof name, "default", 7);
+    CHECK(strcmp(name, "default-job7") == 0);
+    memset(parent, 'a', 64);
+    parent[64] = '\0';
+    ed_jobs_result_name(name, sizeof name, parent, 12345);
+    CHECK_EQ_INT((int)strlen(name), 64);
+    CHECK(strncmp(name, parent, 55) == 0 &&
+          strcmp(name + 55, "-job12345") == 0);
 }
 
 /* A store left at schema version 1 by an older daemon, with one model,
@@ -439,6 +471,7 @@ int main(void)
     test_advice();
     test_quote();
     test_store(dir);
+    test_result_name();
     test_migration(dir);
     test_warnings();
     test_utf8();
