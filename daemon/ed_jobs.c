@@ -62,6 +62,8 @@ typedef struct job_run {
     char stage[32];
     atomic_int stop;
     int abandoned;
+    double seconds;         /* the work's wall time, once it returned */
+    int store_tries;        /* failed writes of its result, store busy */
 
     /* Outcome, written by the worker before after_work runs. */
     int rc;
@@ -77,9 +79,19 @@ typedef struct job_run {
 struct ed_jobs {
     job_run *running;
     int n_running;
+    job_run *unsettled;     /* done, result not yet stored: store busy */
+    unsigned ticks;
     uv_timer_t timer;       /* progress flush and queue dispatch */
     int shutting_down;
 };
+
+/* A result that cannot be stored because another connection holds the
+ * database locked is tried again every ED_JOBS_STORE_EVERY ticks (s), up
+ * to ED_JOBS_STORE_TRIES times, before the job fails: the work is done
+ * and a lock is usually brief.  Each try may wait out the store's busy
+ * timeout on the event loop, so they are spaced. */
+#define ED_JOBS_STORE_EVERY 5
+#define ED_JOBS_STORE_TRIES 12
 
 /* ---- inputs ----------------------------------------------------------- */
 
@@ -654,50 +666,14 @@ out:
     return -1;
 }
 
-static void after_job(uv_work_t *w, int status)
+/* The metrics and log line of a finished job; frees it and looks for
+ * more work. */
+static void report_finished(ed_app *app, job_run *run, const char *state)
 {
-    job_run *run = w->data;
-    ed_app *app = run->app;
-    ed_jobs *jobs = app->jobs;
-    double seconds = (double)(ed_http_now_ns() - run->start_ns) / 1e9;
-    const char *state;
-    char now[32], quoted[600], distill[160];
-    int stop = atomic_load(&run->stop);
+    char quoted[600], distill[160];
 
-    unlink_run(jobs, run);
-    ed_store_now(now);
-
-    /* Shutdown (or work never started): back to the queue. */
-    if (run->abandoned) {
-        state = "abandoned";
-    } else if (status == UV_ECANCELED ||
-               (stop == STOP_SHUTDOWN && run->rc == EP_ECANCELED)) {
-        state = "queued";
-        ed_store_exec(app->store, "UPDATE jobs SET state = 'queued', "
-                      "started_at = NULL, progress = 0, progress_group = 0, "
-                      "stage = NULL WHERE id = ?", "i", run->id);
-    } else if (run->rc == EP_ECANCELED) {
-        state = "cancelled";
-        ed_store_exec(app->store, "UPDATE jobs SET state = 'cancelled', "
-                      "finished_at = ?, error = 'cancelled by request' "
-                      "WHERE id = ?", "ti", now, run->id);
-    } else if (run->rc == 0 && record_success(app, run, seconds) == 0) {
-        state = "succeeded";
-    } else {
-        state = "failed";
-        ed_store_exec(app->store, "UPDATE jobs SET state = 'failed', "
-                      "finished_at = ?, error = ? WHERE id = ?", "tti", now,
-                      run->rc ? run->err.msg : "the result could not be "
-                      "stored", run->id);
-    }
-    if (strcmp(state, "queued") == 0) {
-        ed_log(ED_LOG_INFO, "job_requeued", "job=%lld reason=shutdown "
-               "seconds=%.1f", (long long)run->id, seconds);
-        free_run(run);
-        return;
-    }
     if (strcmp(state, "abandoned") != 0)
-        ed_metrics_job(state, seconds);
+        ed_metrics_job(state, run->seconds);
     distill[0] = '\0';
     if (run->rc == 0 && run->result != NULL && run->prune.distill_steps > 0)
         snprintf(distill, sizeof distill, " distill_kl_before=%.6g "
@@ -707,12 +683,107 @@ static void after_job(uv_work_t *w, int status)
                  run->result->distill.best_step);
     ed_log(run->rc && run->rc != EP_ECANCELED ? ED_LOG_WARN : ED_LOG_INFO,
            "job_finished", "job=%lld state=%s seconds=%.1f%s%s%s",
-           (long long)run->id, state, seconds, distill,
+           (long long)run->id, state, run->seconds, distill,
            run->rc ? " error=" : "",
            run->rc ? ed_log_quote(quoted, sizeof quoted, run->err.msg) : "");
     free_run(run);
-    if (!jobs->shutting_down)
+    if (!app->jobs->shutting_down)
         ed_jobs_kick(app);
+}
+
+/* Mark a job failed with the message in run->err. */
+static void store_failure(ed_app *app, job_run *run)
+{
+    char now[32];
+
+    ed_store_now(now);
+    ed_store_exec(app->store, "UPDATE jobs SET state = 'failed', "
+                  "finished_at = ?, error = ? WHERE id = ?", "tti", now,
+                  run->err.msg, run->id);
+}
+
+/* A result that could not be stored: failed, with the store's reason. */
+static void fail_unstored(ed_app *app, job_run *run)
+{
+    run->rc = EP_EIO;
+    snprintf(run->err.msg, sizeof run->err.msg, "the result could not be "
+             "stored: %s", ed_store_errmsg(app->store));
+    store_failure(app, run);
+    report_finished(app, run, "failed");
+}
+
+/* Try the unsettled results again (see ED_JOBS_STORE_TRIES).  With
+ * final set (the daemon is stopping) there is no later try: a result
+ * still not stored is dropped, and its job, still 'running' in the
+ * store, runs again at the next start. */
+static void settle_results(ed_app *app, int final)
+{
+    job_run **p = &app->jobs->unsettled, *run;
+
+    while ((run = *p) != NULL) {
+        if (record_success(app, run, run->seconds) == 0) {
+            *p = run->next;
+            report_finished(app, run, "succeeded");
+        } else if (ed_store_busy(app->store) && !final &&
+                   ++run->store_tries < ED_JOBS_STORE_TRIES) {
+            p = &run->next;
+        } else if (final && ed_store_busy(app->store)) {
+            *p = run->next;
+            ed_log(ED_LOG_WARN, "job_unstored", "job=%lld reason=\"store "
+                   "busy at stop; the job runs again at the next start\"",
+                   (long long)run->id);
+            free_run(run);
+        } else {
+            *p = run->next;
+            fail_unstored(app, run);
+        }
+    }
+}
+
+static void after_job(uv_work_t *w, int status)
+{
+    job_run *run = w->data;
+    ed_app *app = run->app;
+    ed_jobs *jobs = app->jobs;
+    char now[32];
+    int stop = atomic_load(&run->stop);
+
+    unlink_run(jobs, run);
+    ed_store_now(now);
+    run->seconds = (double)(ed_http_now_ns() - run->start_ns) / 1e9;
+
+    /* Shutdown (or work never started): back to the queue. */
+    if (run->abandoned) {
+        report_finished(app, run, "abandoned");
+    } else if (status == UV_ECANCELED ||
+               (stop == STOP_SHUTDOWN && run->rc == EP_ECANCELED)) {
+        ed_store_exec(app->store, "UPDATE jobs SET state = 'queued', "
+                      "started_at = NULL, progress = 0, progress_group = 0, "
+                      "stage = NULL WHERE id = ?", "i", run->id);
+        ed_log(ED_LOG_INFO, "job_requeued", "job=%lld reason=shutdown "
+               "seconds=%.1f", (long long)run->id, run->seconds);
+        free_run(run);
+    } else if (run->rc == EP_ECANCELED) {
+        ed_store_exec(app->store, "UPDATE jobs SET state = 'cancelled', "
+                      "finished_at = ?, error = 'cancelled by request' "
+                      "WHERE id = ?", "ti", now, run->id);
+        report_finished(app, run, "cancelled");
+    } else if (run->rc != 0) {
+        store_failure(app, run);
+        report_finished(app, run, "failed");
+    } else if (record_success(app, run, run->seconds) == 0) {
+        report_finished(app, run, "succeeded");
+    } else if (ed_store_busy(app->store) && !jobs->shutting_down) {
+        /* Done but not stored: kept, and tried again from on_tick. */
+        ed_log(ED_LOG_WARN, "job_store_retry", "job=%lld reason=\"%s\" "
+               "retry_every_s=%d tries=%d", (long long)run->id,
+               ed_store_errmsg(app->store), ED_JOBS_STORE_EVERY,
+               ED_JOBS_STORE_TRIES);
+        run->next = jobs->unsettled;
+        jobs->unsettled = run;
+    } else {
+        fail_unstored(app, run);
+    }
 }
 
 /* ---- dispatch --------------------------------------------------------- */
@@ -825,6 +896,9 @@ static void on_tick(uv_timer_t *t)
                           fraction, (int64_t)group, (int64_t)n_groups,
                           stage[0] ? stage : NULL, run->id);
     }
+    if (app->jobs->unsettled &&
+        ++app->jobs->ticks % ED_JOBS_STORE_EVERY == 0)
+        settle_results(app, 0);
     ed_jobs_kick(app);
 }
 
@@ -928,6 +1002,7 @@ void ed_jobs_shutdown(ed_app *app)
 
     app->jobs->shutting_down = 1;
     uv_timer_stop(&app->jobs->timer);
+    settle_results(app, 1);
     for (run = app->jobs->running; run; run = run->next) {
         int expected = STOP_NONE;
         atomic_compare_exchange_strong(&run->stop, &expected, STOP_SHUTDOWN);

@@ -25,6 +25,7 @@ struct ed_store {
     int lock_fd;        /* holds the data directory's lock; -1 if none */
     char last_error[256]; /* SQLite's message at the last failure: a later
                              call (a rollback) resets sqlite3_errmsg */
+    int last_code;        /* its primary result code; 0 after a begin */
 };
 
 const char *ed_store_errmsg(ed_store *s)
@@ -37,6 +38,7 @@ static void store_failed(ed_store *s, const char *event)
 {
     snprintf(s->last_error, sizeof s->last_error, "%s",
              sqlite3_errmsg(s->db));
+    s->last_code = sqlite3_errcode(s->db) & 0xff;
     ed_log(ED_LOG_ERROR, event, "error=\"%s\"", s->last_error);
 }
 
@@ -257,8 +259,14 @@ int ed_store_blob(ed_store *s, unsigned char **data, size_t *len,
     return result;
 }
 
+int ed_store_busy(ed_store *s)
+{
+    return s->last_code == SQLITE_BUSY || s->last_code == SQLITE_LOCKED;
+}
+
 int ed_store_begin(ed_store *s)
 {
+    s->last_code = 0;
     if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) ==
         SQLITE_OK)
         return 0;

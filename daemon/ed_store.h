@@ -53,6 +53,9 @@ int64_t ed_store_int(ed_store *s, int *found, const char *sql,
 int ed_store_blob(ed_store *s, unsigned char **data, size_t *len,
                   const char *sql, const char *binds, ...);
 
+/* Whether the last failure since ed_store_begin was another connection
+ * holding the database locked (past the busy timeout): worth a retry. */
+int ed_store_busy(ed_store *s);
 int ed_store_begin(ed_store *s);
 int ed_store_commit(ed_store *s);
 void ed_store_rollback(ed_store *s);

@@ -145,5 +145,31 @@ start_daemon
 req GET "/v1/jobs/$JOB2"
 [ "$(body .state)" = cancelled ] ||
     fail "queued job with a cancel asked for: $(body .state)"
+
+# Another process holds the database locked when a job's result is to be
+# stored: the result is kept and stored once the lock goes, not lost.
+# The lock is taken while the job runs and released only after the log
+# shows the retry, so the path is exercised whatever the machine's speed.
+req POST /v1/jobs -H 'Content-Type: application/json' \
+    -d "$(jq -c '.method = "l1"' <<< "$JOB_BODY")"
+expect 202 "job under a lock"
+JOB3=$(body .id)
+wait_running "$JOB3"
+mkfifo "$WORK/lock.fifo"
+"$SQLITE3" "$DB" < "$WORK/lock.fifo" &
+LOCKER=$!
+exec 9> "$WORK/lock.fifo"
+echo 'BEGIN EXCLUSIVE; UPDATE models SET name = name;' >&9
+for _ in $(seq 1 600); do
+    grep -q "event=job_store_retry job=$JOB3 " "$WORK/daemon.log" && break
+    sleep 0.5
+done
+grep -q "event=job_store_retry job=$JOB3 " "$WORK/daemon.log" ||
+    fail "no job_store_retry while the store was locked"
+echo 'COMMIT;' >&9
+exec 9>&-
+wait "$LOCKER"
+STATE=$(wait_job "$JOB3" 120)
+[ "$STATE" = succeeded ] || fail "job stored after a lock: $STATE $(body .error)"
 stop_daemon
 echo "ok: restart"
