@@ -87,9 +87,10 @@ curl -s "$ECGPRUNE_URL/v1/jobs/$job" | jq -r '.result.scores |
       .classes.V.se, .classes.V.ppv, .macro_f1] |
       map(if type == "number" then . * 1000 | round / 1000 else . end))
     | @tsv'
-echo "== the job's warnings (a two-minute excerpt is short calibration: a"
-echo "   warning of few calibration rows is expected here; a real patient's"
-echo "   batches of 5 minutes or more avoid it)"
+echo "== the job's warnings (expected here: two minutes are short"
+echo "   calibration, so the refit has few rows and sees no S beat; a real"
+echo "   patient's batches of 5 minutes or more avoid the first, and the"
+echo "   second says to check the model on held-out ECG, as above)"
 curl -s "$ECGPRUNE_URL/v1/jobs/$job" |
     jq -r '.result.warnings[] | "job warning: " + .'
 echo "== done; the daemon stops now"
