@@ -317,6 +317,11 @@ static int migrate(ed_store *s, char *err, size_t es)
     char pragma[64];
     char *sql, *msg = NULL;
 
+    if (version < 0) {
+        snprintf(err, es, "cannot read the database's schema version: %s",
+                 ed_store_errmsg(s));
+        return -1;
+    }
     if (version > ed_schema_count) {
         snprintf(err, es, "database schema version %d is newer than this "
                  "daemon's (%d)", version, ed_schema_count);
@@ -350,12 +355,32 @@ static int migrate(ed_store *s, char *err, size_t es)
     return 0;
 }
 
+/* The owner's pid in path (ecgpruned.lock), for a second daemon's
+ * message; the lock itself is on the directory. */
+static int write_pid_file(const char *path, char *err, size_t es)
+{
+    char pid[32];
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+                            O_NOFOLLOW, 0600);
+
+    snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    if (fd < 0 || write(fd, pid, strlen(pid)) != (ssize_t)strlen(pid)) {
+        snprintf(err, es, "%s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
 /* One daemon to a data directory: a second would take over the first
  * one's running jobs as interrupted ones and both would store their
- * results.  The lock is flock(2) on ecgpruned.lock, which the kernel
- * releases when the process dies, so a crash leaves nothing to clean up;
- * the file holds the owner's pid for the message.  Limitation: flock is
- * advisory and not honoured across some network file systems. */
+ * results.  The lock is flock(2) on the directory itself, which no file
+ * deletion can undo and the kernel releases when the process dies, so a
+ * crash leaves nothing to clean up; ecgpruned.lock holds the owner's pid
+ * for the message.  Limitation: flock is advisory and not honoured across
+ * some network file systems. */
 static int lock_data_dir(const char *data_dir, int *fd_out, char *err,
                          size_t es)
 {
@@ -363,31 +388,33 @@ static int lock_data_dir(const char *data_dir, int *fd_out, char *err,
     ssize_t got;
     int fd;
 
-    snprintf(path, sizeof path, "%s/ecgpruned.lock", data_dir);
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(err, es, "%s: %s", path, strerror(errno));
+        snprintf(err, es, "data directory %s: %s", data_dir,
+                 strerror(errno));
         return -1;
     }
+    snprintf(path, sizeof path, "%s/ecgpruned.lock", data_dir);
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
+        FILE *f = fopen(path, "re");
 
-        got = pread(fd, pid, sizeof pid - 1, 0);
-        pid[got > 0 ? got : 0] = '\0';
-        pid[strcspn(pid, "\n")] = '\0';
+        if (f) {
+            got = (ssize_t)fread(pid, 1, sizeof pid - 1, f);
+            pid[got > 0 ? got : 0] = '\0';
+            pid[strcspn(pid, "\n")] = '\0';
+            fclose(f);
+        }
         close(fd);
         if (e == EWOULDBLOCK)
             snprintf(err, es, "data directory %s is in use by another "
                      "ecgpruned (pid %s); stop it first, or give this one "
                      "another --data-dir", data_dir, pid[0] ? pid : "?");
         else
-            snprintf(err, es, "%s: cannot lock: %s", path, strerror(e));
+            snprintf(err, es, "%s: cannot lock: %s", data_dir, strerror(e));
         return -1;
     }
-    snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-    if (ftruncate(fd, 0) != 0 ||
-        pwrite(fd, pid, strlen(pid), 0) != (ssize_t)strlen(pid)) {
-        snprintf(err, es, "%s: %s", path, strerror(errno));
+    if (write_pid_file(path, err, es)) {
         close(fd);
         return -1;
     }
