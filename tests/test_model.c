@@ -275,6 +275,22 @@ static void test_nan_and_truncation(void)
     expect_fail(buf, 5, "truncated", "short file");
     expect_fail(buf, data_start - 1, "header length", "header cut");
     free(buf);
+
+    /* Saving refuses what loading would: an infinity in a weight. */
+    {
+        unsigned char *again = NULL;
+        size_t again_len = 7;
+        int last = net->n_layers - 1;
+
+        while (net->layers[last].op != EP_OP_CONV)
+            last--;
+        net->layers[last].weight[1] = INFINITY;
+        CHECK_EQ_INT(ep_model_save_buffer(net, &again, &again_len, &err),
+                     EP_ERANGE);
+        CHECK_MSG(strstr(err.msg, ".weight' element 1 is not finite") !=
+                  NULL, "%s", err.msg);
+        CHECK(again == NULL && again_len == 0);
+    }
     ep_net_free(net);
 }
 

@@ -161,6 +161,21 @@ int ep_model_save_buffer(const ep_net *net, unsigned char **buf,
     rc = list_tensors(net, &t, &n, err);
     if (rc != EP_OK)
         return rc;
+
+    /* Loading refuses what is not finite, so saving does too: a training
+     * run that diverged must not leave a file no command can open. */
+    for (i = 0; i < n; i++)
+        for (k = 0; k < t[i].count; k++)
+            if (!isfinite(t[i].data[k])) {
+                rc = ep_error_set(err, EP_ERANGE, "model: tensor '%s' "
+                                  "element %zu is not finite (a training "
+                                  "run that diverged?); nothing written",
+                                  t[i].name, k);
+                free(t);
+                return rc;
+            }
+
+    /* Offsets of the tensors in the data section. */
     for (i = 0; i < n; i++) {
         t[i].begin = data_len;
         data_len += t[i].count * 4;
