@@ -281,7 +281,7 @@ static void load_record(const char *dir, const char *name, rec_data *r)
     r->n = rec->n_samples;
     r->fs = rec->sampling_rate;
     r->mv = malloc((size_t)r->n * sizeof *r->mv);
-    if (r->mv == NULL || ep_wfdb_signal_physical(rec, sig, r->mv, &err))
+    if (r->mv == NULL || ep_wfdb_signal_mv(rec, sig, r->mv, &err))
         die(path, &err);
     ep_wfdb_free_record(rec);
     if (ep_wfdb_read_annotations(path, "atr", &ann, &err) != EP_OK ||

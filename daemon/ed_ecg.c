@@ -720,7 +720,7 @@ static unsigned wfdb_record(const ed_ecg_parts *w, int64_t max_samples,
         st = refuse(500, msg, ms, "out of memory");
         goto out;
     }
-    if (ep_wfdb_signal_physical(rec, sig, ecg->mv, &e)) {
+    if (ep_wfdb_signal_mv(rec, sig, ecg->mv, &e)) {
         st = refuse(422, msg, ms, "signal: %s", e.msg);
         goto out;
     }

@@ -632,6 +632,45 @@ static void test_decode_formats(void)
     ep_wfdb_free_record(rec);
 }
 
+/* Millivolts from any voltage unit: 100 ADC units at 2000/V are 0.05 V,
+ * 50 mV; at 2/uV 50 uV, 0.05 mV; a temperature is refused. */
+static void test_units_to_mv(void)
+{
+    enum { N = 3 };
+    int v[N] = {100, -50, 0};
+    unsigned char f[16];
+    size_t n = enc16(v, N, f);
+    char header[512];
+    float mv[N];
+    ep_record *rec;
+    ep_error err = {0};
+    int sig;
+
+    snprintf(header, sizeof header,
+             "u 3 360 %d\n"
+             "x.dat 16 2000/V 16 0 %d %d 0 A\n"
+             "y.dat 16 2/uV 16 0 %d %d 0 B\n"
+             "z.dat 16 200/degC 16 0 %d %d 0 T\n", N, v[0],
+             ref_checksum(v, N, 1), v[0], ref_checksum(v, N, 1), v[0],
+             ref_checksum(v, N, 1));
+    rec = parse_ok(header);
+    REQUIRE(rec != NULL);
+    REQUIRE(ep_wfdb_decode_signals(rec, "x.dat", f, n, &err) == 0);
+    REQUIRE(ep_wfdb_decode_signals(rec, "y.dat", f, n, &err) == 0);
+    REQUIRE(ep_wfdb_decode_signals(rec, "z.dat", f, n, &err) == 0);
+    for (sig = 0; sig < 2; sig++) {
+        double per_adc = sig == 0 ? 1000.0 / 2000.0 : 1e-3 / 2.0;
+
+        REQUIRE(ep_wfdb_signal_mv(rec, sig, mv, &err) == 0);
+        for (int t = 0; t < N; t++)
+            CHECK_NEAR(mv[t], v[t] * per_adc, 1e-6);
+    }
+    CHECK_EQ_INT(ep_wfdb_signal_mv(rec, 2, mv, &err), EP_EINVAL);
+    CHECK_MSG(strstr(err.msg, "signal 2 ('T') is in 'degC', not a voltage")
+              != NULL, "%s", err.msg);
+    ep_wfdb_free_record(rec);
+}
+
 /* No length in the header: it comes from the file; a file that is no
  * whole number of frames is refused. */
 static void test_length_from_file(void)
@@ -1012,6 +1051,7 @@ int main(void)
     test_header_fields();
     test_header_rejects();
     test_decode_formats();
+    test_units_to_mv();
     test_length_from_file();
     test_read_errors();
     test_read_not_regular();

@@ -111,7 +111,7 @@ int cli_read_signal(const char *record, const char *name, double from_s,
         ep_wfdb_free_record(rec);
         return ep_error_set(err, EP_ENOMEM, "%s: out of memory", record);
     }
-    rc = ep_wfdb_signal_physical(rec, s, all, err);
+    rc = ep_wfdb_signal_mv(rec, s, all, err);
     if (rc == 0) {
         memmove(all, all + first, (size_t)(last - first) * sizeof *all);
         out->mv = all;

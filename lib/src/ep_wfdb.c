@@ -1033,6 +1033,40 @@ const char *ep_wfdb_signal_names(const ep_record *rec, char *buf,
     return buf;
 }
 
+/* Millivolts per unit of a voltage unit's name; 0 for anything else. */
+static double millivolts_per_unit(const char *units)
+{
+    if (strcmp(units, "mV") == 0)
+        return 1.0;
+    if (strcmp(units, "uV") == 0 || strcmp(units, "\xc2\xb5V") == 0 ||
+        strcmp(units, "\xce\xbcV") == 0)
+        return 1e-3;
+    if (strcmp(units, "V") == 0)
+        return 1e3;
+    return 0.0;
+}
+
+int ep_wfdb_signal_mv(const ep_record *rec, int signal, float *out,
+                      ep_error *err)
+{
+    double scale;
+    int rc = ep_wfdb_signal_physical(rec, signal, out, err);
+
+    if (rc != EP_OK)
+        return rc;
+    scale = millivolts_per_unit(rec->signals[signal].units);
+    if (scale == 0.0)
+        return ep_error_set(err, EP_EINVAL, "record %s: signal %d ('%s') "
+                            "is in '%s', not a voltage (mV, uV or V): not "
+                            "an ECG lead", rec->name, signal,
+                            rec->signals[signal].name,
+                            rec->signals[signal].units);
+    if (scale != 1.0)
+        for (int64_t t = 0; t < rec->n_samples; t++)
+            out[t] = (float)(out[t] * scale);
+    return EP_OK;
+}
+
 int ep_wfdb_signal_physical(const ep_record *rec, int signal, float *out,
                             ep_error *err)
 {

@@ -94,7 +94,7 @@ static int cmd_ecg_json(char **argv)
         return 1;
     }
     mv = malloc((size_t)rec->n_samples * sizeof *mv);
-    if (!mv || ep_wfdb_signal_physical(rec, 0, mv, &err)) {
+    if (!mv || ep_wfdb_signal_mv(rec, 0, mv, &err)) {
         free(mv);
         ep_wfdb_free_record(rec);
         return fail("ecg-json", &err);

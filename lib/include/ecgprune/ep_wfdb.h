@@ -90,6 +90,13 @@ const char *ep_wfdb_signal_names(const ep_record *rec, char *buf,
 int ep_wfdb_signal_physical(const ep_record *rec, int signal, float *out,
                             ep_error *err);
 
+/* The same in millivolts, whatever voltage unit the header gives ("mV",
+ * the default; "uV" or "µV"; "V"); a signal in any other unit (a
+ * temperature, a pressure) is refused with EP_EINVAL, since reading it
+ * as ECG would be silently wrong. */
+int ep_wfdb_signal_mv(const ep_record *rec, int signal, float *out,
+                      ep_error *err);
+
 /* One annotation.  aux is NUL-terminated or NULL. */
 typedef struct ep_annotation {
     int64_t sample;
