@@ -593,6 +593,7 @@ static int record_success(ed_app *app, job_run *run, double seconds)
     char *text;
     int g, rc = -1;
 
+    run->err.msg[0] = '\0';
     if (ed_store_begin(app->store))
         return -1;
     ed_jobs_result_name(name, sizeof name, run->model_name, run->id);
@@ -602,6 +603,8 @@ static int record_success(ed_app *app, job_run *run, double seconds)
                             sizeof msg)) {
         ed_log(ED_LOG_ERROR, "job_store_failed", "job=%lld reason=\"%s\"",
                (long long)run->id, msg);
+        snprintf(run->err.msg, sizeof run->err.msg, "the pruned model "
+                 "could not be stored: %s", msg);
         goto out;
     }
     for (g = 0; g < run->result->n_groups; g++) {
@@ -691,23 +694,30 @@ static void report_finished(ed_app *app, job_run *run, const char *state)
         ed_jobs_kick(app);
 }
 
-/* Mark a job failed with the message in run->err. */
+/* Mark a job failed with the message in run->err, and the step it
+ * stopped in (the last tick may have written an earlier one). */
 static void store_failure(ed_app *app, job_run *run)
 {
-    char now[32];
+    char now[32], stage[32];
 
+    pthread_mutex_lock(&run->lock);
+    memcpy(stage, run->stage, sizeof stage);
+    pthread_mutex_unlock(&run->lock);
     ed_store_now(now);
     ed_store_exec(app->store, "UPDATE jobs SET state = 'failed', "
-                  "finished_at = ?, error = ? WHERE id = ?", "tti", now,
-                  run->err.msg, run->id);
+                  "finished_at = ?, error = ?, stage = COALESCE(?, stage) "
+                  "WHERE id = ?", "ttti", now, run->err.msg,
+                  stage[0] ? stage : NULL, run->id);
 }
 
-/* A result that could not be stored: failed, with the store's reason. */
+/* A result that could not be stored: failed, with the reason that
+ * record_success gave, or else the store's. */
 static void fail_unstored(ed_app *app, job_run *run)
 {
     run->rc = EP_EIO;
-    snprintf(run->err.msg, sizeof run->err.msg, "the result could not be "
-             "stored: %s", ed_store_errmsg(app->store));
+    if (run->err.msg[0] == '\0')
+        snprintf(run->err.msg, sizeof run->err.msg, "the result could not "
+                 "be stored: %s", ed_store_errmsg(app->store));
     store_failure(app, run);
     report_finished(app, run, "failed");
 }
@@ -1025,10 +1035,12 @@ void ed_jobs_abandon(ed_app *app)
                       "'cancelled by request' END, finished_at = CASE WHEN "
                       "cancel_requested = 1 THEN "
                       "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') END, "
-                      "started_at = NULL, progress = 0, interrupted = "
-                      "interrupted + 1 WHERE id = ? AND state = 'running'",
-                      "i", run->id);
-        ed_log(ED_LOG_WARN, "job_requeued", "job=%lld reason=\"stop "
-               "timeout\"", (long long)run->id);
+                      "started_at = NULL, progress = CASE WHEN "
+                      "cancel_requested = 1 THEN progress ELSE 0 END, "
+                      "interrupted = interrupted + 1 WHERE id = ? AND state "
+                      "= 'running'", "i", run->id);
+        ed_log(ED_LOG_WARN, atomic_load(&run->stop) == STOP_CANCEL
+                                ? "job_cancelled" : "job_requeued",
+               "job=%lld reason=\"stop timeout\"", (long long)run->id);
     }
 }

@@ -506,6 +506,10 @@ static void test_header_rejects(void)
     parse_fails("r -1 360\n", EP_EFORMAT, "number of signals");
     parse_fails("r 1 0\nr.dat 16\n", EP_EFORMAT, "sampling frequency");
     parse_fails("r 1 nan\nr.dat 16\n", EP_EFORMAT, "sampling frequency");
+    /* Hexadecimal, which strtod would read as 360 and 200. */
+    parse_fails("r 1 0x168\nr.dat 16\n", EP_EFORMAT,
+                "field 3 (sampling frequency) is '0x168'");
+    parse_fails("r 1 360\nr.dat 16 0xC8\n", EP_EFORMAT, "gain");
     /* Rates that made durations overflow a long and gains that made every
      * physical value infinite. */
     parse_fails("r 1 1e-300\nr.dat 16\n", EP_EFORMAT,

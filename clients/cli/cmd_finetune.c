@@ -84,9 +84,16 @@ static int parse_option(finetune_args *a, const char *opt, const char *v)
                                    "whole number from 0 to 2^30)", v);
         a->opts.seed = (uint64_t)n;
     } else if (target != NULL) {
-        if (cli_parse_int(v, 0, 1L << 30, &n) != 0)
+        /* The library's ranges (ep_train), said here with the option. */
+        long lo = strcmp(opt, "--steps") == 0 ? 0 : 1;
+        long hi = strcmp(opt, "--batch") == 0    ? 4096
+                  : strcmp(opt, "--epochs") == 0 ? 100000
+                                                 : 1L << 30;
+
+        if (cli_parse_int(v, lo, hi, &n) != 0)
             return cli_usage_error("finetune", "bad %s '%s' (expected a "
-                                   "whole number from 0 to 2^30)", opt, v);
+                                   "whole number from %ld to %ld)", opt, v,
+                                   lo, hi);
         *target = (int)n;
     } else {
         return cli_usage_error("finetune", "unknown option '%s'", opt);

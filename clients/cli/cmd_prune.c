@@ -107,7 +107,7 @@ static int parse_value(prune_args *a, const char *opt, const char *val)
                strcmp(opt, "--max-windows") == 0) {
         if (cli_parse_int(val, 1, 1000000, &v) != 0)
             return cli_usage_error("prune", "%s %s: expected an integer "
-                                   ">= 1", opt, val);
+                                   "from 1 to 1000000", opt, val);
         if (strcmp(opt, "--mask-list") == 0)
             a->opts.mask_list = (int)v;
         else if (strcmp(opt, "--candidates") == 0)
@@ -137,8 +137,8 @@ static int parse_value(prune_args *a, const char *opt, const char *val)
         a->opts.seed = (uint64_t)v;
     } else if (strcmp(opt, "--lambda") == 0) {
         if (cli_parse_double(val, 0.0, 1e12, &a->opts.lambda) != 0)
-            return cli_usage_error("prune", "--lambda %s: expected >= 0",
-                                   val);
+            return cli_usage_error("prune", "--lambda %s: expected a "
+                                   "number from 0 to 1e12", val);
     } else if (strcmp(opt, "--out") == 0) {
         a->out = val;
     } else if (strcmp(opt, "--masks") == 0) {
@@ -292,7 +292,8 @@ static int load_segment(const prune_args *a, const char *spec,
 
     if (parse_calib_spec(spec, record, sizeof record, &from, &to) != 0)
         return ep_error_set(err, EP_EINVAL, "--calib %s: expected "
-                            "RECORD[:FROM-TO] in seconds, FROM < TO", spec);
+                            "RECORD[:FROM-TO] in seconds, 0 <= FROM < TO "
+                            "<= 1e9", spec);
     rc = cli_read_signal(record, a->signal, from, to, &sig, err);
     if (rc != 0)
         return rc;

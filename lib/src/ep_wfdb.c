@@ -125,6 +125,16 @@ static int optional_long(hea_line *ln, const char *name, long lo, long hi,
     return 1;
 }
 
+/* strtod also reads hexadecimal ("0x168"); a WFDB header writes
+ * numbers in decimal, so [from, to) must hold no 'x'. */
+static int plain_decimal(const char *from, const char *to)
+{
+    for (; from < to; from++)
+        if (*from == 'x' || *from == 'X')
+            return 0;
+    return 1;
+}
+
 /* ---- record line -------------------------------------------------------- */
 
 static int parse_record_line(hea_line *ln, ep_record *rec, ep_error *err)
@@ -168,7 +178,8 @@ static int parse_record_line(hea_line *ln, ep_record *rec, ep_error *err)
 
         errno = 0;
         fs = strtod(tok, &end);
-        if (errno != 0 || end == tok || (*end != '\0' && *end != '/') ||
+        if (errno != 0 || end == tok || !plain_decimal(tok, end) ||
+            (*end != '\0' && *end != '/') ||
             !isfinite(fs) || fs < MIN_FS || fs > MAX_FS)
             return field_error(ln, "sampling frequency", tok,
                                "a number in [0.001, 1e6] Hz", err);
@@ -261,7 +272,8 @@ static int parse_gain_field(hea_line *ln, const char *tok,
 
     errno = 0;
     gain = strtod(p, &end);
-    if (end == p || errno != 0 || !isfinite(gain) || gain < 0.0 ||
+    if (end == p || errno != 0 || !plain_decimal(p, end) ||
+        !isfinite(gain) || gain < 0.0 ||
         (gain > 0.0 && gain < MIN_GAIN) || gain > MAX_GAIN)
         return field_error(ln, "gain", tok,
                            "0 (the default) or a gain in [1e-6, 1e9]", err);
