@@ -254,6 +254,13 @@ static void test_errors(void)
     CHECK(strstr(err.msg, "Cholesky") != NULL);
     /* Any ridge makes it solvable. */
     CHECK_EQ_INT(ep_lsq_solve(q, 1e-6, w, b, NULL, &err), EP_OK);
+
+    /* One infinite target (a layer whose output overflowed float): named
+     * as such, not as dependent inputs. */
+    y[3] = INFINITY;
+    REQUIRE(ep_lsq_add(q, a, LDA, y, LDA, 200, &err) == EP_OK);
+    CHECK_EQ_INT(ep_lsq_solve(q, 1e-6, w, b, NULL, &err), EP_ERANGE);
+    CHECK_MSG(strstr(err.msg, "not finite") != NULL, "%s", err.msg);
     ep_lsq_free(q);
 }
 

@@ -128,6 +128,14 @@ int ep_lsq_add(ep_lsq *q, const float *a, int lda, const float *y, int ldy,
 }
 
 /* The ridge for this solve (section 7's rule). */
+static int all_finite(const double *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 0;
+    return 1;
+}
+
 static double choose_lambda(const ep_lsq *q, double lambda, ep_lsq_fit *fit)
 {
     double need = (double)EP_LSQ_MIN_ROWS_PER_UNKNOWN * q->dim;
@@ -165,6 +173,15 @@ int ep_lsq_solve(const ep_lsq *q, double lambda, double *w, double *b,
         return ep_error_set(err, EP_EINVAL,
                             "least squares: no calibration rows");
     lambda = choose_lambda(q, lambda, fit);
+
+    /* Sums that overflowed (a network whose activations pass float's
+     * range) leave nothing to factor; say so rather than blame the data. */
+    if (!all_finite(q->gram, dim * dim) ||
+        !all_finite(q->cross, dim * (size_t)q->n_out) || !isfinite(lambda))
+        return ep_error_set(err, EP_ERANGE, "least squares: the layer's "
+                            "inputs or outputs are not finite (NaN or "
+                            "infinity): the model's weights overflow float "
+                            "on this calibration ECG");
 
     /* Factor G + lambda I (weights only) and solve for every output. */
     m = malloc(dim * dim * sizeof *m);
