@@ -356,7 +356,7 @@ static void print_report(const ep_net *before, const ep_prune_result *res,
 {
     double m0 = ep_net_macs_per_second(before);
     double m1 = ep_net_macs_per_second(res->net);
-    int g;
+    int g, whole = 0;
 
     printf("%-14s %9s %5s %10s %10s %8s\n", "group", "channels", "cons",
            "err before", "err after", "time s");
@@ -366,7 +366,12 @@ static void print_report(const ep_net *before, const ep_prune_result *res,
         printf("%-14s %4d/%-4d %5d %10.4f %10.4f %8.2f\n", r->producer,
                r->channels_after, r->channels_before, r->n_consumers,
                r->err_before, r->err_after, r->seconds);
+        whole += r->channels_after == r->channels_before;
     }
+    if (whole > 0)
+        printf("(n/n: kept whole, nothing to refit: the classifier's input "
+               "channels unless\n --prune-head-input, or a group too small "
+               "to lose a channel at this keep)\n");
     printf("parameters %lld -> %lld (%.3f)\n",
            (long long)ep_net_parameters(before),
            (long long)ep_net_parameters(res->net),
