@@ -168,6 +168,14 @@ ctl_fails 1 "\"seed=x\": the value after '=' is not JSON" \
     start-job "$MID" "$BID" l1 0.5 seed=x
 ctl_fails 1 '"keep=1": keep is given by position' \
     start-job "$MID" "$BID" l1 0.5 keep=1
+ctl_fails 1 '"Seed=1": KEY must be a parameter name' \
+    start-job "$MID" "$BID" l1 0.5 Seed=1
+# An integer past 2^53 (which jq would round to ...992) reaches the
+# daemon exactly; the job is cancelled at once, only its parameters count.
+BIG=$(ctl start-job "$MID" "$BID" l1 0.5 seed=9007199254740993 | jq -r .id)
+curl -s "$URL/v1/jobs/$BIG" | grep -q '"seed":9007199254740993[,}]' ||
+    fail "seed 2^53 + 1: $(curl -s "$URL/v1/jobs/$BIG")"
+curl -s -o /dev/null -X DELETE "$URL/v1/jobs/$BIG"
 
 # A URL with a trailing slash works; a failed JSON upload leaves no copy
 # of the ECG in TMPDIR, an unreachable daemon no error file.
