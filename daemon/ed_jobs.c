@@ -944,39 +944,37 @@ void ed_jobs_free(ed_app *app)
 int ed_jobs_recover(ed_app *app)
 {
     char why[160];
-    int n, failed, requeued;
+    int failed = 0, requeued = 0;
 
-    /* One transaction: a store that another process holds locked must
-     * not leave half of this done (a death uncounted, say). */
-    if (ed_store_begin(app->store))
-        return -1;
-
-    /* A job whose cancel was asked for is not run again. */
-    n = ed_store_exec(app->store, "UPDATE jobs SET state = 'cancelled', "
-                      "error = 'cancelled by request', finished_at = "
-                      "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE state IN "
-                      "('running', 'queued') AND cancel_requested = 1",
-                      NULL);
-
-    /* A job still marked running died with the daemon (a clean stop
-     * queues it again).  If that keeps happening, the job itself may be
-     * the cause (it ran out of memory, say): it is not started again. */
-    if (n >= 0)
-        n = ed_store_exec(app->store, "UPDATE jobs SET interrupted = "
-                          "interrupted + 1 WHERE state = 'running'", NULL);
     snprintf(why, sizeof why, "the daemon died or was stopped past its "
              "deadline while this job ran, %d times; it is not started "
              "again", ED_JOBS_MAX_INTERRUPTIONS);
-    failed = n < 0 ? -1 : ed_store_exec(
-        app->store, "UPDATE jobs SET state = 'failed', error = ?, "
-        "finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE state "
-        "IN ('running', 'queued') AND interrupted >= ?", "ti", why,
-        (int64_t)ED_JOBS_MAX_INTERRUPTIONS);
-    requeued = failed < 0 ? -1 : ed_store_exec(
-        app->store, "UPDATE jobs SET state = 'queued', started_at = NULL, "
-        "progress = 0, progress_group = 0, stage = NULL WHERE state = "
-        "'running'", NULL);
-    if (requeued < 0 || ed_store_commit(app->store)) {
+
+    /* In order, in one transaction (a store another process holds locked
+     * must not leave half of it done, a death uncounted, say): a job
+     * whose cancel was asked for is not run again; one still marked
+     * running died with the daemon (a clean stop queues it again); one
+     * that keeps dying may be the cause (it ran out of memory, say) and
+     * is not started again; the rest go back to the queue. */
+    if (ed_store_begin(app->store))
+        return -1;
+    if (ed_store_exec(app->store, "UPDATE jobs SET state = 'cancelled', "
+                      "error = 'cancelled by request', finished_at = "
+                      "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE state IN "
+                      "('running', 'queued') AND cancel_requested = 1",
+                      NULL) < 0 ||
+        ed_store_exec(app->store, "UPDATE jobs SET interrupted = "
+                      "interrupted + 1 WHERE state = 'running'", NULL) < 0 ||
+        (failed = ed_store_exec(
+             app->store, "UPDATE jobs SET state = 'failed', error = ?, "
+             "finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE "
+             "state IN ('running', 'queued') AND interrupted >= ?", "ti",
+             why, (int64_t)ED_JOBS_MAX_INTERRUPTIONS)) < 0 ||
+        (requeued = ed_store_exec(
+             app->store, "UPDATE jobs SET state = 'queued', started_at = "
+             "NULL, progress = 0, progress_group = 0, stage = NULL WHERE "
+             "state = 'running'", NULL)) < 0 ||
+        ed_store_commit(app->store)) {
         ed_store_rollback(app->store);
         return -1;
     }
@@ -1028,19 +1026,21 @@ void ed_jobs_abandon(ed_app *app)
      * stuck in work it cannot leave would otherwise run again at every
      * start.  One whose cancel was asked for is cancelled. */
     for (run = app->jobs->running; run; run = run->next) {
+        int cancelled = atomic_load(&run->stop) == STOP_CANCEL;
+
         run->abandoned = 1;
-        ed_store_exec(app->store, "UPDATE jobs SET state = CASE WHEN "
-                      "cancel_requested = 1 THEN 'cancelled' ELSE 'queued' "
-                      "END, error = CASE WHEN cancel_requested = 1 THEN "
-                      "'cancelled by request' END, finished_at = CASE WHEN "
-                      "cancel_requested = 1 THEN "
-                      "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') END, "
-                      "started_at = NULL, progress = CASE WHEN "
-                      "cancel_requested = 1 THEN progress ELSE 0 END, "
-                      "interrupted = interrupted + 1 WHERE id = ? AND state "
-                      "= 'running'", "i", run->id);
-        ed_log(ED_LOG_WARN, atomic_load(&run->stop) == STOP_CANCEL
-                                ? "job_cancelled" : "job_requeued",
+        if (cancelled)
+            ed_store_exec(app->store, "UPDATE jobs SET state = 'cancelled', "
+                          "error = 'cancelled by request', finished_at = "
+                          "strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), "
+                          "interrupted = interrupted + 1 WHERE id = ? AND "
+                          "state = 'running'", "i", run->id);
+        else
+            ed_store_exec(app->store, "UPDATE jobs SET state = 'queued', "
+                          "started_at = NULL, progress = 0, interrupted = "
+                          "interrupted + 1 WHERE id = ? AND state = "
+                          "'running'", "i", run->id);
+        ed_log(ED_LOG_WARN, cancelled ? "job_cancelled" : "job_requeued",
                "job=%lld reason=\"stop timeout\"", (long long)run->id);
     }
 }

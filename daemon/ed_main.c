@@ -285,7 +285,7 @@ static int database_writable(const char *dir, char *why, size_t size)
     char path[ED_PATH_MAX + 32];
     int fd;
 
-    snprintf(path, sizeof path, "%s/ecgpruned.sqlite3", dir);
+    snprintf(path, sizeof path, "%s/" ED_STORE_DB_FILE, dir);
     fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd >= 0) {
         close(fd);

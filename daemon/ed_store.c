@@ -385,7 +385,6 @@ static int lock_data_dir(const char *data_dir, int *fd_out, char *err,
                          size_t es)
 {
     char path[1200], pid[32] = "";
-    ssize_t got;
     int fd;
 
     fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -400,8 +399,7 @@ static int lock_data_dir(const char *data_dir, int *fd_out, char *err,
         FILE *f = fopen(path, "re");
 
         if (f) {
-            got = (ssize_t)fread(pid, 1, sizeof pid - 1, f);
-            pid[got > 0 ? got : 0] = '\0';
+            pid[fread(pid, 1, sizeof pid - 1, f)] = '\0';
             pid[strcspn(pid, "\n")] = '\0';
             fclose(f);
         }
@@ -442,7 +440,7 @@ int ed_store_open(const char *data_dir, ed_store **out, char *err,
                  strerror(errno));
         return -1;
     }
-    snprintf(path, sizeof path, "%s/ecgpruned.sqlite3", data_dir);
+    snprintf(path, sizeof path, "%s/" ED_STORE_DB_FILE, data_dir);
     s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, es, "out of memory");

@@ -23,6 +23,9 @@
 
 typedef struct ed_store ed_store;
 
+/* The database's file name inside the data directory. */
+#define ED_STORE_DB_FILE "ecgpruned.sqlite3"
+
 /* Open (creating) data_dir/ecgpruned.sqlite3 and bring its schema up to
  * date, one transaction per schema file. */
 int ed_store_open(const char *data_dir, ed_store **out, char *err,

@@ -102,8 +102,7 @@ static void warn_rare_classes(json_t *warnings, const json_t *before,
 {
     const char *cls;
     json_t *b, *a;
-    char rare[300] = "", text[480];
-    size_t used;
+    char rare[300] = "", text[480], name[40];
 
     if (number(before, "macro_f1") - number(after, "macro_f1") <=
         ED_WARN_SCORE_DROP)
@@ -113,17 +112,16 @@ static void warn_rare_classes(json_t *warnings, const json_t *before,
         if (number(b, "support") >= ED_WARN_MIN_SUPPORT ||
             number(b, "f1") <= number(a, "f1"))
             continue;
-        used = strlen(rare);
-        snprintf(rare + used, sizeof rare - used, "%s%s with %.0f beat%s, "
-                 "F1 %.3f -> %.3f", used ? "; " : "", cls,
-                 number(b, "support"), number(b, "support") == 1 ? "" : "s",
-                 number(b, "f1"), number(a, "f1"));
+        snprintf(name, sizeof name, "%s (%.0f beat%s) F1", cls,
+                 number(b, "support"), number(b, "support") == 1 ? "" : "s");
+        append_drop(rare, sizeof rare, name, number(b, "f1"),
+                    number(a, "f1"));
     }
     if (rare[0] == '\0')
         return;
     snprintf(text, sizeof text, "held-out macro-F1 fell %.3f -> %.3f only "
-             "through classes with fewer than %d held-out beats (%s): too "
-             "few to judge by; hold out more ECG to score them",
+             "through classes with fewer than %d held-out beats: %s; too "
+             "few to judge by, so hold out more ECG to score them",
              number(before, "macro_f1"), number(after, "macro_f1"),
              ED_WARN_MIN_SUPPORT, rare);
     add(warnings, text);

@@ -127,7 +127,6 @@ int ep_lsq_add(ep_lsq *q, const float *a, int lda, const float *y, int ldy,
     return EP_OK;
 }
 
-/* The ridge for this solve (section 7's rule). */
 static int all_finite(const double *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -136,6 +135,7 @@ static int all_finite(const double *x, size_t n)
     return 1;
 }
 
+/* The ridge for this solve (section 7's rule). */
 static double choose_lambda(const ep_lsq *q, double lambda, ep_lsq_fit *fit)
 {
     double need = (double)EP_LSQ_MIN_ROWS_PER_UNKNOWN * q->dim;

@@ -1058,11 +1058,36 @@ static double millivolts_per_unit(const char *units)
     return 0.0;
 }
 
+/* EP_OK when the signal exists and has been read. */
+static int check_read_signal(const ep_record *rec, int signal, ep_error *err)
+{
+    if (signal < 0 || signal >= rec->n_signals)
+        return ep_error_set(err, EP_EINVAL,
+                            "record %s: signal %d does not exist (it has "
+                            "%d)", rec->name, signal, rec->n_signals);
+    if (rec->samples == NULL || rec->samples[signal] == NULL)
+        return ep_error_set(err, EP_EINVAL,
+                            "record %s: signal %d has not been read",
+                            rec->name, signal);
+    return EP_OK;
+}
+
+/* (adc - baseline) / gain * scale for every sample, in double. */
+static void convert_signal(const ep_record *rec, int signal, double scale,
+                           float *out)
+{
+    const ep_signal_info *s = &rec->signals[signal];
+
+    for (int64_t t = 0; t < rec->n_samples; t++)
+        out[t] = (float)((rec->samples[signal][t] - s->baseline) / s->gain *
+                         scale);
+}
+
 int ep_wfdb_signal_mv(const ep_record *rec, int signal, float *out,
                       ep_error *err)
 {
     double scale;
-    int rc = ep_wfdb_signal_physical(rec, signal, out, err);
+    int rc = check_read_signal(rec, signal, err);
 
     if (rc != EP_OK)
         return rc;
@@ -1073,27 +1098,17 @@ int ep_wfdb_signal_mv(const ep_record *rec, int signal, float *out,
                             "an ECG lead", rec->name, signal,
                             rec->signals[signal].name,
                             rec->signals[signal].units);
-    if (scale != 1.0)
-        for (int64_t t = 0; t < rec->n_samples; t++)
-            out[t] = (float)(out[t] * scale);
+    convert_signal(rec, signal, scale, out);
     return EP_OK;
 }
 
 int ep_wfdb_signal_physical(const ep_record *rec, int signal, float *out,
                             ep_error *err)
 {
-    const ep_signal_info *s;
+    int rc = check_read_signal(rec, signal, err);
 
-    if (signal < 0 || signal >= rec->n_signals)
-        return ep_error_set(err, EP_EINVAL,
-                            "record %s: signal %d does not exist (it has "
-                            "%d)", rec->name, signal, rec->n_signals);
-    if (rec->samples == NULL || rec->samples[signal] == NULL)
-        return ep_error_set(err, EP_EINVAL,
-                            "record %s: signal %d has not been read",
-                            rec->name, signal);
-    s = &rec->signals[signal];
-    for (int64_t t = 0; t < rec->n_samples; t++)
-        out[t] = (float)((rec->samples[signal][t] - s->baseline) / s->gain);
-    return 0;
+    if (rc != EP_OK)
+        return rc;
+    convert_signal(rec, signal, 1.0, out);
+    return EP_OK;
 }

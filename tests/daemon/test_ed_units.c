@@ -353,6 +353,18 @@ static const char *only_warning(json_t *w)
                                    : "";
 }
 
+/* Held-out scores of record 208's last 25 minutes: full detection, N
+ * (1500 beats), S (2) and V (900) with the F1 given. */
+static json_t *scores_nsv(double macro_f1, double f1_n, double f1_s,
+                          double f1_v)
+{
+    return json_pack("{s:f, s:f, s:i, s:i, s:{s:{s:f, s:i}, s:{s:f, s:i}, "
+                     "s:{s:f, s:i}}}", "det_se", 1.0, "macro_f1", macro_f1,
+                     "det_tp", 100, "det_fn", 0, "classes", "N", "f1", f1_n,
+                     "support", 1500, "S", "f1", f1_s, "support", 2, "V",
+                     "f1", f1_v, "support", 900);
+}
+
 static void test_warnings(void)
 {
     size_t counts[EP_AAMI_COUNT] = {0};
@@ -423,23 +435,13 @@ static void test_warnings(void)
      * beats, goes from 0.40 to 0 and takes the all-class macro-F1 down by
      * a tenth; N and V barely move.  No fall is warned of, but the rare
      * class behind the headline figure is named. */
-    before = json_pack("{s:f, s:f, s:i, s:i, s:{s:{s:f, s:i}, "
-                       "s:{s:f, s:i}, s:{s:f, s:i}}}", "det_se", 1.0,
-                       "macro_f1", 0.833, "det_tp", 100, "det_fn", 0,
-                       "classes", "N", "f1", 0.987, "support", 1500, "S",
-                       "f1", 0.40, "support", 2, "V", "f1", 0.993,
-                       "support", 900);
-    after = json_pack("{s:f, s:f, s:i, s:i, s:{s:{s:f, s:i}, "
-                      "s:{s:f, s:i}, s:{s:f, s:i}}}", "det_se", 1.0,
-                      "macro_f1", 0.729, "det_tp", 100, "det_fn", 0,
-                      "classes", "N", "f1", 0.986, "support", 1500, "S",
-                      "f1", 0.0, "support", 2, "V", "f1", 0.988,
-                      "support", 900);
+    before = scores_nsv(0.833, 0.987, 0.40, 0.993);
+    after = scores_nsv(0.729, 0.986, 0.0, 0.988);
     ed_warn_holdout(w, before, after, 1);
     CHECK_MSG(strcmp(only_warning(w), "held-out macro-F1 fell 0.833 -> "
                      "0.729 only through classes with fewer than 5 held-out "
-                     "beats (S with 2 beats, F1 0.400 -> 0.000): too few to "
-                     "judge by; hold out more ECG to score them") == 0,
+                     "beats: S (2 beats) F1 0.400 -> 0.000; too few to "
+                     "judge by, so hold out more ECG to score them") == 0,
               "%s", only_warning(w));
     json_array_clear(w);
     ed_warn_holdout(w, before, before, 1);
