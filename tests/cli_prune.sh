@@ -76,6 +76,15 @@ check "masks agree with the model" jq -e --slurpfile m \
 check "same seed: same model bytes" cmp "$work/a.safetensors" \
     "$work/b.safetensors"
 check "same seed: same masks" cmp "$work/a.json" "$work/b.json"
+
+# The daemon's largest seed, 2^63-1, is taken as it is (a daemon job can
+# be rerun here) and recorded exactly, as text.
+# shellcheck disable=SC2086
+"$ecgprune" prune "$model" $calib --method random --keep 0.5 \
+    --seed 9223372036854775807 --out "$work/bigseed.safetensors" \
+    --masks "$work/bigseed.json" > /dev/null 2>&1
+check "seed 2^63-1 recorded exactly" jq -e \
+    '.seed == "9223372036854775807"' "$work/bigseed.json"
 check "report names each group" grep -q '^enc0.conv0 ' "$work/a.txt"
 check "report gives the MAC ratio" grep -q '^MACs per second .*ratio' \
     "$work/a.txt"
@@ -181,6 +190,9 @@ expect 2 "distill -1: expected 0..100000" "$model" $calib --distill -1 $out
 expect 2 "distill-lr 0: expected a rate" "$model" $calib --distill-lr 0 $out
 expect 2 "distill-lr without --distill" "$model" $calib --distill-lr 1e-3 $out
 expect 2 "required" "$model" $out
+expect 2 "seed 9223372036854775808: expected 0..9223372036854775807" \
+    "$model" $calib --seed 9223372036854775808 $out
+expect 2 "seed -1: expected 0.." "$model" $calib --seed -1 $out
 expect 1 "shorter than one model window" "$model" \
     --calib "$excerpt/100:0-1" $out
 expect 1 "FROM < TO" "$model" --calib "$excerpt/100:10-10" $out

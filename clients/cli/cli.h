@@ -41,6 +41,11 @@ int cli_print_json(json_t *obj);
 int cli_parse_int(const char *s, long lo, long hi, long *out);
 int cli_parse_double(const char *s, double lo, double hi, double *out);
 
+/* A seed: a whole number from 0 to 2^63-1, the daemon's range, so a
+ * job's seed can be rerun here. */
+#define CLI_SEED_MAX "9223372036854775807 (2^63-1)"
+int cli_parse_seed(const char *s, uint64_t *out);
+
 /* A time span in seconds into a record, as --from S and --to S give it
  * (to_s < 0: the record's end). */
 typedef struct cli_span {

@@ -106,6 +106,19 @@ int cli_parse_int(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
+int cli_parse_seed(const char *s, uint64_t *out)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < 0)
+        return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
 int cli_parse_double(const char *s, double lo, double hi, double *out)
 {
     char *end;

@@ -79,10 +79,10 @@ static int parse_option(finetune_args *a, const char *opt, const char *v)
             return cli_usage_error("finetune", "bad --lr '%s' (expected a "
                                    "number from 1e-7 to 10)", v);
     } else if (strcmp(opt, "--seed") == 0) {
-        if (cli_parse_int(v, 0, 1L << 30, &n) != 0)
+        if (cli_parse_seed(v, &a->opts.seed) != 0)
             return cli_usage_error("finetune", "bad --seed '%s' (expected a "
-                                   "whole number from 0 to 2^30)", v);
-        a->opts.seed = (uint64_t)n;
+                                   "whole number from 0 to " CLI_SEED_MAX
+                                   ")", v);
     } else if (target != NULL) {
         /* The library's ranges (ep_train), said here with the option. */
         long lo = strcmp(opt, "--steps") == 0 ? 0 : 1;

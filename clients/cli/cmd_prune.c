@@ -131,10 +131,9 @@ static int parse_value(prune_args *a, const char *opt, const char *val)
             return cli_usage_error("prune", "--coreset-scale %s: expected "
                                    "1..1000", val);
     } else if (strcmp(opt, "--seed") == 0) {
-        if (cli_parse_int(val, 0, 0x7fffffffL, &v) != 0)
-            return cli_usage_error("prune", "--seed %s: expected 0..%ld",
-                                   val, 0x7fffffffL);
-        a->opts.seed = (uint64_t)v;
+        if (cli_parse_seed(val, &a->opts.seed) != 0)
+            return cli_usage_error("prune", "--seed %s: expected 0.."
+                                   CLI_SEED_MAX, val);
     } else if (strcmp(opt, "--lambda") == 0) {
         if (cli_parse_double(val, 0.0, 1e12, &a->opts.lambda) != 0)
             return cli_usage_error("prune", "--lambda %s: expected a "

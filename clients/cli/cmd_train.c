@@ -147,6 +147,13 @@ static int parse_number(train_args *a, const char *opt, const char *v)
             a->cfg.meta.sampling_rate = x;
         return 0;
     }
+    if (strcmp(opt, "--seed") == 0) {
+        if (cli_parse_seed(v, &a->opts.seed) != 0)
+            return cli_usage_error("train", "bad --seed '%s' (expected a "
+                                   "whole number from 0 to " CLI_SEED_MAX
+                                   ")", v);
+        return 0;
+    }
     if (cli_parse_int(v, 0, 1L << 30, &n) != 0)
         return cli_usage_error("train", "bad %s '%s' (expected a whole "
                                "number from 0 to 2^30)", opt, v);
@@ -154,8 +161,6 @@ static int parse_number(train_args *a, const char *opt, const char *v)
         a->opts.epochs = (int)n;
     else if (strcmp(opt, "--steps") == 0)
         a->opts.steps_per_epoch = (int)n;
-    else if (strcmp(opt, "--seed") == 0)
-        a->opts.seed = (uint64_t)n;
     else if (strcmp(opt, "--kernel") == 0)
         a->cfg.kernel = (int)n;
     else if (strcmp(opt, "--window") == 0)
