@@ -32,14 +32,29 @@ void ed_api_models_delete(ed_app *app, ed_request *req, int64_t id);
 /* Longest model name (letters, digits, '.', '-', '_'). */
 #define ED_MODEL_NAME_MAX 64
 
-/* Parse and store a model whose bytes' SHA-256 (ed_models_sha256) the
- * caller has, since every caller needs it first; 0 or an HTTP status
- * with msg. */
-unsigned ed_api_models_store(ed_app *app, const char *name,
-                             const unsigned char *buf, size_t len,
-                             const char *sha, int64_t parent_model,
-                             int64_t parent_job, int64_t *id, char *msg,
-                             size_t msg_size);
+/* A model's bytes hashed, loaded, run once on a test ECG and described:
+ * the part of storing a model that takes time, which needs no store and
+ * so runs on any thread.  status is 0, or an HTTP status with msg. */
+typedef struct ed_model_check {
+    unsigned status;
+    char msg[700];
+    char sha[65];
+    char *arch;                 /* architecture JSON, malloc'd */
+    int64_t parameters;
+    double macs_per_second;
+} ed_model_check;
+
+void ed_api_models_check(const unsigned char *buf, size_t len,
+                         ed_model_check *check);
+void ed_api_models_check_free(ed_model_check *check);
+
+/* Store checked bytes as a model (on the loop thread); 0, or an HTTP
+ * status with msg. */
+unsigned ed_api_models_insert(ed_app *app, const char *name,
+                              const unsigned char *buf, size_t len,
+                              const ed_model_check *check,
+                              int64_t parent_model, int64_t parent_job,
+                              int64_t *id, char *msg, size_t msg_size);
 
 /* Batches (ed_api_batches.c). */
 void ed_api_batches_create(ed_app *app, ed_request *req, int64_t id);

@@ -108,57 +108,71 @@ static unsigned check_runnable(const ep_net *net, char *msg, size_t ms)
     return rc == EP_ENOMEM ? 500 : 422;
 }
 
-unsigned ed_api_models_store(ed_app *app, const char *name,
-                             const unsigned char *buf, size_t len,
-                             const char *sha, int64_t parent_model,
-                             int64_t parent_job, int64_t *id, char *msg,
-                             size_t ms)
+void ed_api_models_check(const unsigned char *buf, size_t len,
+                         ed_model_check *c)
 {
     ep_error e = {0};
     ep_net *net = NULL;
-    char *arch = NULL, now[32];
-    unsigned status = 0;
-    int rc;
+
+    memset(c, 0, sizeof *c);
+    if (ed_models_sha256(buf, len, c->sha)) {
+        snprintf(c->msg, sizeof c->msg, "cannot hash the model");
+        c->status = 500;
+        return;
+    }
 
     /* The bytes must be a model this library can run. */
     if (ep_model_load_buffer(buf, len, &net, &e)) {
-        snprintf(msg, ms, "not an ecgprune safetensors model: %s", e.msg);
-        return 422;
+        snprintf(c->msg, sizeof c->msg, "not an ecgprune safetensors "
+                 "model: %s", e.msg);
+        c->status = 422;
+        return;
     }
-    status = check_runnable(net, msg, ms);
-    if (status)
-        goto out;
-    if (ep_model_architecture_json(net, &arch, &e)) {
-        snprintf(msg, ms, "cannot describe the model: %s", e.msg);
-        status = 500;
-        goto out;
+    c->status = check_runnable(net, c->msg, sizeof c->msg);
+    if (!c->status && ep_model_architecture_json(net, &c->arch, &e)) {
+        snprintf(c->msg, sizeof c->msg, "cannot describe the model: %s",
+                 e.msg);
+        c->status = 500;
     }
+    c->parameters = (int64_t)ep_net_parameters(net);
+    c->macs_per_second = ep_net_macs_per_second(net);
+    ep_net_free(net);
+}
+
+void ed_api_models_check_free(ed_model_check *c)
+{
+    free(c->arch);
+    c->arch = NULL;
+}
+
+unsigned ed_api_models_insert(ed_app *app, const char *name,
+                              const unsigned char *buf, size_t len,
+                              const ed_model_check *c,
+                              int64_t parent_model, int64_t parent_job,
+                              int64_t *id, char *msg, size_t ms)
+{
+    char now[32];
 
     /* A pruned model records the subjects of its job's calibration
      * batches, in the same statement so that it never exists without. */
     ed_store_now(now);
-    rc = ed_store_exec(
-        app->store, "INSERT INTO models (name, sha256, size_bytes, "
-        "architecture, parameters, macs_per_second, parent_model_id, "
-        "parent_job_id, created_at, weights, subjects) VALUES "
-        "(?, ?, ?, ?, ?, ?, NULLIF(?, 0), NULLIF(?, 0), ?, ?, "
-        "(SELECT NULLIF(json_group_array(subject), '[]') FROM "
-        "(SELECT DISTINCT b.subject AS subject FROM job_batches j "
-        "JOIN batches b ON b.id = j.batch_id WHERE j.job_id = ? AND "
-        "j.role = 'calib' ORDER BY 1)))",
-        "ttitidiitbi", name, sha, (int64_t)len, arch,
-        (int64_t)ep_net_parameters(net), ep_net_macs_per_second(net),
-        parent_model, parent_job, now, (const void *)buf, len, parent_job);
-    if (rc < 0) {
+    if (ed_store_exec(
+            app->store, "INSERT INTO models (name, sha256, size_bytes, "
+            "architecture, parameters, macs_per_second, parent_model_id, "
+            "parent_job_id, created_at, weights, subjects) VALUES "
+            "(?, ?, ?, ?, ?, ?, NULLIF(?, 0), NULLIF(?, 0), ?, ?, "
+            "(SELECT NULLIF(json_group_array(subject), '[]') FROM "
+            "(SELECT DISTINCT b.subject AS subject FROM job_batches j "
+            "JOIN batches b ON b.id = j.batch_id WHERE j.job_id = ? AND "
+            "j.role = 'calib' ORDER BY 1)))",
+            "ttitidiitbi", name, c->sha, (int64_t)len, c->arch,
+            c->parameters, c->macs_per_second, parent_model, parent_job,
+            now, (const void *)buf, len, parent_job) < 0) {
         snprintf(msg, ms, "store: %s", ed_store_errmsg(app->store));
-        status = 500;
-        goto out;
+        return 500;
     }
     *id = ed_store_last_id(app->store);
-out:
-    free(arch);
-    ep_net_free(net);
-    return status;
+    return 0;
 }
 
 /* A column holding JSON text, parsed; null when NULL or unreadable. */
@@ -199,61 +213,38 @@ static json_t *model_json(json_t *row, int with_architecture)
 #define MODEL_COLUMNS "id, name, sha256, size_bytes, parameters, " \
     "macs_per_second, parent_model_id, parent_job_id, created_at, subjects"
 
-void ed_api_models_create(ed_app *app, ed_request *req, int64_t unused)
+/* An upload on its way through the pool: the body stays the suspended
+ * request's. */
+typedef struct upload_work {
+    uv_work_t work;
+    ed_app *app;
+    ed_request *req;
+    char name[ED_MODEL_NAME_MAX + 1];
+    ed_model_check check;
+} upload_work;
+
+/* Store the checked upload, or answer with the model already stored
+ * under that name with the same bytes (a retry whose answer was lost, a
+ * provisioning script run twice): 200 with it, not a copy. */
+static void store_upload(ed_app *app, upload_work *uw)
 {
-    const char *name, *ct;
-    char msg[700], loc[64], sha[65];
-    int64_t id = 0;
+    ed_request *req = uw->req;
+    char msg[700], loc[64];
+    int64_t id;
     unsigned st = 0;
     int found = 0;
     json_t *row;
 
-    (void)unused;
-    st = ed_http_query_param(req, "name", &name, msg, sizeof msg);
-    if (st) {
-        ed_http_problem(req, st, "%s", msg);
-        return;
-    }
-    if (!name) {
-        ed_http_problem(req, 422, "query parameter \"name\" is required "
-                        "(POST /v1/models?name=NAME)");
-        return;
-    }
-    if (!valid_name(name)) {
-        ed_http_problem(req, 422, "name \"%.80s\": expected 1..%d letters, "
-                        "digits, '.', '-', '_'", name, ED_MODEL_NAME_MAX);
-        return;
-    }
-    if (req->body_len == 0) {
-        ed_http_problem(req, 400, "empty body: expected the safetensors "
-                        "bytes of a model");
-        return;
-    }
-    /* A form (curl -F file=@...) wraps the bytes in parts: say how to
-     * send them, rather than fail on the first bytes of a boundary. */
-    ct = ed_http_header(req, "Content-Type");
-    if (ct && strncasecmp(ct, "multipart/", 10) == 0) {
-        ed_http_problem(req, 415, "Content-Type %.40s: send the model file "
-                        "itself as the body, as application/octet-stream "
-                        "(curl --data-binary @FILE)", ct);
-        return;
-    }
-    /* The same bytes under the same name again (a retry whose answer was
-     * lost, a provisioning script run twice) are the model stored the
-     * first time: 200 with it, not a copy. */
-    if (ed_models_sha256(req->body, req->body_len, sha)) {
-        ed_http_problem(req, 500, "cannot hash the model");
+    if (uw->check.status) {
+        ed_http_problem(req, uw->check.status, "%s", uw->check.msg);
         return;
     }
     id = ed_store_int(app->store, &found, "SELECT id FROM models WHERE "
                       "sha256 = ? AND name = ? ORDER BY id LIMIT 1", "tt",
-                      sha, name);
-    /* Limitation: parsed, hashed and stored on the loop thread; other
-     * requests wait for it (tens of milliseconds for the default model's
-     * 2.9 MB). */
+                      uw->check.sha, uw->name);
     if (!found)
-        st = ed_api_models_store(app, name, req->body, req->body_len, sha,
-                                 0, 0, &id, msg, sizeof msg);
+        st = ed_api_models_insert(app, uw->name, req->body, req->body_len,
+                                  &uw->check, 0, 0, &id, msg, sizeof msg);
     if (st) {
         ed_http_problem(req, st, "%s", msg);
         return;
@@ -270,6 +261,105 @@ void ed_api_models_create(ed_app *app, ed_request *req, int64_t unused)
     ed_http_add_header(req, "Location", loc);
     snprintf(req->log_extra, sizeof req->log_extra, "model_id=%lld%s",
              (long long)id, found ? " duplicate=1" : "");
+}
+
+static void upload_check(uv_work_t *w)
+{
+    upload_work *uw = w->data;
+
+    ed_api_models_check(uw->req->body, uw->req->body_len, &uw->check);
+}
+
+static void upload_checked(uv_work_t *w, int status)
+{
+    upload_work *uw = w->data;
+
+    uw->app->uploads_in_flight--;
+    if (status != 0)
+        ed_http_problem(uw->req, 503, "the upload was cancelled "
+                        "(shutdown)");
+    else
+        store_upload(uw->app, uw);
+    ed_api_models_check_free(&uw->check);
+    ed_http_resume(uw->req);
+    free(uw);
+}
+
+/* The request's own checks: 0, or the problem answered. */
+static int check_upload_request(ed_request *req, const char **name)
+{
+    const char *ct;
+    char msg[700];
+    unsigned st;
+
+    st = ed_http_query_param(req, "name", name, msg, sizeof msg);
+    if (st) {
+        ed_http_problem(req, st, "%s", msg);
+        return -1;
+    }
+    if (!*name) {
+        ed_http_problem(req, 422, "query parameter \"name\" is required "
+                        "(POST /v1/models?name=NAME)");
+        return -1;
+    }
+    if (!valid_name(*name)) {
+        ed_http_problem(req, 422, "name \"%.80s\": expected 1..%d letters, "
+                        "digits, '.', '-', '_'", *name, ED_MODEL_NAME_MAX);
+        return -1;
+    }
+    if (req->body_len == 0) {
+        ed_http_problem(req, 400, "empty body: expected the safetensors "
+                        "bytes of a model");
+        return -1;
+    }
+    /* A form (curl -F file=@...) wraps the bytes in parts: say how to
+     * send them, rather than fail on the first bytes of a boundary. */
+    ct = ed_http_header(req, "Content-Type");
+    if (ct && strncasecmp(ct, "multipart/", 10) == 0) {
+        ed_http_problem(req, 415, "Content-Type %.40s: send the model file "
+                        "itself as the body, as application/octet-stream "
+                        "(curl --data-binary @FILE)", ct);
+        return -1;
+    }
+    return 0;
+}
+
+void ed_api_models_create(ed_app *app, ed_request *req, int64_t unused)
+{
+    upload_work *uw;
+    const char *name;
+
+    (void)unused;
+    if (app->stopping) {
+        ed_http_problem(req, 503, "the daemon is shutting down");
+        return;
+    }
+    if (check_upload_request(req, &name))
+        return;
+    uw = calloc(1, sizeof *uw);
+    if (!uw) {
+        ed_http_problem(req, 500, "out of memory");
+        return;
+    }
+    uw->app = app;
+    uw->req = req;
+    snprintf(uw->name, sizeof uw->name, "%s", name);
+    uw->work.data = uw;
+
+    /* The check loads the model and runs it once (a tenth of a second for
+     * the default model on a slow core), so it goes to the pool; with one
+     * worker a running job may hold the pool for minutes, so the loop
+     * does it itself and other requests wait. */
+    if (app->cfg.workers < 2) {
+        ed_api_models_check(req->body, req->body_len, &uw->check);
+        store_upload(app, uw);
+        ed_api_models_check_free(&uw->check);
+        free(uw);
+        return;
+    }
+    app->uploads_in_flight++;
+    ed_http_suspend(req);
+    uv_queue_work(app->loop, &uw->work, upload_check, upload_checked);
 }
 
 /* A model of a list: without its architecture. */

@@ -26,7 +26,7 @@ typedef struct ed_app {
     int ready;            /* /v2/health/ready answers 200 */
     int stopping;         /* SIGTERM seen */
     int infer_in_flight;
-    int uploads_in_flight;  /* batch bodies being parsed on the pool */
+    int uploads_in_flight;  /* batches and models being read on the pool */
     uv_mutex_t json_lock;   /* held while a JSON ECG body is parsed */
 } ed_app;
 

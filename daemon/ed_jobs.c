@@ -71,6 +71,7 @@ typedef struct job_run {
     ep_prune_result *result;
     unsigned char *out_blob;
     size_t out_len;
+    ed_model_check out_check;   /* of out_blob, made on the worker */
     json_t *scores_before, *scores_after;
 
     struct job_run *next;
@@ -113,6 +114,7 @@ static void free_run(job_run *run)
     free_segs(run->holdout, run->n_holdout);
     ep_prune_result_free(run->result);
     free(run->out_blob);
+    ed_api_models_check_free(&run->out_check);
     json_decref(run->scores_before);
     json_decref(run->scores_after);
     pthread_mutex_destroy(&run->lock);
@@ -527,6 +529,8 @@ static void job_work(uv_work_t *w)
     if (!rc)
         rc = ep_model_save_buffer(run->result->net, &run->out_blob,
                                   &run->out_len, &run->err);
+    if (!rc)
+        ed_api_models_check(run->out_blob, run->out_len, &run->out_check);
     if (rc == 0 && atomic_load(&run->stop) != STOP_NONE)
         rc = EP_ECANCELED;   /* asked to stop after the last round */
     run->rc = rc;
@@ -586,8 +590,7 @@ void ed_jobs_result_name(char *out, size_t size, const char *parent,
  * transaction. */
 static int record_success(ed_app *app, job_run *run, double seconds)
 {
-    char name[128], msg[600] = "cannot hash the pruned model", now[32];
-    char sha[65];
+    char name[128], msg[700], now[32], quoted[800];
     int64_t model_id = 0;
     json_t *result, *row;
     char *text;
@@ -597,14 +600,16 @@ static int record_success(ed_app *app, job_run *run, double seconds)
     if (ed_store_begin(app->store))
         return -1;
     ed_jobs_result_name(name, sizeof name, run->model_name, run->id);
-    if (ed_models_sha256(run->out_blob, run->out_len, sha) ||
-        ed_api_models_store(app, name, run->out_blob, run->out_len, sha,
-                            run->model_id, run->id, &model_id, msg,
-                            sizeof msg)) {
-        ed_log(ED_LOG_ERROR, "job_store_failed", "job=%lld reason=\"%s\"",
-               (long long)run->id, msg);
+    if (run->out_check.status)
+        snprintf(msg, sizeof msg, "%s", run->out_check.msg);
+    if (run->out_check.status ||
+        ed_api_models_insert(app, name, run->out_blob, run->out_len,
+                             &run->out_check, run->model_id, run->id,
+                             &model_id, msg, sizeof msg)) {
+        ed_log(ED_LOG_ERROR, "job_store_failed", "job=%lld reason=%s",
+               (long long)run->id, ed_log_quote(quoted, sizeof quoted, msg));
         snprintf(run->err.msg, sizeof run->err.msg, "the pruned model "
-                 "could not be stored: %s", msg);
+                 "could not be stored: %.400s", msg);
         goto out;
     }
     for (g = 0; g < run->result->n_groups; g++) {
@@ -755,7 +760,7 @@ static void after_job(uv_work_t *w, int status)
     job_run *run = w->data;
     ed_app *app = run->app;
     ed_jobs *jobs = app->jobs;
-    char now[32];
+    char now[32], quoted[300];
     int stop = atomic_load(&run->stop);
 
     unlink_run(jobs, run);
@@ -785,9 +790,10 @@ static void after_job(uv_work_t *w, int status)
         report_finished(app, run, "succeeded");
     } else if (ed_store_busy(app->store) && !jobs->shutting_down) {
         /* Done but not stored: kept, and tried again from on_tick. */
-        ed_log(ED_LOG_WARN, "job_store_retry", "job=%lld reason=\"%s\" "
+        ed_log(ED_LOG_WARN, "job_store_retry", "job=%lld reason=%s "
                "retry_every_s=%d tries=%d", (long long)run->id,
-               ed_store_errmsg(app->store), ED_JOBS_STORE_EVERY,
+               ed_log_quote(quoted, sizeof quoted,
+                            ed_store_errmsg(app->store)), ED_JOBS_STORE_EVERY,
                ED_JOBS_STORE_TRIES);
         run->next = jobs->unsettled;
         jobs->unsettled = run;

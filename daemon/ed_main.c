@@ -214,7 +214,8 @@ static int preload(ed_app *app)
 {
     FILE *f = fopen(app->cfg.preload, "rb");
     unsigned char *buf = NULL;
-    char sha[65], msg[600], name[65];
+    char sha[65], msg[700], name[65], quoted[800], qfile[300];
+    ed_model_check check;
     const char *base;
     long n;
     int found = 0, rc = -1;
@@ -222,14 +223,14 @@ static int preload(ed_app *app)
 
     if (!f) {
         ed_log(ED_LOG_ERROR, "preload_failed", "file=%s reason=\"cannot "
-               "open\"", app->cfg.preload);
+               "open\"", ed_log_value(qfile, sizeof qfile, app->cfg.preload));
         return -1;
     }
     if (fseek(f, 0, SEEK_END) || (n = ftell(f)) <= 0 ||
         fseek(f, 0, SEEK_SET) || !(buf = malloc((size_t)n)) ||
         fread(buf, 1, (size_t)n, f) != (size_t)n) {
         ed_log(ED_LOG_ERROR, "preload_failed", "file=%s reason=\"cannot "
-               "read\"", app->cfg.preload);
+               "read\"", ed_log_value(qfile, sizeof qfile, app->cfg.preload));
         goto out;
     }
     ed_models_sha256(buf, (size_t)n, sha);
@@ -247,12 +248,19 @@ static int preload(ed_app *app)
     snprintf(name, sizeof name, "%.64s", base ? base + 1 : app->cfg.preload);
     if (strchr(name, '.'))
         *strchr(name, '.') = '\0';
-    if (ed_api_models_store(app, name[0] ? name : "default", buf, (size_t)n,
-                            sha, 0, 0, &id, msg, sizeof msg)) {
-        ed_log(ED_LOG_ERROR, "preload_failed", "file=%s reason=\"%s\"",
-               app->cfg.preload, msg);
+    ed_api_models_check(buf, (size_t)n, &check);
+    if (check.status)
+        snprintf(msg, sizeof msg, "%s", check.msg);
+    if (check.status ||
+        ed_api_models_insert(app, name[0] ? name : "default", buf, (size_t)n,
+                             &check, 0, 0, &id, msg, sizeof msg)) {
+        ed_log(ED_LOG_ERROR, "preload_failed", "file=%s reason=%s",
+               ed_log_value(qfile, sizeof qfile, app->cfg.preload),
+               ed_log_quote(quoted, sizeof quoted, msg));
+        ed_api_models_check_free(&check);
         goto out;
     }
+    ed_api_models_check_free(&check);
     ed_log(ED_LOG_INFO, "preload_stored", "model_id=%lld sha256=%s",
            (long long)id, sha);
     rc = 0;
@@ -410,7 +418,7 @@ static void start_handles(ed_main *m)
  * log where there is more to say) before 1 is returned. */
 static int open_state(ed_app *app)
 {
-    char err[1024];
+    char err[1024], quoted[1100];
     int rc;
 
     if ((rc = uv_mutex_init(&app->json_lock)) != 0) {
@@ -418,7 +426,8 @@ static int open_state(ed_app *app)
         return 1;
     }
     if (ed_store_open(app->cfg.data_dir, &app->store, err, sizeof err)) {
-        ed_log(ED_LOG_ERROR, "store_failed", "reason=\"%s\"", err);
+        ed_log(ED_LOG_ERROR, "store_failed", "reason=%s",
+               ed_log_quote(quoted, sizeof quoted, err));
         fprintf(stderr, "ecgpruned: %s\n", err);
         return 1;
     }
@@ -446,7 +455,7 @@ int main(int argc, char **argv)
 {
     static ed_main m;
     ed_app *app = &m.app;
-    char err[1024], workers[16];
+    char err[1024], workers[16], quoted[1100], qfile[300];
     int port = 0;
 
     /* Configuration. */
@@ -492,13 +501,15 @@ int main(int argc, char **argv)
     /* HTTP, then readiness. */
     if (ed_http_start(app->loop, &app->cfg, ed_api_dispatch, app,
                       &app->http, &port, err, sizeof err)) {
-        ed_log(ED_LOG_ERROR, "listen_failed", "reason=\"%s\"", err);
+        ed_log(ED_LOG_ERROR, "listen_failed", "reason=%s",
+               ed_log_quote(quoted, sizeof quoted, err));
         fprintf(stderr, "ecgpruned: %s\n", err);
         return 1;
     }
     if (app->cfg.port_file[0] && write_port_file(app->cfg.port_file, port))
-        ed_log(ED_LOG_ERROR, "port_file_failed", "file=%s reason=\"%s\"",
-               app->cfg.port_file, strerror(errno));
+        ed_log(ED_LOG_ERROR, "port_file_failed", "file=%s reason=%s",
+               ed_log_value(qfile, sizeof qfile, app->cfg.port_file),
+               ed_log_quote(quoted, sizeof quoted, strerror(errno)));
     start_handles(&m);
     app->ready = 1;
     ed_log(ED_LOG_INFO, "listening", "addr=%s port=%d data_dir=%s "

@@ -119,5 +119,45 @@ pages() {
 req GET "/v1/batches?after=$BATCH"
 [ "$(body '.batches | length')/$(body .next_after)" = 0/null ] ||
     fail "batches after the last: $(cat "$WORK/body")"
+
+# Model uploads are checked on the pool and stored on the loop: six
+# uploads of the same bytes under one new name, at once, make one model
+# (one 201, five 200 with its id), and a broken file sent among them gets
+# its 422 without disturbing them.
+head -c 1000 "$MODEL" > "$WORK/broken.safetensors"
+upload() {
+    local file=$1 name=$2
+    curl -s -o /dev/null -w '%{http_code} ' -X POST \
+        --data-binary "@$file" "$URL/v1/models?name=$name" || echo "000 "
+}
+export -f upload
+# shellcheck disable=SC2016
+{
+    printf '%s\n' "$MODEL same" "$MODEL same" "$MODEL same" \
+        "$WORK/broken.safetensors broken" "$MODEL same" "$MODEL same" \
+        "$MODEL same" | xargs -P 7 -L 1 bash -c 'upload "$0" "$1"'
+    echo
+} > "$WORK/uploads"
+[ "$(tr ' ' '\n' < "$WORK/uploads" | grep . | sort | uniq -c |
+     awk '{print $2 "x" $1}' | paste -sd ' ')" = "200x5 201x1 422x1" ] ||
+    fail "parallel uploads: $(cat "$WORK/uploads")"
+req GET "/v1/models?limit=100"
+[ "$(body '[.models[] | select(.name == "same")] | length')" = 1 ] ||
+    fail "parallel uploads of one model made $(body \
+        '[.models[] | select(.name == "same")] | length') models"
+stop_daemon
+
+# With one worker the loop checks an upload itself (a running job could
+# hold the only worker for minutes): the same answers.
+start_daemon --workers 1
+req POST "/v1/models?name=one-worker" --data-binary "@$MODEL"
+expect 201 "upload with one worker"
+req POST "/v1/models?name=one-worker" --data-binary "@$MODEL"
+expect 200 "the same upload again with one worker"
+req POST "/v1/models?name=one-worker" \
+    --data-binary "@$WORK/broken.safetensors"
+expect 422 "broken upload with one worker"
+body .detail | grep -q "not an ecgprune safetensors model" ||
+    fail "one worker, broken upload: $(body .detail)"
 stop_daemon
 echo "ok: concurrency"
