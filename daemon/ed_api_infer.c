@@ -90,8 +90,9 @@ static void infer_run(uv_work_t *w)
     if (iw->st)
         return;
 
-    /* Limitation: every request builds its own plan and buffers (a few
-     * milliseconds for the default model); plans are not pooled. */
+    /* Limitation: every request builds its own plan and buffers (1.6 ms
+     * of a 60-ms request for 10 s of ECG, default model); plans are not
+     * pooled, which would hold their buffers between requests. */
     t0 = ed_http_now_ns();
     ep_infer_default_opts(&opts);
     iw->rc = ep_inferer_create(iw->net, &opts, &inf, &iw->err);
