@@ -13,7 +13,8 @@ cd "$(dirname "$0")"
 
 PACKAGES="build-essential meson ninja-build pkg-config libopenblas-dev
 liblapacke-dev libjansson-dev libuv1-dev libsqlite3-dev libmicrohttpd-dev
-libsystemd-dev curl jq sqlite3 gnuplot-nox python3-yaml"
+libsystemd-dev libgnutls28-dev gnutls-bin curl jq sqlite3 gnuplot-nox
+python3-yaml"
 
 install_packages() {
     local missing=()

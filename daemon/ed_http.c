@@ -5,6 +5,7 @@
 #include "ed_http.h"
 
 #include <arpa/inet.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -701,6 +702,27 @@ static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
     return (size_t)(out - s);
 }
 
+int ed_http_check_tls(const char *cert, const char *key, char *err,
+                      size_t es)
+{
+    gnutls_certificate_credentials_t cred;
+    int rc;
+
+    if (gnutls_certificate_allocate_credentials(&cred) < 0) {
+        snprintf(err, es, "tls: out of memory");
+        return -1;
+    }
+    rc = gnutls_certificate_set_x509_key_file2(cred, cert, key,
+                                               GNUTLS_X509_FMT_PEM, NULL, 0);
+    gnutls_certificate_free_credentials(cred);
+    if (rc >= 0)
+        return 0;
+    snprintf(err, es, "tls: certificate %s with key %s: %s (expected a PEM "
+             "certificate and its PEM private key)", cert, key,
+             gnutls_strerror(rc));
+    return -1;
+}
+
 int ed_http_start(uv_loop_t *loop, const ed_config *cfg,
                   ed_dispatch_fn dispatch, void *app, ed_server **out,
                   int *bound_port, char *err, size_t es)
@@ -737,8 +759,14 @@ int ed_http_start(uv_loop_t *loop, const ed_config *cfg,
         flags |= MHD_USE_IPv6;
     }
 
-    /* TLS through GnuTLS when a certificate is configured. */
+    /* TLS through GnuTLS when a certificate is configured.  libmicrohttpd
+     * says no more than that it could not start when they do not load, so
+     * they are tried here first for GnuTLS's reason. */
     if (cfg->tls_cert[0]) {
+        if (ed_http_check_tls(cfg->tls_cert, cfg->tls_key, err, es)) {
+            ed_http_stop(srv);
+            return -1;
+        }
         srv->tls_cert = read_file(cfg->tls_cert);
         srv->tls_key = read_file(cfg->tls_key);
         if (!srv->tls_cert || !srv->tls_key) {

@@ -48,6 +48,12 @@ struct ed_request {
     char log_extra[256];       /* extra key=value pairs for the log line */
 };
 
+/* Whether a TLS certificate and key (PEM files) load as a pair: 0, or -1
+ * with GnuTLS's reason in err.  ed_http_start checks this first;
+ * --check-config uses it alone. */
+int ed_http_check_tls(const char *cert, const char *key, char *err,
+                      size_t err_size);
+
 int ed_http_start(uv_loop_t *loop, const ed_config *cfg,
                   ed_dispatch_fn dispatch, void *app, ed_server **out,
                   int *bound_port, char *err, size_t err_size);

@@ -210,63 +210,80 @@ static void on_watchdog(uv_timer_t *t)
 
 /* Store the model file given with --preload unless a model with the same
  * checksum is already there. */
-static int preload(ed_app *app)
+/* A whole file into *buf (malloc'd): 0, or -1 with the reason in why. */
+static int read_model_file(const char *path, unsigned char **buf, size_t *n,
+                           char *why, size_t size)
 {
-    FILE *f = fopen(app->cfg.preload, "rb");
-    unsigned char *buf = NULL;
-    char sha[65], msg[700], name[65], quoted[800], qfile[300];
-    ed_model_check check;
-    const char *base;
-    long n;
-    int found = 0, rc = -1;
-    int64_t id;
+    FILE *f = fopen(path, "rb");
+    long len = 0;
 
+    *buf = NULL;
     if (!f) {
-        ed_log(ED_LOG_ERROR, "preload_failed", "file=%s reason=\"cannot "
-               "open\"", ed_log_value(qfile, sizeof qfile, app->cfg.preload));
+        snprintf(why, size, "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
-    if (fseek(f, 0, SEEK_END) || (n = ftell(f)) <= 0 ||
-        fseek(f, 0, SEEK_SET) || !(buf = malloc((size_t)n)) ||
-        fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        ed_log(ED_LOG_ERROR, "preload_failed", "file=%s reason=\"cannot "
-               "read\"", ed_log_value(qfile, sizeof qfile, app->cfg.preload));
-        goto out;
+    if (fseek(f, 0, SEEK_END) || (len = ftell(f)) <= 0 ||
+        fseek(f, 0, SEEK_SET) || !(*buf = malloc((size_t)len)) ||
+        fread(*buf, 1, (size_t)len, f) != (size_t)len) {
+        snprintf(why, size, "cannot read %s%s", path,
+                 len == 0 ? ": it is empty" : "");
+        free(*buf);
+        *buf = NULL;
+        fclose(f);
+        return -1;
     }
-    ed_models_sha256(buf, (size_t)n, sha);
-    id = ed_store_int(app->store, &found, "SELECT id FROM models WHERE "
-                      "sha256 = ? ORDER BY id LIMIT 1", "t", sha);
+    fclose(f);
+    *n = (size_t)len;
+    return 0;
+}
+
+/* The preloaded model is stored once (found again by its bytes), under
+ * the name of its file without directory or suffix. */
+static int preload(ed_app *app)
+{
+    unsigned char *buf = NULL;
+    char msg[ED_PATH_MAX + 800], name[65], quoted[1200], qfile[300];
+    ed_model_check check;
+    const char *base;
+    size_t n = 0;
+    int found = 0, rc = -1;
+    int64_t id = 0;
+
+    if (read_model_file(app->cfg.preload, &buf, &n, msg, sizeof msg)) {
+        check.status = 500;
+        check.arch = NULL;
+    } else {
+        ed_api_models_check(buf, n, &check);
+        if (check.status)
+            snprintf(msg, sizeof msg, "%s", check.msg);
+    }
+    if (!check.status)
+        id = ed_store_int(app->store, &found, "SELECT id FROM models WHERE "
+                          "sha256 = ? ORDER BY id LIMIT 1", "t", check.sha);
     if (found) {
         ed_log(ED_LOG_INFO, "preload_present", "model_id=%lld sha256=%s",
-               (long long)id, sha);
+               (long long)id, check.sha);
         rc = 0;
         goto out;
     }
-
-    /* The model is named after its file, without directory or suffix. */
     base = strrchr(app->cfg.preload, '/');
     snprintf(name, sizeof name, "%.64s", base ? base + 1 : app->cfg.preload);
     if (strchr(name, '.'))
         *strchr(name, '.') = '\0';
-    ed_api_models_check(buf, (size_t)n, &check);
-    if (check.status)
-        snprintf(msg, sizeof msg, "%s", check.msg);
     if (check.status ||
-        ed_api_models_insert(app, name[0] ? name : "default", buf, (size_t)n,
+        ed_api_models_insert(app, name[0] ? name : "default", buf, n,
                              &check, 0, 0, &id, msg, sizeof msg)) {
         ed_log(ED_LOG_ERROR, "preload_failed", "file=%s reason=%s",
                ed_log_value(qfile, sizeof qfile, app->cfg.preload),
                ed_log_quote(quoted, sizeof quoted, msg));
-        ed_api_models_check_free(&check);
         goto out;
     }
-    ed_api_models_check_free(&check);
     ed_log(ED_LOG_INFO, "preload_stored", "model_id=%lld sha256=%s",
-           (long long)id, sha);
+           (long long)id, check.sha);
     rc = 0;
 out:
+    ed_api_models_check_free(&check);
     free(buf);
-    fclose(f);
     return rc;
 }
 
@@ -333,11 +350,52 @@ static int data_dir_usable(const char *dir, char *why, size_t size)
     return 1;
 }
 
-/* --check-config: every file the settings name must be usable, the
- * preloaded model must load. */
+/* Whether the log file opens for appending, as the daemon will open it;
+ * one that did not exist is created for the test and removed again. */
+static int log_file_usable(const char *path, char *why, size_t size)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+
+    if (fd < 0 && errno == ENOENT) {
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        if (fd >= 0)
+            unlink(path);
+    }
+    if (fd >= 0) {
+        close(fd);
+        return 1;
+    }
+    snprintf(why, size, "%s cannot be opened for appending: %s", path,
+             strerror(errno));
+    return 0;
+}
+
+/* Whether the preloaded model would be stored: it must load and pass the
+ * checks of an upload (ed_api_models_check). */
+static int preload_usable(const char *path, char *why, size_t size)
+{
+    unsigned char *buf;
+    ed_model_check check;
+    size_t n;
+    int ok;
+
+    if (read_model_file(path, &buf, &n, why, size))
+        return 0;
+    ed_api_models_check(buf, n, &check);
+    ok = check.status == 0;
+    if (!ok)
+        snprintf(why, size, "%s: %s", path, check.msg);
+    ed_api_models_check_free(&check);
+    free(buf);
+    return ok;
+}
+
+/* --check-config: every file the settings name must be usable as the
+ * daemon will use it: the data directory, the log file, the TLS pair,
+ * the preloaded model. */
 static int check_config(const ed_config *cfg)
 {
-    char why[ED_PATH_MAX * 2 + 64], advice[4][ED_CONFIG_ADVICE_MAX];
+    char why[ED_PATH_MAX * 2 + 800], advice[4][ED_CONFIG_ADVICE_MAX];
     int bad = 0, i, n_advice, lowered;
     int v6 = strchr(cfg->listen_addr, ':') != NULL;
 
@@ -345,21 +403,19 @@ static int check_config(const ed_config *cfg)
         fprintf(stderr, "ecgpruned: data_dir: %s\n", why);
         bad = 1;
     }
-    if (cfg->tls_cert[0] && (access(cfg->tls_cert, R_OK) != 0 ||
-                             access(cfg->tls_key, R_OK) != 0)) {
-        fprintf(stderr, "ecgpruned: tls: cannot read %s or %s\n",
-                cfg->tls_cert, cfg->tls_key);
+    if (cfg->log_file[0] && !log_file_usable(cfg->log_file, why,
+                                             sizeof why)) {
+        fprintf(stderr, "ecgpruned: log.file: %s\n", why);
         bad = 1;
     }
-    if (cfg->preload[0]) {
-        ep_error err;
-        ep_net *net = NULL;
-
-        if (ep_model_load(cfg->preload, &net, &err)) {
-            fprintf(stderr, "ecgpruned: preload: %s\n", err.msg);
-            bad = 1;
-        }
-        ep_net_free(net);
+    if (cfg->tls_cert[0] &&
+        ed_http_check_tls(cfg->tls_cert, cfg->tls_key, why, sizeof why)) {
+        fprintf(stderr, "ecgpruned: %s\n", why);
+        bad = 1;
+    }
+    if (cfg->preload[0] && !preload_usable(cfg->preload, why, sizeof why)) {
+        fprintf(stderr, "ecgpruned: preload: %s\n", why);
+        bad = 1;
     }
     if (bad)
         return 1;
@@ -488,8 +544,8 @@ int main(int argc, char **argv)
     signal(SIGXFSZ, SIG_IGN);
 
     if (ed_log_open(app->cfg.log_file, app->cfg.log_level)) {
-        fprintf(stderr, "ecgpruned: cannot open log file %s\n",
-                app->cfg.log_file);
+        fprintf(stderr, "ecgpruned: cannot open log file %s: %s\n",
+                app->cfg.log_file, strerror(errno));
         return 1;
     }
 

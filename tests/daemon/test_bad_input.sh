@@ -42,6 +42,70 @@ refused "preload: .*not-a-model.safetensors" \
 refused "is not a directory" --data-dir "$WORK/not-a-model.safetensors" \
     --check-config
 refused "cannot be created" --data-dir /proc/ecgpruned-test --check-config
+# A log file in a missing directory, or a directory, would stop the start:
+# the check says so first.
+refused "log.file: $WORK/nodir/x.log cannot be opened for appending: No such" \
+    --log-file "$WORK/nodir/x.log" --check-config
+refused "log.file: $WORK cannot be opened for appending: Is a directory" \
+    --log-file "$WORK" --check-config
+"$ECGPRUNED" --log-file "$WORK/new.log" --data-dir "$WORK/new-data" \
+    --check-config > /dev/null || fail "a new log file was refused"
+if [ -e "$WORK/new.log" ] || [ -e "$WORK/new-data" ]; then
+    fail "--check-config left files behind"
+fi
+# A preloaded model that loads but would be refused as an upload (a
+# window shorter than one second) is refused by the check too.
+"$ED_TESTTOOL" model "$WORK/short.safetensors" 7 window=8 \
+    > /dev/null
+refused "preload: .*short.safetensors: the model's window of 8 samples" \
+    --preload "$WORK/short.safetensors" --check-config
+
+# TLS: a self-signed certificate made here serves HTTPS; a key of another
+# certificate, or files that are not PEM, are refused by the check and at
+# start with GnuTLS's reason, not as a port in use.
+tls_config() {  # tls_config CERT KEY: a configuration file using them
+    jq -n --arg c "$1" --arg k "$2" '{tls: {cert: $c, key: $k}}' \
+        > "$WORK/tls.json"
+}
+certtool --generate-privkey --key-type ecdsa --outfile "$WORK/tls.key" \
+    2> /dev/null
+certtool --generate-privkey --key-type ecdsa --outfile "$WORK/other.key" \
+    2> /dev/null
+printf 'cn = 127.0.0.1\nip_address = 127.0.0.1\nexpiration_days = 2\n' \
+    > "$WORK/tls.tmpl"
+certtool --generate-self-signed --load-privkey "$WORK/tls.key" \
+    --template "$WORK/tls.tmpl" --outfile "$WORK/tls.crt" 2> /dev/null
+tls_config "$WORK/tls.crt" "$WORK/other.key"
+refused "tls: certificate $WORK/tls.crt with key $WORK/other.key: " \
+    --config "$WORK/tls.json" --check-config
+refused "tls: certificate .*other.key: .*expected a PEM certificate" \
+    --config "$WORK/tls.json" --data-dir "$WORK/tls-data" \
+    --listen 127.0.0.1:0
+tls_config "$WORK/tls.json" "$WORK/tls.json"
+refused "tls: certificate $WORK/tls.json with key $WORK/tls.json: " \
+    --config "$WORK/tls.json" --check-config
+tls_config "$WORK/tls.crt" "$WORK/tls.key"
+"$ECGPRUNED" --config "$WORK/tls.json" --check-config | grep -q "tls on" ||
+    fail "a certificate and its key were refused"
+rm -f "$WORK/port"
+"$ECGPRUNED" --config "$WORK/tls.json" --data-dir "$WORK/tls-data" \
+    --listen 127.0.0.1:0 --port-file "$WORK/port" \
+    --log-file "$WORK/tls.log" &
+TLS_PID=$!
+for _ in $(seq 1 100); do
+    [ -s "$WORK/port" ] && break
+    sleep 0.1
+done
+TLS_URL="https://127.0.0.1:$(cat "$WORK/port")"
+[ "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$WORK/tls.crt" \
+     "$TLS_URL/v2/health/live")" = 200 ] || fail "no answer over HTTPS"
+if curl -s -o /dev/null "http://127.0.0.1:$(cat "$WORK/port")/v2/health/live"
+then
+    fail "plain HTTP was answered on the TLS port"
+fi
+kill -TERM "$TLS_PID"
+wait "$TLS_PID" || fail "the TLS daemon exited with an error"
+
 "$ECGPRUNED" --version | grep -q '^ecgpruned [0-9]' ||
     fail "--version does not print the version"
 
