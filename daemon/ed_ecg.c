@@ -595,8 +595,7 @@ static unsigned wfdb_annotations(const ed_ecg_part *p, int64_t first,
     }
     ecg->n_ann = k;
     ep_wfdb_free_annotations(ann);
-    qsort(ecg->ann, ecg->n_ann, sizeof *ecg->ann, cmp_annot);
-    return check_double_beats(ecg, msg, ms);
+    return check_double_beats(ecg, msg, ms);   /* the reader sorted them */
 }
 
 /* A time in seconds from a form field: digits, optionally a point and

@@ -808,7 +808,7 @@ static void test_read_not_regular(void)
 /* ---- hand-made annotation files ---------------------------------------- */
 
 typedef struct abuf {
-    unsigned char b[256];
+    unsigned char b[16384];
     size_t n;
 } abuf;
 
@@ -865,28 +865,88 @@ static void test_annotation_codes(void)
     put_word(&a, 0, 0);
     a.b[a.n++] = 0x55;                /* junk after the end is ignored */
 
+    /* The file's order, with the last one (at 0, after the negative
+     * SKIP) moved to the front: items come in time order. */
     rc = ep_wfdb_parse_annotations(a.b, a.n, "t.atr", &ann, &err);
     REQUIRE(rc == 0);
     REQUIRE(ann->count == 5);
-    CHECK_EQ_INT(ann->items[0].sample, 100);
-    CHECK_EQ_INT(ann->items[0].code, 1);
-    CHECK_EQ_INT(ann->items[0].chan, 1);
-    CHECK_EQ_INT(ann->items[0].num, 5);
-    CHECK_EQ_INT(ann->items[1].sample, 123);
-    CHECK_EQ_INT(ann->items[1].code, 5);
+    CHECK_EQ_INT(ann->items[0].sample, 0);
+    CHECK(ann->items[0].aux && strcmp(ann->items[0].aux, "ab") == 0);
+    CHECK_EQ_INT(ann->items[1].sample, 100);
+    CHECK_EQ_INT(ann->items[1].code, 1);
     CHECK_EQ_INT(ann->items[1].chan, 1);
     CHECK_EQ_INT(ann->items[1].num, 5);
-    CHECK_EQ_INT(ann->items[1].subtype, -1);
-    CHECK_EQ_INT(ann->items[2].sample, 100123);
-    CHECK_EQ_INT(ann->items[2].subtype, 0);
-    CHECK(ann->items[2].aux && strcmp(ann->items[2].aux, "(AFIB") == 0);
-    CHECK_EQ_INT(ann->items[2].num, -2);
-    CHECK_EQ_INT(ann->items[3].sample, 101146);
+    CHECK_EQ_INT(ann->items[2].sample, 123);
+    CHECK_EQ_INT(ann->items[2].code, 5);
+    CHECK_EQ_INT(ann->items[2].chan, 1);
+    CHECK_EQ_INT(ann->items[2].num, 5);
+    CHECK_EQ_INT(ann->items[2].subtype, -1);
+    CHECK_EQ_INT(ann->items[3].sample, 100123);
+    CHECK_EQ_INT(ann->items[3].subtype, 0);
+    CHECK(ann->items[3].aux && strcmp(ann->items[3].aux, "(AFIB") == 0);
     CHECK_EQ_INT(ann->items[3].num, -2);
-    CHECK_EQ_INT(ann->items[3].chan, 0);
-    CHECK(ann->items[3].aux == NULL);
-    CHECK_EQ_INT(ann->items[4].sample, 0);
-    CHECK(ann->items[4].aux && strcmp(ann->items[4].aux, "ab") == 0);
+    CHECK_EQ_INT(ann->items[4].sample, 101146);
+    CHECK_EQ_INT(ann->items[4].num, -2);
+    CHECK_EQ_INT(ann->items[4].chan, 0);
+    CHECK(ann->items[4].aux == NULL);
+    ep_wfdb_free_annotations(ann);
+}
+
+/* A file of 1,500 annotations in runs, with negative SKIPs back into
+ * earlier runs and many at one sample; each tagged by its NUM (file
+ * position mod 100) and code.  The parse must equal the file's list
+ * sorted by a naive stable insertion sort. */
+static void test_annotation_sorting(void)
+{
+    enum { N = 1500 };
+    static abuf a;
+    static ep_annotation want[N];
+    ep_annotations *ann = NULL;
+    ep_error err = {0};
+    unsigned long long lcg = 12345;
+    long long time = 0;
+    size_t i, j;
+    int rc;
+
+    a.n = 0;
+    for (i = 0; i < N; i++) {
+        unsigned step, code;
+
+        lcg = lcg * 6364136223846793005ULL + 1442695040888963407ULL;
+        step = (unsigned)(lcg >> 33) % 4 == 0 ? 0 : (unsigned)(lcg >> 40) % 50;
+        code = 1 + (unsigned)(lcg >> 20) % 13;
+        if (i % 97 == 96 && time > 500) {   /* back into an earlier run */
+            long long back = 1 + (long long)((lcg >> 24) % 500);
+            put_skip(&a, -back - (long long)step);
+            time -= back + (long long)step;
+        }
+        put_word(&a, code, step);
+        time += step;
+        put_word(&a, 60, (unsigned)(i % 100));
+        want[i].sample = time;
+        want[i].code = (int)code;
+        want[i].num = (int)(i % 100);
+    }
+    put_word(&a, 0, 0);
+    REQUIRE(a.n < sizeof a.b);
+
+    /* Naive stable insertion sort of the expected list. */
+    for (i = 1; i < N; i++) {
+        ep_annotation x = want[i];
+
+        for (j = i; j > 0 && want[j - 1].sample > x.sample; j--)
+            want[j] = want[j - 1];
+        want[j] = x;
+    }
+    rc = ep_wfdb_parse_annotations(a.b, a.n, "sort.atr", &ann, &err);
+    REQUIRE(rc == 0);
+    REQUIRE(ann->count == N);
+    for (i = 0; i < N; i++)
+        if (ann->items[i].sample != want[i].sample ||
+            ann->items[i].code != want[i].code ||
+            ann->items[i].num != want[i].num)
+            break;
+    CHECK_EQ_INT(i, N);
     ep_wfdb_free_annotations(ann);
 }
 
@@ -1060,6 +1120,7 @@ int main(void)
     test_read_errors();
     test_read_not_regular();
     test_annotation_codes();
+    test_annotation_sorting();
     test_annotation_rejects();
     test_code_table();
     test_all_records_decode();

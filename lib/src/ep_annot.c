@@ -315,6 +315,46 @@ static int read_words(annot_reader *r, ep_error *err)
     }
 }
 
+/* Whether the annotations are in time order, as WFDB writes them (only a
+ * negative SKIP can break it). */
+static int in_time_order(const ep_annotations *a)
+{
+    size_t i;
+
+    for (i = 1; i < a->count; i++)
+        if (a->items[i].sample < a->items[i - 1].sample)
+            return 0;
+    return 1;
+}
+
+/* Stable bottom-up merge sort by sample: annotations at one sample keep
+ * the file's order.  Merge sort rather than qsort, which is not stable. */
+static int sort_by_time(ep_annotations *a, const char *what, ep_error *err)
+{
+    ep_annotation *src = a->items, *dst, *t;
+    size_t n = a->count, width, lo, i, j, k, mid, hi;
+
+    dst = malloc(n * sizeof *dst);
+    if (dst == NULL)
+        return ep_error_set(err, EP_ENOMEM, "%s: out of memory", what);
+    for (width = 1; width < n; width *= 2) {
+        for (lo = 0; lo < n; lo += 2 * width) {
+            mid = lo + width < n ? lo + width : n;
+            hi = lo + 2 * width < n ? lo + 2 * width : n;
+            for (i = lo, j = mid, k = lo; k < hi; k++)
+                dst[k] = j >= hi || (i < mid && src[i].sample <=
+                                                src[j].sample)
+                         ? src[i++] : src[j++];
+        }
+        t = src;
+        src = dst;
+        dst = t;
+    }
+    a->items = src;
+    free(dst);
+    return 0;
+}
+
 int ep_wfdb_parse_annotations(const unsigned char *buf, size_t len,
                               const char *what, ep_annotations **out,
                               ep_error *err)
@@ -334,6 +374,8 @@ int ep_wfdb_parse_annotations(const unsigned char *buf, size_t len,
     if (r.ann == NULL)
         return ep_error_set(err, EP_ENOMEM, "%s: out of memory", what);
     rc = read_words(&r, err);
+    if (rc == 0 && !in_time_order(r.ann))
+        rc = sort_by_time(r.ann, what, err);
     if (rc != 0) {
         ep_wfdb_free_annotations(r.ann);
         return rc;

@@ -110,6 +110,10 @@ typedef struct ep_annotations {
     size_t count;
 } ep_annotations;
 
+/* An annotation file's bytes (what names it in errors).  The items come
+ * in time order: a file whose negative SKIP moves time back (WFDB writes
+ * none) is sorted, stably, so that annotations at one sample keep the
+ * file's order and every reader sees the same list. */
 int ep_wfdb_parse_annotations(const unsigned char *buf, size_t len,
                               const char *what, ep_annotations **out,
                               ep_error *err);
