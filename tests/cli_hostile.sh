@@ -208,5 +208,30 @@ check "binary list line named" grep -q "line 1: control byte" \
 run "$ecgprune" eval "$model" --list "$work/long.list" 2> "$work/list3.err"
 check_status "--list with a 5000-character line" 2
 check "long line named" grep -q "line 2: longer than" "$work/list3.err"
+printf '# no records here\n\n' > "$work/comments.list"
+run "$ecgprune" eval "$model" --list "$work/comments.list" \
+    2> "$work/list7.err"
+check_status "--list of comments only" 2
+check "list of comments named" grep -q \
+    "names no record in its 2 lines (comments or blank)" "$work/list7.err"
+: > "$work/empty.list"
+run "$ecgprune" eval "$model" --list "$work/empty.list" 2> "$work/list8.err"
+check_status "empty --list" 2
+check "empty list named" grep -q "list '$work/empty.list' is empty" \
+    "$work/list8.err"
+
+# Numbers are decimal: strtod's hexadecimal ("0x10") is refused, as the
+# daemon refuses it.
+run "$ecgprune" infer "$model" "$excerpt/100" --to 0x10 2> "$work/hex.err"
+check_status "hexadecimal --to" 2
+check "hexadecimal --to named" grep -q "bad --to '0x10'" "$work/hex.err"
+
+# Less than two seconds of ECG is read, with a warning that it is too
+# short to find beats in (the daemon refuses it).
+run "$ecgprune" infer "$model" "$excerpt/100" --to 1 > /dev/null \
+    2> "$work/short.err"
+check_status "one second of ECG" 0
+check "one second of ECG warned of" grep -q \
+    "360 samples (1 s) are less than 2 s of ECG" "$work/short.err"
 
 cli_end

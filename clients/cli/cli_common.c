@@ -124,6 +124,10 @@ int cli_parse_double(const char *s, double lo, double hi, double *out)
     char *end;
     double v;
 
+    /* Decimal only: strtod also reads hexadecimal ("0x10"), which the
+     * daemon's JSON refuses and nobody writes on purpose. */
+    if (strpbrk(s, "xX") != NULL)
+        return -1;
     errno = 0;
     v = strtod(s, &end);
     /* ERANGE on underflow still leaves a usable value (0 or subnormal),
@@ -344,7 +348,7 @@ int cli_read_list(const char *cmd, const char *path, cli_list_fn add,
 {
     list_file list;
     char line[4096], *name;
-    int status = list_open(cmd, path, &list), got;
+    int status = list_open(cmd, path, &list), got, names = 0;
 
     while (status == 0 &&
            (got = list_next(cmd, path, &list, line, sizeof line)) != 0) {
@@ -357,9 +361,17 @@ int cli_read_list(const char *cmd, const char *path, cli_list_fn add,
             status = 2;
         } else if (*name != '\0') {
             status = add(ud, name);
+            names++;
         }
     }
     if (list.f != NULL)
         fclose(list.f);
+    if (status == 0 && names == 0 && list.line_no == 0)
+        status = cli_usage_error(cmd, "list '%s' is empty; expected one "
+                                 "record name per line", path);
+    else if (status == 0 && names == 0)
+        status = cli_usage_error(cmd, "list '%s' names no record in its %ld "
+                                 "lines (comments or blank); expected one "
+                                 "record name per line", path, list.line_no);
     return status;
 }

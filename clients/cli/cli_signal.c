@@ -32,6 +32,20 @@ static void warn_amplitude(const char *record, const cli_signal *sig)
                 record, sig->name, peak);
 }
 
+/* Shortest span worth labelling (seconds); the daemon refuses shorter
+ * ECG.  Warned of only, like the amplitude: a short test record is still
+ * read. */
+#define CLI_MIN_SECONDS 2.0
+
+static void warn_short(const char *record, const cli_signal *sig)
+{
+    if ((double)sig->n < CLI_MIN_SECONDS * sig->fs)
+        fprintf(stderr, "ecgprune: warning: %s, signal %s: %lld samples "
+                "(%.3g s) are less than %g s of ECG, too few to find "
+                "beats in\n", record, sig->name, (long long)sig->n,
+                (double)sig->n / sig->fs, CLI_MIN_SECONDS);
+}
+
 /* The signal asked for, else MLII, else the first one. */
 static int pick_signal(const ep_record *rec, const char *record,
                        const char *name, ep_error *err)
@@ -121,6 +135,7 @@ int cli_read_signal(const char *record, const char *name, double from_s,
         out->record_samples = rec->n_samples;
         snprintf(out->name, sizeof out->name, "%s", rec->signals[s].name);
         warn_amplitude(record, out);
+        warn_short(record, out);
     } else {
         free(all);
     }
