@@ -338,8 +338,14 @@ static int token_ok(const ed_server *srv, const char *auth)
     /* The scheme name is case-insensitive (RFC 9110, 11.1). */
     if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
         return 0;
+    /* Spaces and tabs around the token are not part of it (RFC 9110,
+     * 5.5: a field value has no leading or trailing whitespace). */
     tok = auth + 7;
+    while (*tok == ' ' || *tok == '\t')
+        tok++;
     n = strlen(tok);
+    while (n > 0 && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
+        n--;
     /* Compare every configured token in full: no early exit on a match. */
     for (t = 0; t < srv->cfg->n_tokens; t++) {
         const char *want = srv->cfg->tokens[t];
@@ -382,11 +388,21 @@ size_t ed_http_pending_bytes(const ed_server *srv)
     return srv->pending_bytes;
 }
 
-/* The framing headers of a request, every copy of each counted: a
- * repeated header is read as its first copy by libmicrohttpd but may be
- * joined by a proxy ("chunked, gzip"). */
+/* Headers a request may carry once, every copy counted: libmicrohttpd
+ * reads the first copy of a repeated header, while a proxy in front may
+ * read the last or join them ("chunked, gzip"), so two copies of a
+ * framing header can smuggle a second request, and two tokens or keys
+ * make which one counted a matter of who reads them. */
+enum { H_LENGTH, H_TRANSFER, H_TYPE, H_AUTH, H_KEY, N_SINGLE_HEADERS };
+static const char *const single_headers[N_SINGLE_HEADERS] = {
+    [H_LENGTH] = MHD_HTTP_HEADER_CONTENT_LENGTH,
+    [H_TRANSFER] = MHD_HTTP_HEADER_TRANSFER_ENCODING,
+    [H_TYPE] = MHD_HTTP_HEADER_CONTENT_TYPE,
+    [H_AUTH] = MHD_HTTP_HEADER_AUTHORIZATION,
+    [H_KEY] = "Idempotency-Key"};
+
 typedef struct framing {
-    int n_cl, n_te, n_ce;
+    int count[N_SINGLE_HEADERS];
     const char *te, *ce;        /* the first value not allowed, or NULL */
 } framing;
 
@@ -394,16 +410,16 @@ static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
                                      const char *key, const char *value)
 {
     framing *f = cls;
+    int i;
 
     (void)kind;
-    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
-        f->n_cl++;
-    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
-        f->n_te++;
+    for (i = 0; i < N_SINGLE_HEADERS; i++)
+        if (strcasecmp(key, single_headers[i]) == 0)
+            f->count[i]++;
+    if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
         if (!f->te && (!value || strcasecmp(value, "chunked") != 0))
             f->te = value ? value : "";
     } else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_ENCODING) == 0) {
-        f->n_ce++;
         if (!f->ce && (!value || strcasecmp(value, "identity") != 0))
             f->ce = value ? value : "";
     }
@@ -412,22 +428,25 @@ static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
 
 /* Framing libmicrohttpd would read one way and a proxy in front another
  * (a way to smuggle a second request), or that it would wait on for ever
- * (Transfer-Encoding: identity), and bodies it cannot decode: refused
- * before any body is read.  1 when answered. */
+ * (Transfer-Encoding: identity), headers given twice, and bodies it
+ * cannot decode: refused before any body is read.  1 when answered. */
 static int refuse_framing(ed_request *req)
 {
-    framing f = {0};
+    framing f = {{0}, NULL, NULL};
+    int i, twice = N_SINGLE_HEADERS;
 
     MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_framing,
                               &f);
+    for (i = 0; i < N_SINGLE_HEADERS && twice == N_SINGLE_HEADERS; i++)
+        if (f.count[i] > 1)
+            twice = i;
     if (f.te)
         ed_http_problem(req, 501, "Transfer-Encoding \"%.40s\": only "
                         "chunked is supported", f.te);
-    else if (f.n_te > 1 || f.n_cl > 1)
+    else if (twice < N_SINGLE_HEADERS)
         ed_http_problem(req, 400, "%s given %d times: send it once",
-                        f.n_te > 1 ? "Transfer-Encoding" : "Content-Length",
-                        f.n_te > 1 ? f.n_te : f.n_cl);
-    else if (f.n_te && f.n_cl)
+                        single_headers[twice], f.count[twice]);
+    else if (f.count[H_LENGTH] && f.count[H_TRANSFER])
         ed_http_problem(req, 400, "both Transfer-Encoding and "
                         "Content-Length: send one");
     else if (f.ce)

@@ -752,6 +752,19 @@ expect 200 "health stays open with tokens"
 # The "Bearer" scheme is case-insensitive (RFC 9110).
 req GET /v1/models -H "Authorization: bearer $TOKEN"
 expect 200 "request with the scheme in lower case"
+# Whitespace around the token is not part of it (RFC 9110, 5.5).
+req GET /v1/models -H "Authorization: Bearer  $TOKEN "
+expect 200 "request with spaces around the token"
+# Two tokens, either way round, are refused: which one counts would
+# depend on who reads them (the daemon reads the first, a proxy may read
+# the last).
+bad 400 'Authorization given 2 times: send it once' GET /v1/models \
+    -H "Authorization: Bearer $TOKEN-wrong" -H "Authorization: Bearer $TOKEN"
+bad 400 'Authorization given 2 times: send it once' GET /v1/models \
+    -H "Authorization: Bearer $TOKEN" -H "Authorization: Bearer $TOKEN-wrong"
+bad 400 'Idempotency-Key given 2 times: send it once' POST /v1/batches \
+    -H "Authorization: Bearer $TOKEN" -H 'Idempotency-Key: a' \
+    -H 'Idempotency-Key: b' "${J[@]}" -d '{}'
 
 # A setting only a restart applies (the pool size) is logged as ignored;
 # a FIFO in the config file's place is refused at once (it once blocked
