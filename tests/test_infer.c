@@ -481,6 +481,13 @@ static void test_errors(void)
     CHECK_MSG(strstr(err.msg, "class 2 is 'N'") != NULL, "%s", err.msg);
     strcpy(net->meta.classes[2], "V");
 
+    /* Two input channels: the message names the input, not the head. */
+    net->layers[0].channels = 2;
+    CHECK_EQ_INT(ep_inferer_create(net, NULL, &inf, &err), EP_EINVAL);
+    CHECK_MSG(strstr(err.msg, "1-channel input (one ECG lead), got layer "
+                     "'input' with 2 channels") != NULL, "%s", err.msg);
+    net->layers[0].channels = 1;
+
     /* A window whose plan alone would take gigabytes (the model file
      * bounds the weights, not the window): per sample the input's 1
      * channel, c1's 4 outputs and 1 x 5 unfolded inputs, r1's 4, the

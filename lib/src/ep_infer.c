@@ -462,14 +462,16 @@ int ep_inferer_create(const ep_net *net, const ep_infer_opts *opts,
         return ep_error_set(err, EP_EINVAL, "infer: network has no output "
                             "layer");
     head = &net->layers[net->output];
-    if (head->channels != net->meta.n_classes || head->rate_div != 1 ||
-        net->layers[0].op != EP_OP_INPUT || net->layers[0].channels != 1)
-        return ep_error_set(err, EP_EINVAL,
-                            "infer: expected a 1-channel input and an "
-                            "output '%s' of %d classes at full rate, got %d "
-                            "channels at 1/%d", head->name,
-                            net->meta.n_classes, head->channels,
-                            head->rate_div);
+    if (net->layers[0].op != EP_OP_INPUT || net->layers[0].channels != 1)
+        return ep_error_set(err, EP_EINVAL, "infer: expected a 1-channel "
+                            "input (one ECG lead), got layer '%s' with %d "
+                            "channels", net->layers[0].name,
+                            net->layers[0].channels);
+    if (head->channels != net->meta.n_classes || head->rate_div != 1)
+        return ep_error_set(err, EP_EINVAL, "infer: expected an output '%s' "
+                            "of %d classes at full rate, got %d channels at "
+                            "1/%d", head->name, net->meta.n_classes,
+                            head->channels, head->rate_div);
     if (window <= 0 || window % ep_net_length_multiple(net) != 0)
         return ep_error_set(err, EP_EINVAL,
                             "infer: model window %d is not a positive "

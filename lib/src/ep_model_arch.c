@@ -177,14 +177,20 @@ static int graph_error(ep_error *err, int code, const char *where)
 
 /* Take a layer's parameter count from what the file's data section can
  * hold, before the layer's arrays are allocated: a short file must not
- * make the loader allocate gigabytes of zeroed weights. */
+ * make the loader allocate gigabytes of zeroed weights.  Limitation: the
+ * layer named is where the count ran out, not necessarily the one whose
+ * tensor is missing or short (the tensor table is read after the
+ * architecture, which it needs), so the message says both. */
 static int take_params(size_t *budget, size_t need, const char *where,
                        ep_error *err)
 {
     if (need > *budget)
         return ep_error_set(err, EP_EFORMAT, "architecture: %s: needs %zu "
                             "parameters, but the file's data section holds "
-                            "only %zu more", where, need, *budget);
+                            "only %zu more: a tensor of this layer or of one "
+                            "before it is missing from the file or smaller "
+                            "than the architecture declares", where, need,
+                            *budget);
     *budget -= need;
     return EP_OK;
 }
