@@ -159,4 +159,18 @@ run "$ecgprune" finetune "$work/a.safetensors" "$excerpt/208" --out "" \
 check_status "finetune --out ''" 2
 check "FIFO still a FIFO" test -p "$work/fifo"
 check "directory still an empty directory" rmdir "$work/dir"
+
+# Each numeric option names itself and its range when out of it.
+for c in "--batch 0|bad --batch '0' (expected a whole number from 1 to 4096)" \
+    "--epochs 0|bad --epochs '0' (expected a whole number from 1 to 100000)" \
+    "--lr 10|bad --lr '10' (expected a number from 1e-7 to below 10)" \
+    "--rate 10|bad --rate '10' (expected 50 to 10000 Hz)" \
+    "--kernel 1025|bad --kernel '1025' (expected a whole number from 1 to 1024)"
+do
+    # shellcheck disable=SC2086
+    run "$ecgprune" train --data "$excerpt" --records 100 \
+        --out "$work/y.safetensors" ${c%%|*} 2> "$work/range.err"
+    check_status "train ${c%%|*}" 2
+    check "train ${c%%|*} named" grep -qF -- "${c#*|}" "$work/range.err"
+done
 cli_end

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "ecgprune/ep_infer.h"
 #include "ecgprune/ep_model.h"
 #include "ecgprune/ep_net.h"
 #include "ecgprune/ep_train.h"
@@ -131,20 +132,47 @@ static int parse_widths(train_args *a, const char *s)
     return 0;
 }
 
+/* The whole-number options and their ranges: the library's (ep_train,
+ * ep_unet), said here with the option. */
+static const struct int_option {
+    const char *name;
+    long lo, hi;
+} int_options[] = {
+    {"--epochs", 1, 100000}, {"--batch", 1, 4096}, {"--steps", 0, 1L << 30},
+    {"--kernel", 1, EP_NET_MAX_KERNEL}, {"--window", 2, 1L << 30}};
+
+static int *int_target(train_args *a, const char *opt)
+{
+    if (strcmp(opt, "--epochs") == 0)
+        return &a->opts.epochs;
+    if (strcmp(opt, "--batch") == 0)
+        return &a->opts.batch;
+    if (strcmp(opt, "--steps") == 0)
+        return &a->opts.steps_per_epoch;
+    if (strcmp(opt, "--kernel") == 0)
+        return &a->cfg.kernel;
+    return &a->cfg.meta.window;
+}
+
 /* Options that take a number. */
 static int parse_number(train_args *a, const char *opt, const char *v)
 {
+    size_t i;
     long n;
-    double x;
 
-    if (strcmp(opt, "--lr") == 0 || strcmp(opt, "--rate") == 0) {
-        if (cli_parse_double(v, 1e-7, 10000.0, &x) != 0)
-            return cli_usage_error("train", "bad %s '%s' (expected a number "
-                                   "from 1e-7 to 10000)", opt, v);
-        if (opt[2] == 'l')
-            a->opts.lr = x;
-        else
-            a->cfg.meta.sampling_rate = x;
+    if (strcmp(opt, "--lr") == 0) {
+        if (cli_parse_double(v, 1e-7, 10.0, &a->opts.lr) != 0 ||
+            a->opts.lr >= 10.0)
+            return cli_usage_error("train", "bad --lr '%s' (expected a "
+                                   "number from 1e-7 to below 10)", v);
+        return 0;
+    }
+    if (strcmp(opt, "--rate") == 0) {
+        if (cli_parse_double(v, EP_INFER_RATE_MIN, EP_INFER_RATE_MAX,
+                             &a->cfg.meta.sampling_rate) != 0)
+            return cli_usage_error("train", "bad --rate '%s' (expected %g "
+                                   "to %g Hz)", v, EP_INFER_RATE_MIN,
+                                   EP_INFER_RATE_MAX);
         return 0;
     }
     if (strcmp(opt, "--seed") == 0) {
@@ -154,22 +182,19 @@ static int parse_number(train_args *a, const char *opt, const char *v)
                                    ")", v);
         return 0;
     }
-    if (cli_parse_int(v, 0, 1L << 30, &n) != 0)
-        return cli_usage_error("train", "bad %s '%s' (expected a whole "
-                               "number from 0 to 2^30)", opt, v);
-    if (strcmp(opt, "--epochs") == 0)
-        a->opts.epochs = (int)n;
-    else if (strcmp(opt, "--steps") == 0)
-        a->opts.steps_per_epoch = (int)n;
-    else if (strcmp(opt, "--kernel") == 0)
-        a->cfg.kernel = (int)n;
-    else if (strcmp(opt, "--window") == 0)
-        a->cfg.meta.window = (int)n;
-    else if (strcmp(opt, "--batch") == 0)
-        a->opts.batch = (int)n;
-    else
-        return cli_usage_error("train", "unknown option '%s'", opt);
-    return 0;
+    for (i = 0; i < sizeof int_options / sizeof int_options[0]; i++) {
+        const struct int_option *o = &int_options[i];
+
+        if (strcmp(opt, o->name) != 0)
+            continue;
+        if (cli_parse_int(v, o->lo, o->hi, &n) != 0)
+            return cli_usage_error("train", "bad %s '%s' (expected a whole "
+                                   "number from %ld to %ld)", opt, v, o->lo,
+                                   o->hi);
+        *int_target(a, opt) = (int)n;
+        return 0;
+    }
+    return cli_usage_error("train", "unknown option '%s'", opt);
 }
 
 static int parse_args(int argc, char **argv, train_args *a)

@@ -8,9 +8,9 @@
 #include "ecgprune/ep_net.h"
 
 /* Upper bounds that keep every size computation well inside int and
- * reject absurd architectures read from files. */
+ * reject absurd architectures read from files (EP_NET_MAX_KERNEL, which
+ * callers choose, is in ep_net.h). */
 #define EP_NET_MAX_CHANNELS 8192
-#define EP_NET_MAX_KERNEL 1024
 #define EP_NET_MAX_STRIDE 64
 #define EP_NET_MAX_DILATION 1024
 #define EP_NET_MAX_RATE_DIV (1 << 20)

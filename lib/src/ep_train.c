@@ -693,17 +693,28 @@ static double now_s(void)
 
 static int check_opts(const ep_train_opts *o, int window, ep_error *err)
 {
-    if (o->epochs < 1 || o->epochs > 100000 || o->batch < 1 ||
-        o->batch > 4096 || o->steps_per_epoch < 0)
-        return ep_error_set(err, EP_EINVAL, "train: epochs %d, batch %d, "
-                            "steps per epoch %d out of range", o->epochs,
-                            o->batch, o->steps_per_epoch);
-    if (!(o->lr > 0.0 && o->lr < 10.0) || !(o->weight_decay >= 0.0) ||
-        !(o->rare_fraction >= 0.0 && o->rare_fraction <= 1.0) ||
-        !(o->warmup_fraction >= 0.0 && o->warmup_fraction < 1.0))
-        return ep_error_set(err, EP_EINVAL, "train: lr %g, weight decay %g, "
-                            "rare fraction %g, warm-up %g out of range",
-                            o->lr, o->weight_decay, o->rare_fraction,
+    if (o->epochs < 1 || o->epochs > 100000)
+        return ep_error_set(err, EP_EINVAL, "train: epochs %d: expected "
+                            "1..100000", o->epochs);
+    if (o->batch < 1 || o->batch > 4096)
+        return ep_error_set(err, EP_EINVAL, "train: batch %d: expected "
+                            "1..4096", o->batch);
+    if (o->steps_per_epoch < 0)
+        return ep_error_set(err, EP_EINVAL, "train: steps per epoch %d: "
+                            "expected 0 (one pass) or more",
+                            o->steps_per_epoch);
+    if (!(o->lr > 0.0 && o->lr < 10.0))
+        return ep_error_set(err, EP_EINVAL, "train: learning rate %g: "
+                            "expected more than 0 and less than 10", o->lr);
+    if (!(o->weight_decay >= 0.0))
+        return ep_error_set(err, EP_EINVAL, "train: weight decay %g: "
+                            "expected 0 or more", o->weight_decay);
+    if (!(o->rare_fraction >= 0.0 && o->rare_fraction <= 1.0))
+        return ep_error_set(err, EP_EINVAL, "train: rare fraction %g: "
+                            "expected 0..1", o->rare_fraction);
+    if (!(o->warmup_fraction >= 0.0 && o->warmup_fraction < 1.0))
+        return ep_error_set(err, EP_EINVAL, "train: warm-up fraction %g: "
+                            "expected at least 0 and less than 1",
                             o->warmup_fraction);
     if (window <= 0 || o->checkpoint_every < 0 ||
         (o->resume && o->checkpoint == NULL))

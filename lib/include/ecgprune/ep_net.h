@@ -30,6 +30,8 @@ extern "C" {
 #define EP_MAX_INPUTS 4
 #define EP_MAX_CLASSES 8
 #define EP_PAD_SAME (-1)
+/* Widest convolution kernel (taps) a network may have. */
+#define EP_NET_MAX_KERNEL 1024
 
 typedef enum ep_op {
     EP_OP_INPUT = 0,
