@@ -82,6 +82,8 @@ grep -q "^$JOB	succeeded	1	.*	100$" "$WORK/jobs" ||
 # named for another subject the pruned model refuses.
 ctl infer "$PRUNED" "$EXCERPT/100" p-7 > "$WORK/beats" ||
     fail "infer: $(cat "$WORK/beats")"
+[ "$(head -n 1 "$WORK/beats")" = "$(printf 'time_s\tsample\tclass\tconfidence')" ] ||
+    fail "infer: no column header: $(head -n 1 "$WORK/beats")"
 N=$(grep -c '^[0-9.]*	[0-9]*	[NSVFQ]	' "$WORK/beats")
 grep -q "^summary: $N beats" "$WORK/beats" ||
     fail "infer: $N beat lines, summary $(grep summary "$WORK/beats")"
@@ -95,6 +97,16 @@ ctl_fails 1 'error 409 .*calibrated on subject(s) \["p-7"\], not "p-8"' \
     infer "$PRUNED" "$EXCERPT/100" p-8
 ctl infer "$MID" "$EXCERPT/100" p-8 > /dev/null ||
     fail "infer with the uploaded model refused a subject"
+# A span of the record, as upload-batch takes it: its first minute holds
+# a third of the beats of three minutes or so, all within it.
+ctl infer "$PRUNED" "$EXCERPT/100:0-60" > "$WORK/minute" ||
+    fail "infer of a span: $(cat "$WORK/minute")"
+M=$(grep -c '^[0-9.]*	[0-9]*	[NSVFQ]	' "$WORK/minute")
+if [ $((M * 3)) -lt $((N - 6)) ] || [ $((M * 3)) -gt $((N + 6)) ]; then
+    fail "infer of the first minute: $M beats, of 3 minutes: $N"
+fi
+awk -F '\t' 'NR > 1 && /^[0-9]/ && $1 >= 60 { bad = 1 } END { exit bad }' \
+    "$WORK/minute" || fail "infer of the first minute: a beat past 60 s"
 
 # A model comes back byte for byte, into the file named, and a failed
 # download leaves no file behind.
@@ -129,6 +141,13 @@ ctl_fails 1 'error 404' download-model 99 "$WORK/none.safetensors"
 # Errors: usage (2, naming the word at fault), missing files and unknown
 # ids (1).
 ctl_fails 2 'ecgprunectl infer' infer
+ctl_fails 2 "upload-model: 1 argument(s) is not what it takes" \
+    upload-model "$MODEL"
+grep -q '^  ecgprunectl upload-model FILE.safetensors NAME$' "$WORK/ctl.err" ||
+    fail "a wrong count does not show the command's usage: \
+$(cat "$WORK/ctl.err")"
+[ "$(grep -c '^  ecgprunectl' "$WORK/ctl.err")" = 1 ] ||
+    fail "a wrong count shows other commands' usage too"
 ctl_fails 2 "unknown command 'bogus'" bogus
 ctl_fails 2 "show: unknown kind 'widget' (model, batch or job)" show widget 1
 ctl_fails 1 'no such file' upload-model "$WORK/none.safetensors" x
@@ -175,7 +194,9 @@ ctl_fails 1 '"Seed=1": KEY must be a parameter name' \
 BIG=$(ctl start-job "$MID" "$BID" l1 0.5 seed=9007199254740993 | jq -r .id)
 curl -s "$URL/v1/jobs/$BIG" | grep -q '"seed":9007199254740993[,}]' ||
     fail "seed 2^53 + 1: $(curl -s "$URL/v1/jobs/$BIG")"
-curl -s -o /dev/null -X DELETE "$URL/v1/jobs/$BIG"
+ctl delete job "$BIG" > "$WORK/out"
+grep -Eq "^job $BIG: (cancelled|cancel asked for; it stops at)" \
+    "$WORK/out" || fail "delete job: $(cat "$WORK/out")"
 
 # A URL with a trailing slash works; a failed JSON upload leaves no copy
 # of the ECG in TMPDIR, an unreachable daemon no error file.
@@ -188,5 +209,14 @@ TMPDIR=$WORK/tmp ECGPRUNE_URL=http://127.0.0.1:1 ctl_fails 1 \
     'cannot reach' show job 1
 [ -z "$(ls -A "$WORK/tmp")" ] ||
     fail "temporary files left behind: $(ls -A "$WORK/tmp")"
+# A JSON file that names another subject than the one given is refused
+# before anything is sent: which pseudonym the batch gets is not guessed.
+jq '. + {subject: "p-9"}' "$WORK/seg.json" > "$WORK/p9.json"
+ctl_fails 1 'p9.json names subject "p-9", not "p-8"' upload-batch p-8 \
+    "$WORK/p9.json"
+ctl list batches | awk '$2 == "p-9"' | grep -q . &&
+    fail "a batch of the other subject was stored"
+SAME=$(ctl upload-batch p-9 "$WORK/p9.json" | jq -r .subject)
+[ "$SAME" = p-9 ] || fail "upload with the file's own subject: $SAME"
 
 stop_daemon
