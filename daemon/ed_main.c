@@ -399,7 +399,8 @@ static int check_config(const ed_config *cfg)
     int bad = 0, i, n_advice, lowered;
     int v6 = strchr(cfg->listen_addr, ':') != NULL;
 
-    if (!data_dir_usable(cfg->data_dir, why, sizeof why)) {
+    if (!data_dir_usable(cfg->data_dir, why, sizeof why) ||
+        ed_store_dir_free(cfg->data_dir, why, sizeof why)) {
         fprintf(stderr, "ecgpruned: data_dir: %s\n", why);
         bad = 1;
     }

@@ -380,12 +380,13 @@ static int write_pid_file(const char *path, char *err, size_t es)
  * deletion can undo and the kernel releases when the process dies, so a
  * crash leaves nothing to clean up; ecgpruned.lock holds the owner's pid
  * for the message.  Limitation: flock is advisory and not honoured across
- * some network file systems. */
-static int lock_data_dir(const char *data_dir, int *fd_out, char *err,
+ * some network file systems.  The lock is held while *fd_out is open. */
+static int take_dir_lock(const char *data_dir, int *fd_out, char *err,
                          size_t es)
 {
     char path[1200], pid[32] = "";
-    int fd;
+    int fd, e;
+    FILE *f;
 
     fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
@@ -393,30 +394,57 @@ static int lock_data_dir(const char *data_dir, int *fd_out, char *err,
                  strerror(errno));
         return -1;
     }
-    snprintf(path, sizeof path, "%s/ecgpruned.lock", data_dir);
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int e = errno;
-        FILE *f = fopen(path, "re");
-
-        if (f) {
-            pid[fread(pid, 1, sizeof pid - 1, f)] = '\0';
-            pid[strcspn(pid, "\n")] = '\0';
-            fclose(f);
-        }
-        close(fd);
-        if (e == EWOULDBLOCK)
-            snprintf(err, es, "data directory %s is in use by another "
-                     "ecgpruned (pid %s); stop it first, or give this one "
-                     "another --data-dir", data_dir, pid[0] ? pid : "?");
-        else
-            snprintf(err, es, "%s: cannot lock: %s", data_dir, strerror(e));
-        return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+        *fd_out = fd;
+        return 0;
     }
+
+    /* Held: name the owner when its pid file says who it is. */
+    e = errno;
+    snprintf(path, sizeof path, "%s/ecgpruned.lock", data_dir);
+    f = fopen(path, "re");
+    if (f) {
+        pid[fread(pid, 1, sizeof pid - 1, f)] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        fclose(f);
+    }
+    close(fd);
+    if (e == EWOULDBLOCK)
+        snprintf(err, es, "data directory %s is in use by another "
+                 "ecgpruned (pid %s); stop it first, or give this one "
+                 "another --data-dir", data_dir, pid[0] ? pid : "?");
+    else
+        snprintf(err, es, "%s: cannot lock: %s", data_dir, strerror(e));
+    return -1;
+}
+
+static int lock_data_dir(const char *data_dir, int *fd_out, char *err,
+                         size_t es)
+{
+    char path[1200];
+    int fd;
+
+    if (take_dir_lock(data_dir, &fd, err, es))
+        return -1;
+    snprintf(path, sizeof path, "%s/ecgpruned.lock", data_dir);
     if (write_pid_file(path, err, es)) {
         close(fd);
         return -1;
     }
     *fd_out = fd;
+    return 0;
+}
+
+int ed_store_dir_free(const char *data_dir, char *err, size_t es)
+{
+    struct stat st;
+    int fd;
+
+    if (stat(data_dir, &st) != 0)
+        return 0;               /* a directory still to be made is free */
+    if (take_dir_lock(data_dir, &fd, err, es))
+        return -1;
+    close(fd);
     return 0;
 }
 

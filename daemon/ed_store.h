@@ -26,6 +26,12 @@ typedef struct ed_store ed_store;
 /* The database's file name inside the data directory. */
 #define ED_STORE_DB_FILE "ecgpruned.sqlite3"
 
+/* Whether another daemon holds the data directory (the lock
+ * ed_store_open takes): 0 when it is free or does not exist yet, -1 with
+ * the owner's pid in err.  For --check-config: it holds the lock only
+ * while it looks. */
+int ed_store_dir_free(const char *data_dir, char *err, size_t err_size);
+
 /* Open (creating) data_dir/ecgpruned.sqlite3 and bring its schema up to
  * date, one transaction per schema file. */
 int ed_store_open(const char *data_dir, ed_store **out, char *err,

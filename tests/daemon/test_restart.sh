@@ -97,6 +97,13 @@ if "$ECGPRUNED" --listen 127.0.0.1:0 --data-dir "$WORK/data" \
 fi
 grep -q "data directory .* is in use by another ecgpruned (pid $DAEMON_PID)" \
     "$WORK/second.err" || fail "second daemon: $(cat "$WORK/second.err")"
+# --check-config says so first, and takes nothing from the running one.
+if "$ECGPRUNED" --data-dir "$WORK/data" --check-config \
+        > /dev/null 2> "$WORK/check.err"; then
+    fail "--check-config passed a data directory in use"
+fi
+grep -q "data_dir: data directory .* is in use by another ecgpruned (pid \
+$DAEMON_PID)" "$WORK/check.err" || fail "check-config: $(cat "$WORK/check.err")"
 req GET "/v1/jobs/$JOB2"
 [ "$(body .state)" = running ] ||
     fail "job after a second daemon's start: $(body .state)"
