@@ -316,9 +316,12 @@ static int check_upload_request(ed_request *req, const char **name)
      * send them, rather than fail on the first bytes of a boundary. */
     ct = ed_http_header(req, "Content-Type");
     if (ct && strncasecmp(ct, "multipart/", 10) == 0) {
-        ed_http_problem(req, 415, "Content-Type %.40s: send the model file "
+        int type_len = (int)strcspn(ct, "; \t");
+
+        ed_http_problem(req, 415, "Content-Type %.*s: send the model file "
                         "itself as the body, as application/octet-stream "
-                        "(curl --data-binary @FILE)", ct);
+                        "(curl --data-binary @FILE)",
+                        type_len < 60 ? type_len : 60, ct);
         return -1;
     }
     return 0;

@@ -503,6 +503,17 @@ static part *part_by_name(wfdb_parts *w, const char *key)
     return NULL;
 }
 
+/* The field name of a part (part_names). */
+static const char *part_name(wfdb_parts *w, const part *p)
+{
+    int i;
+
+    for (i = 0; i < N_PARTS; i++)
+        if (part_at(w, i) == p)
+            return part_names[i];
+    return "?";
+}
+
 /* The part a file's extension stands for, or NULL. */
 static part *part_by_ext(wfdb_parts *w, const char *filename)
 {
@@ -542,7 +553,7 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind,
     }
     if (off == 0) {
         if (p->seen) {
-            snprintf(w->twice, sizeof w->twice, "%s", named ? key : filename);
+            snprintf(w->twice, sizeof w->twice, "%s", part_name(w, p));
             return MHD_YES;
         }
         p->seen = 1;
@@ -849,8 +860,9 @@ static unsigned collect_parts(ed_request *req, ed_ecg_kind kind,
                     "(?subject=...), where the model's subjects are "
                     "checked");
     if (!st && w->twice[0])
-        st = refuse(400, msg, ms, "multipart field \"%s\" is given twice",
-                    w->twice);
+        st = refuse(400, msg, ms, "multipart field \"%s\" is given twice "
+                    "(by name, or by a file's extension: .hea header, .dat "
+                    "signal, .atr annotations)", w->twice);
     /* A part sent empty would read as absent (a "from" as the record's
      * start, an "annotations" file as none): refused instead. */
     if (!st)

@@ -296,7 +296,7 @@ bad 422 'model: not a safetensors file: .*header length, read 4294967295' \
     POST "/v1/models?name=hdr" --data-binary "@$WORK/hdr.safetensors"
 bad 415 'send the model file itself as the body.*--data-binary' \
     POST "/v1/models?name=form" -F "file=@$MODEL"
-bad 415 'Content-Type multipart/mixed; boundary=x: send the model file' \
+bad 415 'Content-Type multipart/mixed: send the model file' \
     POST "/v1/models?name=form" -H 'Content-Type: multipart/mixed; boundary=x' \
     --data-binary "@$MODEL"
 # Models that load but would not detect: a window under one second (a
@@ -401,6 +401,13 @@ expect 204 "delete that batch"
 bad 400 'multipart field "lead" is given twice' POST /v1/batches \
     -F "header=@$EXCERPT/100.hea" -F "signal=@$EXCERPT/100.dat" \
     -F subject=p1 -F lead=MLII -F lead=V5
+# Two parts that are annotations by their files' extension: the message
+# names the part they both stand for, not the second field's name.
+bad 400 'multipart field "annotations" is given twice \(by name, or by' \
+    POST /v1/batches -F "header=@$EXCERPT/100.hea" \
+    -F "signal=@$EXCERPT/100.dat" -F subject=p1 \
+    -F "foo=@$EXCERPT/100.atr;filename=100.atr" \
+    -F "bar=@$EXCERPT/100.atr;filename=100.atr"
 bad 413 'declares 64800 samples, more than the limit of 50000' POST \
     /v1/batches -F "header=@$EXCERPT/100.hea" -F "signal=@$EXCERPT/100.dat" \
     -F subject=p1
