@@ -649,6 +649,11 @@ static json_t *job_json(json_t *row)
         json_object_get(row, "finished_at")));
     json_object_set(o, "attempts", json_object_get(row, "attempts"));
     json_object_set(o, "interrupted", json_object_get(row, "interrupted"));
+    /* The result keeps its model's id after that model was deleted, and
+     * says so rather than point at a 404. */
+    if (json_is_object(result) &&
+        json_integer_value(json_object_get(row, "result_model_gone")))
+        json_object_set_new(result, "model_deleted", json_true());
     json_object_set_new(o, "result", result ? result : json_null());
     json_object_set(o, "error", json_object_get(row, "error"));
     return o;
@@ -656,7 +661,9 @@ static json_t *job_json(json_t *row)
 
 #define JOB_COLUMNS "id, state, model_id, params, progress, progress_group, " \
     "progress_groups, stage, created_at, started_at, finished_at, " \
-    "attempts, interrupted, result, error"
+    "attempts, interrupted, result, error, (result IS NOT NULL AND NOT " \
+    "EXISTS (SELECT 1 FROM models m WHERE m.id = " \
+    "json_extract(jobs.result, '$.model_id'))) AS result_model_gone"
 
 static void answer_job(ed_app *app, ed_request *req, int64_t id,
                        unsigned status)

@@ -153,9 +153,14 @@ ctl_fails 2 "show: unknown kind 'widget' (model, batch or job)" show widget 1
 ctl_fails 1 'no such file' upload-model "$WORK/none.safetensors" x
 ctl_fails 1 'expected FILE.json or a WFDB record' infer 1 "$WORK/none"
 ctl_fails 1 'error 404' show model 99
+[ "$(ctl show job "$JOB" | jq '.result | has("model_deleted")')" = false ] ||
+    fail "the result of job $JOB says its model is deleted before it is"
 ctl delete model "$PRUNED" | grep -q "model $PRUNED deleted" ||
     fail "delete model"
 ctl_fails 1 'error 404' show model "$PRUNED"
+[ "$(ctl show job "$JOB" | jq -c '.result | [.model_id, .model_deleted]')" \
+    = "[$PRUNED,true]" ] ||
+    fail "job $JOB after its model was deleted: $(ctl show job "$JOB")"
 ECGPRUNE_URL=http://127.0.0.1:1 ctl_fails 1 'cannot reach' list models
 [ "$(grep -c 'cannot reach' "$WORK/ctl.err")" = 1 ] ||
     fail "an unreachable daemon is reported more than once: \
