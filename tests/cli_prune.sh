@@ -152,7 +152,7 @@ check "distill: text report names the model" grep -q \
 check "short calibration: one warning per underdetermined group" jq -e \
     '([.groups[] | select(.underdetermined > 0)] | length) as $n |
      $n > 0 and (.warnings | length) == $n + 1 and
-     (.warnings[1:] | all(test("rows per unknown"))) and .seed == 4' \
+     (.warnings[1:] | all(test("rows per unknown"))) and .seed == "4"' \
     "$work/ten.report"
 check "short calibration: the beats warned of" jq -e '.warnings[0] |
     startswith("the calibration ECG holds fewer than 5 beats of S (1), " +

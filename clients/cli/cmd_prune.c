@@ -427,7 +427,7 @@ static json_t *report_json(const ep_net *before, const ep_prune_result *res,
                            const prune_args *a, const calib_set *cs)
 {
     json_t *warnings = json_array();
-    char buf[320];
+    char buf[320], seed[24];
     json_t *obj = json_object(), *groups = json_array();
     int g;
 
@@ -458,7 +458,10 @@ static json_t *report_json(const ep_net *before, const ep_prune_result *res,
     json_object_set_new(obj, "method",
                         json_string(ep_prune_method_name(a->opts.method)));
     json_object_set_new(obj, "keep", json_real(a->opts.keep));
-    json_object_set_new(obj, "seed", json_integer((json_int_t)a->opts.seed));
+    /* As text, as in the masks: a seed past 2^53 survives every JSON
+     * reader then. */
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)a->opts.seed);
+    json_object_set_new(obj, "seed", json_string(seed));
     json_object_set_new(obj, "parameters_before",
                         json_integer(ep_net_parameters(before)));
     json_object_set_new(obj, "parameters_after",
