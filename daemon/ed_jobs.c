@@ -407,7 +407,11 @@ static json_t *class_json(const ep_class_stats *c)
                      "f1", c->f1, "support", (json_int_t)c->support);
 }
 
-/* Infer every held-out segment with net and score it (EC57, 150 ms). */
+/* Infer every held-out segment with net and score it (EC57, 150 ms).
+ * Limitation: progress stands still while a segment is inferred (several
+ * seconds for 25 minutes on a slow core) and a cancel waits for it, since
+ * a segment is inferred whole: cut into pieces, its beats at the cuts
+ * would change. */
 static int score_holdout(job_run *run, const ep_net *net, json_t **out)
 {
     ep_score_counts total, counts;
