@@ -336,6 +336,25 @@ grep -q "^ecgpruned_beats_inferred_total $((N + 2 * N_FULL))\$" \
     "$WORK/body" ||
     fail "metrics: beats inferred"
 
+# Backup while serving (docs/daemon.md, "Backup and restore"): sqlite3's
+# online backup of the store, owner-only as the umask makes it; restored
+# below into a new data directory, it serves the same rows.
+lists() {
+    for kind in models batches jobs; do
+        req GET "/v1/$kind?limit=1000"
+        expect 200 "list of $kind"
+        jq -c ".$kind | map(del(.progress, .timings))" "$WORK/body"
+    done
+}
+lists > "$WORK/lists.before"
+grep -q '"sha256"' "$WORK/lists.before" || fail "no model listed to back up"
+(umask 077 && sqlite3 "$WORK/data/ecgpruned.sqlite3" \
+    ".backup '$WORK/backup.sqlite3'") || fail "online backup"
+[ "$(stat -c %a "$WORK/backup.sqlite3")" = 600 ] ||
+    fail "backup mode $(stat -c %a "$WORK/backup.sqlite3")"
+[ "$(sqlite3 "$WORK/backup.sqlite3" 'PRAGMA integrity_check')" = ok ] ||
+    fail "the backup fails its integrity check"
+
 # Deleting: the batch disappears, from the database file too.  Its
 # samples are 4 s of a constant 1.25 mV: float32 bytes 00 00 a0 3f, which
 # a run of 256 of cannot occur elsewhere in the file by chance.
@@ -363,4 +382,17 @@ expect 204 "model delete"
 
 stop_daemon
 grep -q 'event=stopped' "$WORK/daemon.log" || fail "no orderly stop logged"
+
+# Restore: the backup as the database of a new data directory.
+mv "$WORK/data" "$WORK/data.deleted"
+mkdir -m 700 "$WORK/data"
+cp "$WORK/backup.sqlite3" "$WORK/data/ecgpruned.sqlite3"
+start_daemon
+lists > "$WORK/lists.after"
+cmp -s "$WORK/lists.before" "$WORK/lists.after" ||
+    fail "the restored store differs: $(diff "$WORK/lists.before" \
+        "$WORK/lists.after" | head -c 600)"
+req GET "/v1/models/$MODEL_ID/file"
+expect 200 "a model's weights from the restored store"
+stop_daemon
 echo "ok: flow"
