@@ -199,6 +199,8 @@ ctl_fails 1 '"Seed=1": KEY must be a parameter name' \
 BIG=$(ctl start-job "$MID" "$BID" l1 0.5 seed=9007199254740993 | jq -r .id)
 curl -s "$URL/v1/jobs/$BIG" | grep -q '"seed":9007199254740993[,}]' ||
     fail "seed 2^53 + 1: $(curl -s "$URL/v1/jobs/$BIG")"
+[ "$(ctl show job "$BIG" | jq -r .params.seed)" = 9007199254740993 ] ||
+    fail "show job rounds the seed: $(ctl show job "$BIG" | jq .params.seed)"
 ctl delete job "$BIG" > "$WORK/out"
 grep -Eq "^job $BIG: (cancelled|cancel asked for; it stops at)" \
     "$WORK/out" || fail "delete job: $(cat "$WORK/out")"
