@@ -274,8 +274,15 @@ unsigned ed_api_parse_ecg_json(ed_app *app, const unsigned char *body,
 
 void ed_api_store_error(ed_app *app, ed_request *req)
 {
-    ed_http_problem(req, 500, "store error: %s",
-                    ed_store_errmsg(app->store));
+    unsigned st = ed_store_http_status(app->store);
+
+    ed_http_problem(req, st, "store error: %s%s",
+                    ed_store_errmsg(app->store),
+                    st == 413 ? " (one value may hold at most 1e9 bytes)"
+                    : st == 503 ? " (another process holds the database; "
+                                  "retry)" : "");
+    if (st == 503)
+        ed_http_add_header(req, "Retry-After", "5");
 }
 
 void ed_api_live(ed_app *app, ed_request *req, int64_t id)

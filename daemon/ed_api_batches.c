@@ -314,7 +314,7 @@ void ed_api_batches_get(ed_app *app, ed_request *req, int64_t id)
 
 void ed_api_batches_delete(ed_app *app, ed_request *req, int64_t id)
 {
-    int found = 0;
+    int found = 0, purged;
     int64_t job;
 
     ed_store_int(app->store, &found, "SELECT 1 FROM batches WHERE id = ?",
@@ -334,13 +334,23 @@ void ed_api_batches_delete(ed_app *app, ed_request *req, int64_t id)
         return;
     }
 
-    /* Delete, then checkpoint so the WAL holds no copy of the samples. */
+    /* Delete, then empty the log so that it holds no copy of the samples;
+     * while another process reads the database (a backup) the log keeps
+     * them until it is done, and the answer says so. */
     if (ed_store_exec(app->store, "DELETE FROM batches WHERE id = ?", "i",
                       id) < 0 ||
-        ed_store_int(app->store, NULL, "PRAGMA wal_checkpoint(TRUNCATE)",
-                     NULL) < 0) {
+        (purged = ed_store_purge_log(app->store)) < 0) {
         ed_api_store_error(app, req);
         return;
     }
-    ed_http_empty(req, 204);
+    if (purged == 0) {
+        ed_http_empty(req, 204);
+        return;
+    }
+    ed_http_json(req, 202, json_pack(
+        "{s:I, s:b, s:b, s:s}", "id", (json_int_t)id, "deleted", 1,
+        "log_purged", 0, "detail", "the batch is deleted; a copy of its "
+        "samples stays in the database's write-ahead log until another "
+        "process reading the database (a backup?) is done, and is erased "
+        "then"));
 }

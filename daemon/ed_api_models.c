@@ -169,7 +169,7 @@ unsigned ed_api_models_insert(ed_app *app, const char *name,
             c->parameters, c->macs_per_second, parent_model, parent_job,
             now, (const void *)buf, len, parent_job) < 0) {
         snprintf(msg, ms, "store: %s", ed_store_errmsg(app->store));
-        return 500;
+        return ed_store_http_status(app->store);
     }
     *id = ed_store_last_id(app->store);
     return 0;

@@ -919,6 +919,7 @@ static void on_tick(uv_timer_t *t)
     if (app->jobs->unsettled &&
         ++app->jobs->ticks % ED_JOBS_STORE_EVERY == 0)
         settle_results(app, 0);
+    ed_store_tick(app->store);
     ed_jobs_kick(app);
 }
 

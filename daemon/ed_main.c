@@ -243,28 +243,33 @@ static int preload(ed_app *app)
 {
     unsigned char *buf = NULL;
     char msg[ED_PATH_MAX + 800], name[65], quoted[1200], qfile[300];
+    char sha[65] = "";
     ed_model_check check;
     const char *base;
     size_t n = 0;
     int found = 0, rc = -1;
     int64_t id = 0;
 
+    /* A model stored already is not checked again: the checks of an
+     * upload may have grown since it was stored. */
+    memset(&check, 0, sizeof check);
     if (read_model_file(app->cfg.preload, &buf, &n, msg, sizeof msg)) {
         check.status = 500;
-        check.arch = NULL;
     } else {
+        ed_models_sha256(buf, n, sha);
+        id = ed_store_int(app->store, &found, "SELECT id FROM models WHERE "
+                          "sha256 = ? ORDER BY id LIMIT 1", "t", sha);
+    }
+    if (found) {
+        ed_log(ED_LOG_INFO, "preload_present", "model_id=%lld sha256=%s",
+               (long long)id, sha);
+        rc = 0;
+        goto out;
+    }
+    if (!check.status) {
         ed_api_models_check(buf, n, &check);
         if (check.status)
             snprintf(msg, sizeof msg, "%s", check.msg);
-    }
-    if (!check.status)
-        id = ed_store_int(app->store, &found, "SELECT id FROM models WHERE "
-                          "sha256 = ? ORDER BY id LIMIT 1", "t", check.sha);
-    if (found) {
-        ed_log(ED_LOG_INFO, "preload_present", "model_id=%lld sha256=%s",
-               (long long)id, check.sha);
-        rc = 0;
-        goto out;
     }
     base = strrchr(app->cfg.preload, '/');
     snprintf(name, sizeof name, "%.64s", base ? base + 1 : app->cfg.preload);

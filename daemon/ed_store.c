@@ -26,7 +26,12 @@ struct ed_store {
     char last_error[256]; /* SQLite's message at the last failure: a later
                              call (a rollback) resets sqlite3_errmsg */
     int last_code;        /* its primary result code; 0 after a begin */
+    int purge_pending;    /* a log purge a reader held off, to retry */
 };
+
+/* How long a statement waits for another process's lock (the sqlite3
+ * shell, a backup) before it fails with SQLITE_BUSY. */
+#define ED_STORE_BUSY_MS 10000
 
 const char *ed_store_errmsg(ed_store *s)
 {
@@ -89,6 +94,7 @@ static sqlite3_stmt *prepare_v(ed_store *s, const char *sql,
         }
     }
     if (rc != SQLITE_OK) {
+        store_failed(s, "sql_bind");    /* a blob past SQLite's limit */
         sqlite3_finalize(st);
         return NULL;
     }
@@ -262,6 +268,51 @@ int ed_store_blob(ed_store *s, unsigned char **data, size_t *len,
 int ed_store_busy(ed_store *s)
 {
     return s->last_code == SQLITE_BUSY || s->last_code == SQLITE_LOCKED;
+}
+
+int ed_store_purge_log(ed_store *s)
+{
+    sqlite3_stmt *st;
+    int busy = -1;
+
+    /* Without waiting: a reader may hold its snapshot for minutes (a
+     * backup), and the loop must not stall for the busy timeout. */
+    sqlite3_busy_timeout(s->db, 0);
+    if (sqlite3_prepare_v2(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", -1,
+                           &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            busy = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_busy_timeout(s->db, ED_STORE_BUSY_MS);
+    if (busy < 0) {
+        store_failed(s, "wal_checkpoint");
+        return -1;
+    }
+    if (busy && !s->purge_pending)
+        ed_log(ED_LOG_WARN, "log_purge_waiting", "reason=\"a reader holds "
+               "the database (a backup?); retried every second\"");
+    if (!busy && s->purge_pending)
+        ed_log(ED_LOG_INFO, "log_purged", NULL);
+    s->purge_pending = busy != 0;
+    return busy != 0;
+}
+
+void ed_store_tick(ed_store *s)
+{
+    if (s->purge_pending)
+        ed_store_purge_log(s);
+}
+
+unsigned ed_store_http_status(ed_store *s)
+{
+    if (ed_store_busy(s))
+        return 503;
+    if (s->last_code == SQLITE_TOOBIG)
+        return 413;
+    if (s->last_code == SQLITE_FULL)
+        return 507;
+    return 500;
 }
 
 int ed_store_begin(ed_store *s)
@@ -456,8 +507,7 @@ int ed_store_open(const char *data_dir, ed_store **out, char *err,
         "PRAGMA synchronous = FULL;"      /* an acknowledged upload is on
                                              disk, even after power loss */
         "PRAGMA foreign_keys = ON;"
-        "PRAGMA secure_delete = ON;"      /* deleted ECG is overwritten */
-        "PRAGMA busy_timeout = 10000;";
+        "PRAGMA secure_delete = ON;";     /* deleted ECG is overwritten */
     char path[1200];
     char *msg = NULL;
     ed_store *s;
@@ -486,6 +536,7 @@ int ed_store_open(const char *data_dir, ed_store **out, char *err,
         ed_store_close(s);
         return -1;
     }
+    sqlite3_busy_timeout(s->db, ED_STORE_BUSY_MS);
     if (sqlite3_exec(s->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, es, "%s: %s", path, msg ? msg : "pragma failed");
         sqlite3_free(msg);

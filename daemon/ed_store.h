@@ -65,6 +65,18 @@ int ed_store_blob(ed_store *s, unsigned char **data, size_t *len,
 /* Whether the last failure since ed_store_begin was another connection
  * holding the database locked (past the busy timeout): worth a retry. */
 int ed_store_busy(ed_store *s);
+/* The HTTP status of the last failure: 503 busy (worth a retry), 413 a
+ * value past SQLite's length limit (1e9 bytes), 507 a full disk, else
+ * 500. */
+unsigned ed_store_http_status(ed_store *s);
+
+/* Empty the write-ahead log into the database (a checkpoint that
+ * truncates it), so that no copy of deleted rows stays in it: 0 done, 1
+ * held off by another process's reader (a backup) and retried by
+ * ed_store_tick, -1 error.  It does not wait for the reader. */
+int ed_store_purge_log(ed_store *s);
+/* Once a second: retry a log purge a reader held off. */
+void ed_store_tick(ed_store *s);
 int ed_store_begin(ed_store *s);
 int ed_store_commit(ed_store *s);
 void ed_store_rollback(ed_store *s);

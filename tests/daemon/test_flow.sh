@@ -370,12 +370,43 @@ has_samples() {
         LC_ALL=C grep -caP '(\x00\x00\xa0\x3f){256}' >/dev/null
 }
 has_samples || fail "the constant batch's samples are not in the store"
-for b in "$BCONST" "$B208"; do
-    req DELETE "/v1/batches/$b"
-    expect 204 "batch delete"
-    req GET "/v1/batches/$b"
-    expect 404 "deleted batch"
+
+# Another process reading the database (a backup holding its snapshot)
+# keeps the log from being emptied: the delete answers 202 at once, not
+# after a stall, saying so, and the copy is erased when the reader is
+# done (the daemon retries every second).
+mkfifo "$WORK/reader.fifo"
+sqlite3 "$DB" < "$WORK/reader.fifo" > "$WORK/reader.out" &
+READER=$!
+exec 9> "$WORK/reader.fifo"
+echo 'BEGIN; SELECT count(*) FROM batches;' >&9
+for _ in $(seq 1 100); do
+    [ -s "$WORK/reader.out" ] && break
+    sleep 0.1
 done
+[ -s "$WORK/reader.out" ] || fail "the reader never read"
+req DELETE "/v1/batches/$BCONST"
+expect 202 "batch delete while a reader holds the database"
+[ "$(body '[.deleted, .log_purged] | tostring')" = '[true,false]' ] ||
+    fail "202 body: $(cat "$WORK/body")"
+req GET "/v1/batches/$BCONST"
+expect 404 "deleted batch"
+has_samples || fail "the samples left the log although a reader held it"
+echo 'COMMIT;' >&9
+exec 9>&-
+wait "$READER"
+for _ in $(seq 1 50); do
+    grep -q 'event=log_purged' "$WORK/daemon.log" && break
+    sleep 0.2
+done
+grep -q 'event=log_purged' "$WORK/daemon.log" ||
+    fail "the log was not emptied after the reader finished"
+! has_samples || fail "deleted samples are still in the database file"
+
+req DELETE "/v1/batches/$B208"
+expect 204 "batch delete"
+req GET "/v1/batches/$B208"
+expect 404 "deleted batch"
 ! has_samples || fail "deleted samples are still in the database file"
 req DELETE "/v1/models/$MODEL_ID"
 expect 204 "model delete"
