@@ -809,29 +809,38 @@ static void after_job(uv_work_t *w, int status)
 /* ---- dispatch --------------------------------------------------------- */
 
 /* Fail a job that cannot start (its inputs vanished). */
-static void fail_job(ed_app *app, int64_t id, const char *msg)
+/* A queued job whose inputs cannot be read fails: 0, or -1 when that
+ * could not be written (it stays queued). */
+static int fail_job(ed_app *app, int64_t id, const char *msg)
 {
     char now[32];
 
     ed_store_now(now);
-    ed_store_exec(app->store, "UPDATE jobs SET state = 'failed', "
-                  "finished_at = ?, error = ? WHERE id = ?", "tti", now, msg,
-                  id);
+    if (ed_store_exec(app->store, "UPDATE jobs SET state = 'failed', "
+                      "finished_at = ?, error = ? WHERE id = ? AND state = "
+                      "'queued'", "tti", now, msg, id) < 0)
+        return -1;
     ed_metrics_job("failed", 0);
     ed_log(ED_LOG_WARN, "job_failed", "job=%lld reason=\"inputs\"",
            (long long)id);
+    return 0;
 }
 
-static void start_job(ed_app *app, json_t *row)
+/* Start a queued job: 0 when it runs or failed for good, -1 when the
+ * store could not be written (another process holds it, the disk is
+ * full): the job stays queued, and kicking stops until the next tick, or
+ * the same row would be taken again at once. */
+static int start_job(ed_app *app, json_t *row)
 {
     ed_jobs *jobs = app->jobs;
     job_run *run = calloc(1, sizeof *run);
     json_error_t jerr;
     json_t *params;
     char msg[300] = "out of memory", now[32];
+    int rc;
 
     if (!run)
-        return;
+        return -1;
     pthread_mutex_init(&run->lock, NULL);
     run->app = app;
     run->id = json_integer_value(json_object_get(row, "id"));
@@ -845,20 +854,28 @@ static void start_job(ed_app *app, json_t *row)
     if (!params || !run->model_id ||
         load_inputs(app, run, params, msg, sizeof msg)) {
         json_decref(params);
-        fail_job(app, run->id, run->model_id ? msg : "the job's model was "
-                 "deleted");
+        rc = fail_job(app, run->id, run->model_id ? msg : "the job's model "
+                      "was deleted");
         free_run(run);
-        return;
+        return rc;
     }
     json_decref(params);
 
-    /* Mark it running, then hand it to the pool.  Limitation: a job
-     * interrupted by a stop or a crash starts again from the beginning;
-     * pruning keeps no intermediate state. */
+    /* Mark it running, then hand it to the pool; a job the store still
+     * shows queued must not run (a cancel would find it queued, the next
+     * kick would start it twice).  Limitation: a job interrupted by a
+     * stop or a crash starts again from the beginning; pruning keeps no
+     * intermediate state. */
     ed_store_now(now);
-    ed_store_exec(app->store, "UPDATE jobs SET state = 'running', "
-                  "started_at = ?, attempts = attempts + 1, progress = 0, "
-                  "stage = 'start' WHERE id = ?", "ti", now, run->id);
+    if (ed_store_exec(app->store, "UPDATE jobs SET state = 'running', "
+                      "started_at = ?, attempts = attempts + 1, progress = "
+                      "0, stage = 'start' WHERE id = ? AND state = 'queued'",
+                      "ti", now, run->id) != 1) {
+        ed_log(ED_LOG_WARN, "job_start_deferred", "job=%lld reason=\"the "
+               "store could not be written\"", (long long)run->id);
+        free_run(run);
+        return -1;
+    }
     run->start_ns = ed_http_now_ns();
     run->work.data = run;
     run->next = jobs->running;
@@ -870,13 +887,14 @@ static void start_job(ed_app *app, json_t *row)
            (long long)run->id, (long long)run->model_id, run->n_calib,
            run->n_holdout, ep_prune_method_name(run->prune.method),
            run->prune.keep, run->prune.distill_steps);
+    return 0;
 }
 
 void ed_jobs_kick(ed_app *app)
 {
     ed_jobs *jobs = app->jobs;
     json_t *row;
-    int found;
+    int found, rc;
 
     while (!jobs->shutting_down &&
            jobs->n_running < app->cfg.max_running_jobs) {
@@ -888,8 +906,10 @@ void ed_jobs_kick(ed_app *app)
             json_decref(row);
             return;
         }
-        start_job(app, row);
+        rc = start_job(app, row);
         json_decref(row);
+        if (rc)
+            return;
     }
 }
 

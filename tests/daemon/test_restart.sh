@@ -161,6 +161,13 @@ req POST /v1/jobs -H 'Content-Type: application/json' \
     -d "$(jq -c '.method = "l1"' <<< "$JOB_BODY")"
 expect 202 "job under a lock"
 JOB3=$(body .id)
+# The next job, queued behind it, cannot be marked running under the
+# lock: it must stay queued (not run while the store says queued, where
+# a cancel would miss it and the next look would start it twice).
+req POST /v1/jobs -H 'Content-Type: application/json' \
+    -d "$(jq -c '.method = "l1" | .seed = 5' <<< "$JOB_BODY")"
+expect 202 "job queued behind it"
+JOB4=$(body .id)
 wait_running "$JOB3"
 mkfifo "$WORK/lock.fifo"
 "$SQLITE3" "$DB" < "$WORK/lock.fifo" &
@@ -168,15 +175,24 @@ LOCKER=$!
 exec 9> "$WORK/lock.fifo"
 echo 'BEGIN EXCLUSIVE; UPDATE models SET name = name;' >&9
 for _ in $(seq 1 600); do
-    grep -q "event=job_store_retry job=$JOB3 " "$WORK/daemon.log" && break
+    grep -q "event=job_store_retry job=$JOB3 " "$WORK/daemon.log" &&
+        grep -q "event=job_start_deferred job=$JOB4 " "$WORK/daemon.log" &&
+        break
     sleep 0.5
 done
 grep -q "event=job_store_retry job=$JOB3 " "$WORK/daemon.log" ||
     fail "no job_store_retry while the store was locked"
+grep -q "event=job_start_deferred job=$JOB4 " "$WORK/daemon.log" ||
+    fail "no job_start_deferred while the store was locked"
 echo 'COMMIT;' >&9
 exec 9>&-
 wait "$LOCKER"
 STATE=$(wait_job "$JOB3" 120)
 [ "$STATE" = succeeded ] || fail "job stored after a lock: $STATE $(body .error)"
+STATE=$(wait_job "$JOB4" 120)
+[ "$STATE/$(body .attempts)" = succeeded/1 ] ||
+    fail "the job held off by the lock: $STATE, $(body .attempts) starts"
+[ "$(grep -c "event=job_started job=$JOB4 " "$WORK/daemon.log")" = 1 ] ||
+    fail "job $JOB4 was started more than once"
 stop_daemon
 echo "ok: restart"
