@@ -140,6 +140,13 @@ int cli_train_read(const char *record, const char *signal,
 void cli_train_cut(cli_train_data *d, double seconds);
 void cli_train_data_free(cli_train_data *d);
 
+/* The options train and finetune share, which set ep_train_opts fields
+ * (--epochs, --steps, --batch, --lr, --seed): parsed within the
+ * library's ranges (ep_train) into opts.  0 when parsed, 2 after a usage
+ * error for cmd, -1 when opt is another option. */
+int cli_train_option(const char *cmd, ep_train_opts *opts, const char *opt,
+                     const char *value);
+
 /* Progress of training for ep_train_run; ud is a cli_train_display. */
 typedef struct cli_train_display {
     int tty;

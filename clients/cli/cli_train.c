@@ -131,3 +131,42 @@ int cli_train_progress(const ep_train_progress *p, void *ud)
     }
     return 0;
 }
+
+int cli_train_option(const char *cmd, ep_train_opts *opts, const char *opt,
+                     const char *value)
+{
+    static const struct {
+        const char *name;
+        long lo, hi;
+    } ranges[] = {{"--epochs", 1, 100000}, {"--steps", 0, 1L << 30},
+                  {"--batch", 1, 4096}};
+    int *fields[] = {&opts->epochs, &opts->steps_per_epoch, &opts->batch};
+    size_t i;
+    long n;
+
+    if (strcmp(opt, "--lr") == 0) {
+        if (cli_parse_double(value, 1e-7, 10.0, &opts->lr) != 0 ||
+            opts->lr >= 10.0)
+            return cli_usage_error(cmd, "bad --lr '%s' (expected a number "
+                                   "from 1e-7 to below 10)", value);
+        return 0;
+    }
+    if (strcmp(opt, "--seed") == 0) {
+        if (cli_parse_seed(value, &opts->seed) != 0)
+            return cli_usage_error(cmd, "bad --seed '%s' (expected a whole "
+                                   "number from 0 to " CLI_SEED_MAX ")",
+                                   value);
+        return 0;
+    }
+    for (i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
+        if (strcmp(opt, ranges[i].name) != 0)
+            continue;
+        if (cli_parse_int(value, ranges[i].lo, ranges[i].hi, &n) != 0)
+            return cli_usage_error(cmd, "bad %s '%s' (expected a whole "
+                                   "number from %ld to %ld)", opt, value,
+                                   ranges[i].lo, ranges[i].hi);
+        *fields[i] = (int)n;
+        return 0;
+    }
+    return -1;
+}

@@ -50,23 +50,12 @@ static void usage(FILE *out)
             d.epochs, (unsigned long long)d.seed, d.batch, d.lr);
 }
 
-/* The integer options, by name; NULL for another option. */
-static int *int_option(finetune_args *a, const char *opt)
-{
-    if (strcmp(opt, "--epochs") == 0)
-        return &a->opts.epochs;
-    if (strcmp(opt, "--steps") == 0)
-        return &a->opts.steps_per_epoch;
-    if (strcmp(opt, "--batch") == 0)
-        return &a->opts.batch;
-    return NULL;
-}
-
 static int parse_option(finetune_args *a, const char *opt, const char *v)
 {
-    int *target = int_option(a, opt);
-    long n;
+    int rc = cli_train_option("finetune", &a->opts, opt, v);
 
+    if (rc >= 0)
+        return rc;
     if (strcmp(opt, "--out") == 0) {
         a->out = v;
     } else if (strcmp(opt, "--signal") == 0) {
@@ -75,27 +64,6 @@ static int parse_option(finetune_args *a, const char *opt, const char *v)
         if (cli_parse_double(v, 0.1, 1e6, &a->minutes) != 0)
             return cli_usage_error("finetune", "bad --minutes '%s' (expected "
                                    "minutes from 0.1 on)", v);
-    } else if (strcmp(opt, "--lr") == 0) {
-        if (cli_parse_double(v, 1e-7, 10.0, &a->opts.lr) != 0)
-            return cli_usage_error("finetune", "bad --lr '%s' (expected a "
-                                   "number from 1e-7 to 10)", v);
-    } else if (strcmp(opt, "--seed") == 0) {
-        if (cli_parse_seed(v, &a->opts.seed) != 0)
-            return cli_usage_error("finetune", "bad --seed '%s' (expected a "
-                                   "whole number from 0 to " CLI_SEED_MAX
-                                   ")", v);
-    } else if (target != NULL) {
-        /* The library's ranges (ep_train), said here with the option. */
-        long lo = strcmp(opt, "--steps") == 0 ? 0 : 1;
-        long hi = strcmp(opt, "--batch") == 0    ? 4096
-                  : strcmp(opt, "--epochs") == 0 ? 100000
-                                                 : 1L << 30;
-
-        if (cli_parse_int(v, lo, hi, &n) != 0)
-            return cli_usage_error("finetune", "bad %s '%s' (expected a "
-                                   "whole number from %ld to %ld)", opt, v,
-                                   lo, hi);
-        *target = (int)n;
     } else {
         return cli_usage_error("finetune", "unknown option '%s'", opt);
     }

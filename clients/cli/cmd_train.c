@@ -132,41 +132,28 @@ static int parse_widths(train_args *a, const char *s)
     return 0;
 }
 
-/* The whole-number options and their ranges: the library's (ep_train,
- * ep_unet), said here with the option. */
-static const struct int_option {
-    const char *name;
-    long lo, hi;
-} int_options[] = {
-    {"--epochs", 1, 100000}, {"--batch", 1, 4096}, {"--steps", 0, 1L << 30},
-    {"--kernel", 1, EP_NET_MAX_KERNEL}, {"--window", 2, 1L << 30}};
-
-static int *int_target(train_args *a, const char *opt)
+/* --kernel and --window, with the engine's ranges (ep_net, ep_unet). */
+static int parse_shape(train_args *a, const char *opt, const char *v)
 {
-    if (strcmp(opt, "--epochs") == 0)
-        return &a->opts.epochs;
-    if (strcmp(opt, "--batch") == 0)
-        return &a->opts.batch;
-    if (strcmp(opt, "--steps") == 0)
-        return &a->opts.steps_per_epoch;
+    long hi = strcmp(opt, "--kernel") == 0 ? EP_NET_MAX_KERNEL : 1L << 30;
+    long lo = strcmp(opt, "--kernel") == 0 ? 1 : 2;
+    long n;
+
+    if (cli_parse_int(v, lo, hi, &n) != 0)
+        return cli_usage_error("train", "bad %s '%s' (expected a whole "
+                               "number from %ld to %ld)", opt, v, lo, hi);
     if (strcmp(opt, "--kernel") == 0)
-        return &a->cfg.kernel;
-    return &a->cfg.meta.window;
+        a->cfg.kernel = (int)n;
+    else
+        a->cfg.meta.window = (int)n;
+    return 0;
 }
 
 /* Options that take a number. */
 static int parse_number(train_args *a, const char *opt, const char *v)
 {
-    size_t i;
-    long n;
+    int rc;
 
-    if (strcmp(opt, "--lr") == 0) {
-        if (cli_parse_double(v, 1e-7, 10.0, &a->opts.lr) != 0 ||
-            a->opts.lr >= 10.0)
-            return cli_usage_error("train", "bad --lr '%s' (expected a "
-                                   "number from 1e-7 to below 10)", v);
-        return 0;
-    }
     if (strcmp(opt, "--rate") == 0) {
         if (cli_parse_double(v, EP_INFER_RATE_MIN, EP_INFER_RATE_MAX,
                              &a->cfg.meta.sampling_rate) != 0)
@@ -175,25 +162,11 @@ static int parse_number(train_args *a, const char *opt, const char *v)
                                    EP_INFER_RATE_MAX);
         return 0;
     }
-    if (strcmp(opt, "--seed") == 0) {
-        if (cli_parse_seed(v, &a->opts.seed) != 0)
-            return cli_usage_error("train", "bad --seed '%s' (expected a "
-                                   "whole number from 0 to " CLI_SEED_MAX
-                                   ")", v);
-        return 0;
-    }
-    for (i = 0; i < sizeof int_options / sizeof int_options[0]; i++) {
-        const struct int_option *o = &int_options[i];
-
-        if (strcmp(opt, o->name) != 0)
-            continue;
-        if (cli_parse_int(v, o->lo, o->hi, &n) != 0)
-            return cli_usage_error("train", "bad %s '%s' (expected a whole "
-                                   "number from %ld to %ld)", opt, v, o->lo,
-                                   o->hi);
-        *int_target(a, opt) = (int)n;
-        return 0;
-    }
+    rc = cli_train_option("train", &a->opts, opt, v);
+    if (rc >= 0)
+        return rc;
+    if (strcmp(opt, "--kernel") == 0 || strcmp(opt, "--window") == 0)
+        return parse_shape(a, opt, v);
     return cli_usage_error("train", "unknown option '%s'", opt);
 }
 
