@@ -173,4 +173,23 @@ do
     check_status "train ${c%%|*}" 2
     check "train ${c%%|*} named" grep -qF -- "${c#*|}" "$work/range.err"
 done
+
+# SIGTERM stops a run at its next step, --quiet or not (with --quiet
+# nothing read the stop once), and writes no model.
+for q in "" --quiet; do
+    # shellcheck disable=SC2086
+    "$ecgprune" train --data "$excerpt" --records 208 --epochs 100000 \
+        --seed 3 $tiny --out "$work/term.safetensors" $q \
+        2> "$work/term.err" &
+    pid=$!
+    sleep 1
+    kill -TERM "$pid"
+    status=0
+    wait "$pid" || status=$?
+    check_status "train ${q:-(with progress)} after SIGTERM" 1
+    check "train ${q:-(with progress)}: cancelled" grep -q \
+        "cancelled at step" "$work/term.err"
+    check "train ${q:-(with progress)}: no model" \
+        test ! -e "$work/term.safetensors"
+done
 cli_end

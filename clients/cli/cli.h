@@ -150,6 +150,7 @@ int cli_train_option(const char *cmd, ep_train_opts *opts, const char *opt,
 /* Progress of training for ep_train_run; ud is a cli_train_display. */
 typedef struct cli_train_display {
     int tty;
+    int quiet;                  /* no lines, but Ctrl-C still stops */
     double last_shown, log_every_s;
 } cli_train_display;
 int cli_train_progress(const ep_train_progress *p, void *ud);

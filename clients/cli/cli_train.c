@@ -91,7 +91,9 @@ static void format_duration(double s, char *buf, size_t size)
 {
     long t = s > 0.0 && s < 1e8 ? (long)(s + 0.5) : 0;
 
-    if (t >= 3600)
+    if (s >= 1e8)
+        snprintf(buf, size, "over 3 years");
+    else if (t >= 3600)
         snprintf(buf, size, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60,
                  t % 60);
     else
@@ -111,9 +113,10 @@ int cli_train_progress(const ep_train_progress *p, void *ud)
 
     /* A terminal redraws at most 4 times a second; a log gets a line
      * every `log_every_s` seconds and at the end of every epoch. */
-    if (d->tty ? now - d->last_shown >= 0.25 || last
-               : now - d->last_shown >= d->log_every_s || last ||
-                     p->step % (p->steps / p->epochs) == 0) {
+    if (!d->quiet &&
+        (d->tty ? now - d->last_shown >= 0.25 || last
+                : now - d->last_shown >= d->log_every_s || last ||
+                      p->step % (p->steps / p->epochs) == 0)) {
         d->last_shown = now;
         format_duration(p->eta_s, eta, sizeof eta);
         fprintf(stderr, "%sepoch %d/%d  step %lld/%lld  loss %.4f  "
@@ -124,7 +127,7 @@ int cli_train_progress(const ep_train_progress *p, void *ud)
         fflush(stderr);
     }
     if (cli_train_stop_flag) {
-        if (d->tty)
+        if (d->tty && !d->quiet)
             fputc('\n', stderr);
         fprintf(stderr, "stopping after step %lld\n", (long long)p->step);
         return 1;
@@ -138,7 +141,7 @@ int cli_train_option(const char *cmd, ep_train_opts *opts, const char *opt,
     static const struct {
         const char *name;
         long lo, hi;
-    } ranges[] = {{"--epochs", 1, 100000}, {"--steps", 0, 1L << 30},
+    } ranges[] = {{"--epochs", 1, 100000}, {"--steps", 0, 1000000},
                   {"--batch", 1, 4096}};
     int *fields[] = {&opts->epochs, &opts->steps_per_epoch, &opts->batch};
     size_t i;

@@ -148,6 +148,7 @@ int cmd_finetune(int argc, char **argv)
         (rc = cli_check_not_record("finetune", "--out", a.out,
                                    a.record)) != 0)
         return rc;
+    cli_train_catch_signals();      /* a stop while loading: before step 1 */
 
     /* The model, the first minutes of the record, the run. */
     rc = cli_load_model(a.model, &net, &err);
@@ -158,10 +159,9 @@ int cmd_finetune(int argc, char **argv)
         cli_train_cut(&data, 60.0 * a.minutes);
         show.tty = isatty(STDERR_FILENO);
         show.log_every_s = 10.0;
-        cli_train_catch_signals();
+        show.quiet = a.quiet;
         rc = ep_finetune_run(net, &data.seg, 1, &a.opts,
-                             a.quiet ? NULL : cli_train_progress, &show,
-                             &err);
+                             cli_train_progress, &show, &err);
         cli_train_data_free(&data);
     }
     if (rc == 0)

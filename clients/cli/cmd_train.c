@@ -276,7 +276,9 @@ int cmd_train(int argc, char **argv)
         return rc;
     }
 
-    /* Records, then the untrained net, then the run. */
+    /* Records, then the untrained net, then the run.  Ctrl-C while the
+     * records load stops the run before its first step. */
+    cli_train_catch_signals();
     rc = 0;
     for (i = 0; rc == 0 && i < a.n_records; i++) {
         rc = cli_train_read(a.names[i], NULL, &data[n], &err);
@@ -290,14 +292,14 @@ int cmd_train(int argc, char **argv)
     if (rc == 0) {
         show.tty = isatty(STDERR_FILENO);
         show.log_every_s = 30.0;
+        show.quiet = a.quiet;
         if (!a.quiet)
             fprintf(stderr, "training on %d records: %lld parameters, "
                     "%.1f MMAC per second of ECG\n", n,
                     (long long)ep_net_parameters(net),
                     ep_net_macs_per_second(net) / 1e6);
-        cli_train_catch_signals();
         rc = ep_train_run(net, segs, n, &a.opts,
-                          a.quiet ? NULL : cli_train_progress, &show, &err);
+                          cli_train_progress, &show, &err);
     }
     if (rc == 0)
         rc = ep_model_save(net, a.out, &err);
