@@ -556,6 +556,10 @@ int ed_store_open(const char *data_dir, ed_store **out, char *err,
         ed_store_close(s);
         return -1;
     }
+
+    /* A delete whose log purge a reader held off when the last run
+     * stopped is finished now (or retried by ed_store_tick). */
+    ed_store_purge_log(s);
     *out = s;
     return 0;
 }

@@ -392,6 +392,14 @@ expect 202 "batch delete while a reader holds the database"
 req GET "/v1/batches/$BCONST"
 expect 404 "deleted batch"
 has_samples || fail "the samples left the log although a reader held it"
+# A restart meanwhile (the unit restarted during a backup) must not lose
+# the pending erasure: the new process tries at start, then every second.
+# (9>&-: the daemon must not hold the reader's FIFO open.)
+stop_daemon
+start_daemon 9>&-
+[ "$(grep -c 'event=log_purge_waiting' "$WORK/daemon.log")" = 2 ] ||
+    fail "the restarted daemon does not wait to empty the log"
+has_samples || fail "the restart emptied the log under the reader"
 echo 'COMMIT;' >&9
 exec 9>&-
 wait "$READER"
