@@ -520,3 +520,83 @@ int ed_config_advice(const ed_config *cfg,
                  "text; set tls.cert and tls.key", cfg->listen_addr);
     return n;
 }
+
+int ed_config_input_file(const char *path, const char *what, char *why,
+                         size_t ws)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0) {
+        snprintf(why, ws, "%s %s: %s", what, path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, ws, "%s %s is not a regular file (%s)", what, path,
+                 S_ISDIR(st.st_mode) ? "a directory" : "a device, FIFO or "
+                 "socket");
+        return -1;
+    }
+    if (access(path, R_OK) != 0) {
+        snprintf(why, ws, "%s %s: %s", what, path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The file a dangling symbolic link names, relative to the link's own
+ * directory when it is relative. */
+static int link_target(const char *path, char *out, size_t size)
+{
+    char target[ED_PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    ssize_t n = readlink(path, target, sizeof target - 1);
+
+    if (n < 0)
+        return -1;
+    target[n] = '\0';
+    if (target[0] == '/' || !slash)
+        snprintf(out, size, "%s", target);
+    else
+        snprintf(out, size, "%.*s/%s", (int)(slash - path), path, target);
+    return 0;
+}
+
+int ed_config_log_file(const char *path, char *why, size_t ws)
+{
+    char at[ED_PATH_MAX + 64], next[ED_PATH_MAX + 64];
+    struct stat st;
+    int fd = -1, depth = 0;
+
+    /* A dangling link: the file it names is the one that would be made. */
+    snprintf(at, sizeof at, "%s", path);
+    while (stat(at, &st) != 0 && errno == ENOENT && lstat(at, &st) == 0 &&
+           S_ISLNK(st.st_mode)) {
+        if (++depth > 8 || link_target(at, next, sizeof next)) {
+            errno = ELOOP;
+            goto fail;
+        }
+        memcpy(at, next, sizeof at);
+    }
+
+    if (stat(at, &st) == 0) {
+        if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) {
+            snprintf(why, ws, "%s is not a regular file (%s)", path,
+                     S_ISDIR(st.st_mode) ? "a directory" : "a FIFO or "
+                     "socket, whose open would block the daemon");
+            return -1;
+        }
+        fd = open(at, O_WRONLY | O_APPEND | O_CLOEXEC);
+    } else if (errno == ENOENT) {
+        fd = open(at, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        if (fd >= 0)
+            unlink(at);
+    }
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+fail:
+    snprintf(why, ws, "%s cannot be opened for appending: %s", path,
+             strerror(errno));
+    return -1;
+}

@@ -58,6 +58,18 @@ void ed_config_usage(FILE *out);
  * worker (a job then holds inference), an address beyond loopback without
  * tokens or without TLS.  Writes up to max messages into advice and
  * returns how many. */
+/* Whether a file a setting names for reading (what: "tls.cert",
+ * "preload") is a regular file: a FIFO would block the daemon on its
+ * open, a directory read as nothing.  0, or -1 with why filled. */
+int ed_config_input_file(const char *path, const char *what, char *why,
+                         size_t why_size);
+
+/* Whether the log file opens for appending as the daemon opens it: an
+ * existing regular file or character device, or a new file in a
+ * writable directory (through a symbolic link too); a test file is
+ * created and removed again.  0, or -1 with why filled. */
+int ed_config_log_file(const char *path, char *why, size_t why_size);
+
 #define ED_CONFIG_ADVICE_MAX 240
 int ed_config_advice(const ed_config *cfg,
                      char advice[][ED_CONFIG_ADVICE_MAX], int max);

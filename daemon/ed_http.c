@@ -727,6 +727,9 @@ int ed_http_check_tls(const char *cert, const char *key, char *err,
     gnutls_certificate_credentials_t cred;
     int rc;
 
+    if (ed_config_input_file(cert, "tls.cert", err, es) ||
+        ed_config_input_file(key, "tls.key", err, es))
+        return -1;
     if (gnutls_certificate_allocate_credentials(&cred) < 0) {
         snprintf(err, es, "tls: out of memory");
         return -1;

@@ -219,14 +219,14 @@ static int read_model_file(const char *path, unsigned char **buf, size_t *n,
 
     *buf = NULL;
     if (!f) {
-        snprintf(why, size, "cannot open %s: %s", path, strerror(errno));
+        snprintf(why, size, "preload %s: %s", path, strerror(errno));
         return -1;
     }
     if (fseek(f, 0, SEEK_END) || (len = ftell(f)) <= 0 ||
         fseek(f, 0, SEEK_SET) || !(*buf = malloc((size_t)len)) ||
         fread(*buf, 1, (size_t)len, f) != (size_t)len) {
-        snprintf(why, size, "cannot read %s%s", path,
-                 len == 0 ? ": it is empty" : "");
+        snprintf(why, size, "preload %s: %s", path,
+                 len == 0 ? "the file is empty" : "cannot be read");
         free(*buf);
         *buf = NULL;
         fclose(f);
@@ -253,7 +253,8 @@ static int preload(ed_app *app)
     /* A model stored already is not checked again: the checks of an
      * upload may have grown since it was stored. */
     memset(&check, 0, sizeof check);
-    if (read_model_file(app->cfg.preload, &buf, &n, msg, sizeof msg)) {
+    if (ed_config_input_file(app->cfg.preload, "preload", msg, sizeof msg) ||
+        read_model_file(app->cfg.preload, &buf, &n, msg, sizeof msg)) {
         check.status = 500;
     } else {
         ed_models_sha256(buf, n, sha);
@@ -355,26 +356,6 @@ static int data_dir_usable(const char *dir, char *why, size_t size)
     return 1;
 }
 
-/* Whether the log file opens for appending, as the daemon will open it;
- * one that did not exist is created for the test and removed again. */
-static int log_file_usable(const char *path, char *why, size_t size)
-{
-    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-
-    if (fd < 0 && errno == ENOENT) {
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-        if (fd >= 0)
-            unlink(path);
-    }
-    if (fd >= 0) {
-        close(fd);
-        return 1;
-    }
-    snprintf(why, size, "%s cannot be opened for appending: %s", path,
-             strerror(errno));
-    return 0;
-}
-
 /* Whether the preloaded model would be stored: it must load and pass the
  * checks of an upload (ed_api_models_check). */
 static int preload_usable(const char *path, char *why, size_t size)
@@ -384,12 +365,13 @@ static int preload_usable(const char *path, char *why, size_t size)
     size_t n;
     int ok;
 
-    if (read_model_file(path, &buf, &n, why, size))
+    if (ed_config_input_file(path, "preload", why, size) ||
+        read_model_file(path, &buf, &n, why, size))
         return 0;
     ed_api_models_check(buf, n, &check);
     ok = check.status == 0;
     if (!ok)
-        snprintf(why, size, "%s: %s", path, check.msg);
+        snprintf(why, size, "preload %s: %s", path, check.msg);
     ed_api_models_check_free(&check);
     free(buf);
     return ok;
@@ -409,8 +391,8 @@ static int check_config(const ed_config *cfg)
         fprintf(stderr, "ecgpruned: data_dir: %s\n", why);
         bad = 1;
     }
-    if (cfg->log_file[0] && !log_file_usable(cfg->log_file, why,
-                                             sizeof why)) {
+    if (cfg->log_file[0] && ed_config_log_file(cfg->log_file, why,
+                                               sizeof why)) {
         fprintf(stderr, "ecgpruned: log.file: %s\n", why);
         bad = 1;
     }
@@ -420,7 +402,7 @@ static int check_config(const ed_config *cfg)
         bad = 1;
     }
     if (cfg->preload[0] && !preload_usable(cfg->preload, why, sizeof why)) {
-        fprintf(stderr, "ecgpruned: preload: %s\n", why);
+        fprintf(stderr, "ecgpruned: %s\n", why);
         bad = 1;
     }
     if (bad)
@@ -549,6 +531,11 @@ int main(int argc, char **argv)
      * SQLite reports, instead of killing the daemon mid-request. */
     signal(SIGXFSZ, SIG_IGN);
 
+    if (app->cfg.log_file[0] &&
+        ed_config_log_file(app->cfg.log_file, err, sizeof err)) {
+        fprintf(stderr, "ecgpruned: log.file: %s\n", err);
+        return 1;
+    }
     if (ed_log_open(app->cfg.log_file, app->cfg.log_level)) {
         fprintf(stderr, "ecgpruned: cannot open log file %s: %s\n",
                 app->cfg.log_file, strerror(errno));

@@ -37,7 +37,7 @@ echo '{"limits": {"max_body_bytes": 300000000, "max_pending_bytes": null}}' \
 refused '--listen "999.1.1.1:80"' --listen 999.1.1.1:80 --check-config
 refused 'unknown option --no-such-option' --no-such-option
 printf 'not a model' > "$WORK/not-a-model.safetensors"
-refused "preload: .*not-a-model.safetensors" \
+refused "preload .*not-a-model.safetensors: not an ecgprune" \
     --preload "$WORK/not-a-model.safetensors" --check-config
 refused "is not a directory" --data-dir "$WORK/not-a-model.safetensors" \
     --check-config
@@ -46,8 +46,23 @@ refused "cannot be created" --data-dir /proc/ecgpruned-test --check-config
 # the check says so first.
 refused "log.file: $WORK/nodir/x.log cannot be opened for appending: No such" \
     --log-file "$WORK/nodir/x.log" --check-config
-refused "log.file: $WORK cannot be opened for appending: Is a directory" \
+refused "log.file: $WORK is not a regular file (a directory)" \
     --log-file "$WORK" --check-config
+# A FIFO would block the open (the check's and the start's): refused at
+# once, as a log file, a TLS file or a preloaded model; a dangling link
+# names the file that will be made, and passes.
+mkfifo "$WORK/named.fifo"
+refused "log.file: $WORK/named.fifo is not a regular file (a FIFO" \
+    --log-file "$WORK/named.fifo" --check-config
+refused "log.file: $WORK/named.fifo is not a regular file (a FIFO" \
+    --log-file "$WORK/named.fifo" --data-dir "$WORK/fifo-data"
+refused "preload $WORK/named.fifo is not a regular file" \
+    --preload "$WORK/named.fifo" --check-config
+mkdir "$WORK/logs"
+ln -s "$WORK/logs/real.log" "$WORK/dangling.log"
+"$ECGPRUNED" --log-file "$WORK/dangling.log" --data-dir "$WORK/new-data" \
+    --check-config > /dev/null || fail "a dangling log link was refused"
+[ ! -e "$WORK/logs/real.log" ] || fail "the check left the link's file"
 "$ECGPRUNED" --log-file "$WORK/new.log" --data-dir "$WORK/new-data" \
     --check-config > /dev/null || fail "a new log file was refused"
 if [ -e "$WORK/new.log" ] || [ -e "$WORK/new-data" ]; then
@@ -57,7 +72,7 @@ fi
 # window shorter than one second) is refused by the check too.
 "$ED_TESTTOOL" model "$WORK/short.safetensors" 7 window=8 \
     > /dev/null
-refused "preload: .*short.safetensors: the model's window of 8 samples" \
+refused "preload .*short.safetensors: the model's window of 8 samples" \
     --preload "$WORK/short.safetensors" --check-config
 
 # TLS: a self-signed certificate made here serves HTTPS; a key of another
@@ -81,6 +96,9 @@ refused "tls: certificate $WORK/tls.crt with key $WORK/other.key: " \
 refused "tls: certificate .*other.key: .*expected a PEM certificate" \
     --config "$WORK/tls.json" --data-dir "$WORK/tls-data" \
     --listen 127.0.0.1:0
+tls_config "$WORK/named.fifo" "$WORK/tls.key"
+refused "tls.cert $WORK/named.fifo is not a regular file" \
+    --config "$WORK/tls.json" --check-config
 tls_config "$WORK/tls.json" "$WORK/tls.json"
 refused "tls: certificate $WORK/tls.json with key $WORK/tls.json: " \
     --config "$WORK/tls.json" --check-config
