@@ -229,21 +229,31 @@ void ed_api_list(ed_app *app, ed_request *req, const char *select,
     ed_api_page_answer(req, &page, key, rows, row_json);
 }
 
-unsigned ed_api_idempotency_key(ed_request *req, const char **key,
-                                char *msg, size_t ms)
+unsigned ed_api_idempotency_key(ed_request *req,
+                                char buf[ED_API_KEY_MAX + 1],
+                                const char **key, char *msg, size_t ms)
 {
     const char *k = ed_http_header(req, "Idempotency-Key");
-    size_t i, n = k ? strlen(k) : 0;
+    size_t i, n;
 
-    *key = k;
+    *key = NULL;
     if (!k)
         return 0;
+    while (*k == ' ' || *k == '\t')
+        k++;
+    n = strlen(k);
+    while (n > 0 && (k[n - 1] == ' ' || k[n - 1] == '\t'))
+        n--;
     /* Printable ASCII only: a key is quoted back in messages, and bytes
      * that look alike in a log must not be two keys. */
     for (i = 0; i < n && k[i] > ' ' && k[i] < 0x7f; i++)
         ;
-    if (n >= 1 && n <= ED_API_KEY_MAX && i == n)
+    if (n >= 1 && n <= ED_API_KEY_MAX && i == n) {
+        memcpy(buf, k, n);
+        buf[n] = '\0';
+        *key = buf;
         return 0;
+    }
     snprintf(msg, ms, "Idempotency-Key: expected 1..%d printable ASCII "
              "characters without spaces", ED_API_KEY_MAX);
     return 400;

@@ -76,12 +76,15 @@ unsigned ed_api_jobs_params(ed_app *app, const unsigned char *body,
                             size_t len, json_t **params, char *msg,
                             size_t msg_size);
 
-/* The request's Idempotency-Key header (*key NULL without one): 0, or
- * 400 with msg filled unless it is 1..ED_API_KEY_MAX printable ASCII
- * characters without spaces. */
+/* The request's Idempotency-Key header, without the spaces and tabs
+ * around it (RFC 9110, 5.5), copied into buf (*key = buf, or NULL
+ * without one): 0, or 400 with msg filled unless it is 1..ED_API_KEY_MAX
+ * printable ASCII characters without spaces. */
 #define ED_API_KEY_MAX 255
-unsigned ed_api_idempotency_key(ed_request *req, const char **key,
-                                char *msg, size_t msg_size);
+unsigned ed_api_idempotency_key(ed_request *req,
+                                char buf[ED_API_KEY_MAX + 1],
+                                const char **key, char *msg,
+                                size_t msg_size);
 
 /* ed_ecg_parse_json under app->json_lock, from any thread: one JSON body
  * at a time, since its tree takes about 20 times the body in memory. */

@@ -45,7 +45,8 @@ typedef struct batch_work {
     ed_app *app;
     ed_request *req;
     int64_t max_samples;        /* limits.max_samples when it came */
-    const char *key;            /* Idempotency-Key, or NULL */
+    const char *key;            /* Idempotency-Key (key_buf), or NULL */
+    char key_buf[ED_API_KEY_MAX + 1];
     char sha[65];               /* of the batch, with a key */
     ed_ecg ecg;
     unsigned st;                /* refusal: HTTP status, msg */
@@ -248,7 +249,8 @@ void ed_api_batches_create(ed_app *app, ed_request *req, int64_t unused)
     bw->work.data = bw;
 
     /* A multipart upload is decoded here and stored at once. */
-    st = ed_api_idempotency_key(req, &bw->key, bw->msg, sizeof bw->msg);
+    st = ed_api_idempotency_key(req, bw->key_buf, &bw->key, bw->msg,
+                                sizeof bw->msg);
     if (!st)
         st = ed_ecg_parse_start(req, &app->cfg, ED_ECG_BATCH, &bw->ecg,
                                 &json_pending, bw->msg, sizeof bw->msg);

@@ -736,6 +736,7 @@ out:
 void ed_api_jobs_create(ed_app *app, ed_request *req, int64_t unused)
 {
     const char *key, *ct;
+    char key_buf[ED_API_KEY_MAX + 1];
     json_t *params = NULL, *prev;
     char msg[600], *text = NULL;
     int64_t id = 0;
@@ -747,7 +748,7 @@ void ed_api_jobs_create(ed_app *app, ed_request *req, int64_t unused)
         ed_http_problem(req, 503, "the daemon is shutting down");
         return;
     }
-    if ((st = ed_api_idempotency_key(req, &key, msg, sizeof msg))) {
+    if ((st = ed_api_idempotency_key(req, key_buf, &key, msg, sizeof msg))) {
         ed_http_problem(req, st, "%s", msg);
         return;
     }

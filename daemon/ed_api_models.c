@@ -246,7 +246,7 @@ static void store_upload(ed_app *app, upload_work *uw)
         st = ed_api_models_insert(app, uw->name, req->body, req->body_len,
                                   &uw->check, 0, 0, &id, msg, sizeof msg);
     if (st) {
-        ed_http_problem(req, st, "%s", msg);
+        ed_api_store_error(app, req);   /* its status, Retry-After */
         return;
     }
     row = ed_store_row(app->store, NULL, "SELECT " MODEL_COLUMNS ", "

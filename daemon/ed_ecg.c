@@ -585,7 +585,7 @@ static unsigned wfdb_annotations(const ed_ecg_part *p, int64_t first,
 
     if (ep_wfdb_parse_annotations(p->data, p->len, "annotations", &ann, &e))
         return refuse(422, msg, ms, "%s", e.msg);
-    if (ep_wfdb_check_beats_within(ann, n_record, &e)) {
+    if (ep_wfdb_check_beats(ann, n_record, &e)) {
         ep_wfdb_free_annotations(ann);
         return refuse(422, msg, ms, "annotations: %s", e.msg);
     }

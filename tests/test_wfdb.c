@@ -1103,15 +1103,34 @@ static void test_beats_within(void)
     ep_annotations ann = {items, 2};
     ep_error err;
 
-    CHECK_EQ_INT(ep_wfdb_check_beats_within(&ann, 12, &err), EP_OK);
-    CHECK_EQ_INT(ep_wfdb_check_beats_within(&ann, 5, &err), EP_EFORMAT);
+    CHECK_EQ_INT(ep_wfdb_check_beats(&ann, 12, &err), EP_OK);
+    CHECK_EQ_INT(ep_wfdb_check_beats(&ann, 5, &err), EP_EFORMAT);
     CHECK(strstr(err.msg, "annotation 1 of 2, a beat at sample 5, is "
                  "outside the signal (0..4)") != NULL);
+}
+
+/* One beat per sample: N (1) and V (5) both at 7 are refused, even with
+ * a note (+, 28) at 7 between them; a note beside a beat is not. */
+static void test_beats_twice(void)
+{
+    ep_annotation items[4] = {{.sample = 3, .code = 1},
+                              {.sample = 7, .code = 1},
+                              {.sample = 7, .code = 28},
+                              {.sample = 7, .code = 5}};
+    ep_annotations ann = {items, 3};
+    ep_error err;
+
+    CHECK_EQ_INT(ep_wfdb_check_beats(&ann, 12, &err), EP_OK);
+    ann.count = 4;
+    CHECK_EQ_INT(ep_wfdb_check_beats(&ann, 12, &err), EP_EFORMAT);
+    CHECK_MSG(strstr(err.msg, "annotation 4 of 4: two beats at sample 7 "
+                     "(N and V)") != NULL, "%s", err.msg);
 }
 
 int main(void)
 {
     test_beats_within();
+    test_beats_twice();
     test_header_fields();
     test_header_rejects();
     test_decode_formats();

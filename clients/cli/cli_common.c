@@ -5,6 +5,7 @@
  */
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -93,11 +94,25 @@ int cli_print_json(json_t *obj)
     return 0;
 }
 
+/* Whether s starts as a number is written: a digit, or a sign or point
+ * before one.  strtol and strtod also skip blanks and take '+', which
+ * would let " 5" and "+5" pass where "5 " does not. */
+static int starts_number(const char *s)
+{
+    if (*s == '-')
+        s++;
+    if (*s == '.')
+        s++;
+    return isdigit((unsigned char)*s);
+}
+
 int cli_parse_int(const char *s, long lo, long hi, long *out)
 {
     char *end;
     long v;
 
+    if (!starts_number(s))
+        return -1;
     errno = 0;
     v = strtol(s, &end, 10);
     if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
@@ -111,6 +126,8 @@ int cli_parse_seed(const char *s, uint64_t *out)
     char *end;
     long long v;
 
+    if (!isdigit((unsigned char)*s))
+        return -1;
     errno = 0;
     v = strtoll(s, &end, 10);
     if (errno != 0 || end == s || *end != '\0' || v < 0)
@@ -126,7 +143,7 @@ int cli_parse_double(const char *s, double lo, double hi, double *out)
 
     /* Decimal only: strtod also reads hexadecimal ("0x10"), which the
      * daemon's JSON refuses and nobody writes on purpose. */
-    if (strpbrk(s, "xX") != NULL)
+    if (strpbrk(s, "xX") != NULL || !starts_number(s))
         return -1;
     errno = 0;
     v = strtod(s, &end);

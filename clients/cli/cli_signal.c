@@ -149,7 +149,7 @@ int cli_read_annotations(const char *record, const char *ext,
 {
     int rc = ep_wfdb_read_annotations(record, ext, out, err);
 
-    if (rc == 0 && (rc = ep_wfdb_check_beats_within(*out, n_samples, err))) {
+    if (rc == 0 && (rc = ep_wfdb_check_beats(*out, n_samples, err))) {
         ep_error_prefix(err, "%s.%s", record, ext);
         ep_wfdb_free_annotations(*out);
         *out = NULL;

@@ -125,22 +125,32 @@ int ep_wfdb_is_beat(int code)
     return code >= 0 && code <= CODE_MAX && code_is_beat[code];
 }
 
-int ep_wfdb_check_beats_within(const ep_annotations *ann, int64_t n_samples,
-                               ep_error *err)
+int ep_wfdb_check_beats(const ep_annotations *ann, int64_t n_samples,
+                        ep_error *err)
 {
+    const ep_annotation *last = NULL;
     size_t i;
 
     for (i = 0; i < ann->count; i++) {
         const ep_annotation *a = &ann->items[i];
 
-        if (ep_wfdb_is_beat(a->code) &&
-            (a->sample < 0 || a->sample >= n_samples))
+        if (!ep_wfdb_is_beat(a->code))
+            continue;
+        if (a->sample < 0 || a->sample >= n_samples)
             return ep_error_set(err, EP_EFORMAT, "annotation %zu of %zu, a "
                                 "beat at sample %lld, is outside the signal "
                                 "(0..%lld): is it the annotation file of a "
                                 "longer record?", i + 1, ann->count,
                                 (long long)a->sample,
                                 (long long)n_samples - 1);
+        if (last && last->sample == a->sample)
+            return ep_error_set(err, EP_EFORMAT, "annotation %zu of %zu: "
+                                "two beats at sample %lld (%s and %s); "
+                                "expected one beat per sample", i + 1,
+                                ann->count, (long long)a->sample,
+                                ep_wfdb_code_symbol(last->code),
+                                ep_wfdb_code_symbol(a->code));
+        last = a;
     }
     return EP_OK;
 }

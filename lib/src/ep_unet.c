@@ -56,12 +56,14 @@ static int check_config(const ep_unet_config *cfg, ep_error *err)
         return ep_error_set(err, EP_EINVAL,
                             "unet: %d classes, expected 1..%d",
                             cfg->meta.n_classes, EP_MAX_CLASSES);
-    if (!(cfg->meta.sampling_rate > 0.0) || cfg->meta.window <= 0 ||
+    if (!(cfg->meta.sampling_rate > 0.0))
+        return ep_error_set(err, EP_EINVAL, "unet: sampling rate %g, "
+                            "expected more than 0", cfg->meta.sampling_rate);
+    if (cfg->meta.window <= 0 ||
         cfg->meta.window % (1 << (cfg->depth - 1)) != 0)
-        return ep_error_set(err, EP_EINVAL,
-                            "unet: sampling rate %g must be positive and "
-                            "window %d a multiple of %d",
-                            cfg->meta.sampling_rate, cfg->meta.window,
+        return ep_error_set(err, EP_EINVAL, "unet: window %d, expected a "
+                            "multiple of %d (2^(levels-1): each level halves "
+                            "the length)", cfg->meta.window,
                             1 << (cfg->depth - 1));
     return EP_OK;
 }

@@ -56,6 +56,12 @@ req POST /v1/jobs -H 'Content-Type: application/json' \
     -H 'Idempotency-Key: flow-1' -d "$JOB_BODY"
 expect 202 "job resubmit"
 [ "$(body .id)" = "$JOB" ] || fail "idempotent resubmit made job $(body .id)"
+# Spaces and tabs around the key are not part of it (RFC 9110, 5.5).
+req POST /v1/jobs -H 'Content-Type: application/json' \
+    -H "Idempotency-Key:  flow-1 $(printf '\t')" -d "$JOB_BODY"
+expect 202 "job resubmit with spaces around the key"
+[ "$(body .id)" = "$JOB" ] ||
+    fail "a key with spaces around it made job $(body .id)"
 
 # The model is in use: deleting it is refused while the job is queued or
 # running (it may finish quickly, so accept 204 only after success).

@@ -130,12 +130,14 @@ const char *ep_wfdb_code_description(int code);
 int ep_wfdb_symbol_code(const char *symbol);
 /* 1 if the code is a beat annotation (WFDB isqrs), else 0. */
 int ep_wfdb_is_beat(int code);
-/* EP_OK, or EP_EFORMAT naming the first beat of ann outside samples
- * 0..n_samples-1: the annotation file of another (longer) record, whose
- * beats would be counted and scored as missed.  Notes and rhythm changes
- * may lie anywhere (excerpts often end with one past the signal). */
-int ep_wfdb_check_beats_within(const ep_annotations *ann, int64_t n_samples,
-                               ep_error *err);
+/* EP_OK, or EP_EFORMAT naming the first beat of ann (in time order)
+ * outside samples 0..n_samples-1 (the annotation file of another, longer
+ * record, whose beats would be counted and scored as missed) or at the
+ * sample of the beat before it (one beat annotated twice, which would be
+ * scored twice).  Notes and rhythm changes may lie anywhere (excerpts
+ * often end with one past the signal). */
+int ep_wfdb_check_beats(const ep_annotations *ann, int64_t n_samples,
+                        ep_error *err);
 
 #ifdef __cplusplus
 }
