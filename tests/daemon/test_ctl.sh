@@ -223,6 +223,12 @@ ctl_fails 1 'p9.json names subject "p-9", not "p-8"' upload-batch p-8 \
     "$WORK/p9.json"
 ctl list batches | awk '$2 == "p-9"' | grep -q . &&
     fail "a batch of the other subject was stored"
+printf '[1, 2]' > "$WORK/array.json"
+ctl_fails 1 'array.json: expected one JSON object' upload-batch p-9 \
+    "$WORK/array.json"
+ctl_fails 1 "the span after ':' is not FROM-TO in seconds" \
+    infer "$MID" "$EXCERPT/100:abc"
+ctl_fails 2 "health: 1 argument(s) is not what it takes" health now
 SAME=$(ctl upload-batch p-9 "$WORK/p9.json" | jq -r .subject)
 [ "$SAME" = p-9 ] || fail "upload with the file's own subject: $SAME"
 
