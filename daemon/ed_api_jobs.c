@@ -615,6 +615,12 @@ unsigned ed_api_jobs_params(ed_app *app, const unsigned char *body,
 
     *params = NULL;
     in = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* Well-formed JSON whose integer jansson cannot hold (past 2^63-1)
+     * is a value out of range, as a negative seed is, not bad syntax. */
+    if (!in && json_error_code(&jerr) == json_error_numeric_overflow)
+        return bad(msg, ms, 422, "line %d column %d: %s; integers are at "
+                   "most 9223372036854775807 (2^63-1)", jerr.line,
+                   jerr.column, jerr.text);
     if (!in)
         return bad(msg, ms, 400, "malformed JSON at line %d column %d "
                    "(byte %d): %s", jerr.line, jerr.column, jerr.position,

@@ -538,6 +538,9 @@ job() {
 }
 bad 422 '"method" "magic" is not one of' POST /v1/jobs "${J[@]}" \
     -d "$(job '.method = "magic"')"
+# An integer past 2^63-1 is well-formed JSON out of range, as -1 is.
+bad 422 'integers are at most 9223372036854775807' POST /v1/jobs \
+    "${J[@]}" -d "$(job '.' | sed 's/}$/,"seed":9223372036854775808}/')"
 bad 422 '"distill_steps" = -1 is outside 0..100000' POST /v1/jobs \
     "${J[@]}" -d "$(job '.distill_steps = -1')"
 bad 400 '"distill_steps": expected an integer' POST /v1/jobs "${J[@]}" \
