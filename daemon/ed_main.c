@@ -387,7 +387,8 @@ static int check_config(const ed_config *cfg)
     int v6 = strchr(cfg->listen_addr, ':') != NULL;
 
     if (!data_dir_usable(cfg->data_dir, why, sizeof why) ||
-        ed_store_dir_free(cfg->data_dir, why, sizeof why)) {
+        ed_store_dir_free(cfg->data_dir, why, sizeof why) ||
+        ed_store_check_dir(cfg->data_dir, why, sizeof why)) {
         fprintf(stderr, "ecgpruned: data_dir: %s\n", why);
         bad = 1;
     }

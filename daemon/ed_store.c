@@ -362,22 +362,107 @@ static char *schema_text(const ed_schema_file *f)
 
 /* Apply every schema file newer than user_version, each in its own
  * transaction together with the user_version bump. */
-static int migrate(ed_store *s, char *err, size_t es)
+/* One integer a statement gives, or -1 with SQLite's message in err. */
+static int64_t db_int(sqlite3 *db, const char *sql, char *err, size_t es)
 {
-    int version = ed_store_schema_version(s), i;
-    char pragma[64];
-    char *sql, *msg = NULL;
+    sqlite3_stmt *st;
+    int64_t v = -1;
+
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    if (v < 0)
+        snprintf(err, es, "%s", sqlite3_errmsg(db));
+    return v;
+}
+
+/* The schema version of a database this daemon can bring up to date, or
+ * -1 with the reason: not a database, a newer daemon's, another
+ * program's (tables but no version). */
+static int usable_version(sqlite3 *db, char *err, size_t es)
+{
+    char why[256];
+    int64_t version = db_int(db, "PRAGMA user_version", why, sizeof why);
+    int64_t objects;
 
     if (version < 0) {
         snprintf(err, es, "cannot read the database's schema version: %s",
-                 ed_store_errmsg(s));
+                 why);
         return -1;
     }
     if (version > ed_schema_count) {
-        snprintf(err, es, "database schema version %d is newer than this "
-                 "daemon's (%d)", version, ed_schema_count);
+        snprintf(err, es, "database schema version %lld is newer than this "
+                 "daemon's (%d)", (long long)version, ed_schema_count);
         return -1;
     }
+    objects = version ? 0 : db_int(db, "SELECT count(*) FROM sqlite_master",
+                                   why, sizeof why);
+    if (objects != 0) {
+        snprintf(err, es, "the database holds %lld tables or indexes but no "
+                 "ecgpruned schema version: a database of another program?",
+                 (long long)objects);
+        return -1;
+    }
+    return (int)version;
+}
+
+/* "file:PATH?immutable=1", with the characters a URI gives a meaning
+ * percent-encoded. */
+static void uri_path(char *out, size_t size, const char *path)
+{
+    size_t n = (size_t)snprintf(out, size, "file:");
+
+    for (; *path && n + 4 < size; path++) {
+        if (*path == '%' || *path == '?' || *path == '#')
+            n += (size_t)snprintf(out + n, size - n, "%%%02X",
+                                  (unsigned char)*path);
+        else
+            out[n++] = *path;
+    }
+    snprintf(out + n, size - n, "?immutable=1");
+}
+
+int ed_store_check_dir(const char *data_dir, char *err, size_t es)
+{
+    char path[1200], why[512], uri[3700];
+    struct stat st;
+    sqlite3 *db = NULL;
+    int rc;
+
+    snprintf(path, sizeof path, "%s/ecgpruned.lock", data_dir);
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        snprintf(err, es, "%s is not a regular file (the daemon writes its "
+                 "pid there)", path);
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/" ED_STORE_DB_FILE, data_dir);
+    if (stat(path, &st) != 0)
+        return 0;                       /* made at the first start */
+
+    /* Immutable: no lock and no -shm or -wal file made, which run as root
+     * would leave files the daemon's user cannot open. */
+    uri_path(uri, sizeof uri, path);
+    if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI,
+                        NULL) != SQLITE_OK)
+        snprintf(why, sizeof why, "%s", sqlite3_errmsg(db));
+    rc = db ? usable_version(db, why, sizeof why) : -1;
+    sqlite3_close(db);
+    if (rc >= 0)
+        return 0;
+    snprintf(err, es, "%s: %s", path, why);
+    return -1;
+}
+
+static int migrate(ed_store *s, char *err, size_t es)
+{
+    int version = usable_version(s->db, err, es), i;
+    char pragma[64];
+    char *sql, *msg = NULL;
+
+    if (version < 0)
+        return -1;
     for (i = version; i < ed_schema_count; i++) {
         const ed_schema_file *f = &ed_schema_files[i];
         sql = schema_text(f);

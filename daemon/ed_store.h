@@ -32,6 +32,12 @@ typedef struct ed_store ed_store;
  * while it looks. */
 int ed_store_dir_free(const char *data_dir, char *err, size_t err_size);
 
+/* Whether the files in the data directory are ones ed_store_open can
+ * use: a database it can bring up to date (read, never written, here)
+ * and a pid file that is a regular file.  0, or -1 with err filled.  For
+ * --check-config. */
+int ed_store_check_dir(const char *data_dir, char *err, size_t err_size);
+
 /* Open (creating) data_dir/ecgpruned.sqlite3 and bring its schema up to
  * date, one transaction per schema file. */
 int ed_store_open(const char *data_dir, ed_store **out, char *err,

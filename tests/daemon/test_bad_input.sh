@@ -42,6 +42,31 @@ refused "preload .*not-a-model.safetensors: not an ecgprune" \
 refused "is not a directory" --data-dir "$WORK/not-a-model.safetensors" \
     --check-config
 refused "cannot be created" --data-dir /proc/ecgpruned-test --check-config
+# A data directory whose files the start would refuse: the check refuses
+# them first, and writes nothing into them.
+mkdir -p "$WORK/dd/junk" "$WORK/dd/newer" "$WORK/dd/foreign" "$WORK/dd/lock"
+head -c 4096 /dev/urandom > "$WORK/dd/junk/ecgpruned.sqlite3"
+sqlite3 "$WORK/dd/newer/ecgpruned.sqlite3" 'PRAGMA user_version = 99'
+sqlite3 "$WORK/dd/foreign/ecgpruned.sqlite3" 'CREATE TABLE models (x)'
+mkdir "$WORK/dd/lock/ecgpruned.lock"
+for c in 'junk|file is not a database' \
+    'newer|schema version 99 is newer than this daemon' \
+    'foreign|holds 1 tables or indexes but no ecgpruned schema version' \
+    'lock|ecgpruned.lock\( is not a regular file\|: Is a directory\)'; do
+    refused "${c#*|}" --data-dir "$WORK/dd/${c%%|*}" --check-config
+    refused "${c#*|}" --data-dir "$WORK/dd/${c%%|*}" --listen 127.0.0.1:0
+done
+[ "$(sqlite3 "$WORK/dd/foreign/ecgpruned.sqlite3" .tables)" = models ] ||
+    fail "the check or the start changed another program's database"
+# A store in WAL mode is read without a lock, and no -shm or -wal file is
+# left behind (run as root, they would be root's).
+mkdir "$WORK/dd/wal"
+sqlite3 "$WORK/dd/wal/ecgpruned.sqlite3" \
+    'PRAGMA journal_mode = WAL; PRAGMA user_version = 1' > /dev/null
+"$ECGPRUNED" --data-dir "$WORK/dd/wal" --check-config > /dev/null ||
+    fail "a WAL-mode store of version 1 was refused"
+[ -z "$(find "$WORK/dd/wal" -name '*-shm' -o -name '*-wal')" ] ||
+    fail "--check-config left $(ls "$WORK/dd/wal")"
 # A log file in a missing directory, or a directory, would stop the start:
 # the check says so first.
 refused "log.file: $WORK/nodir/x.log cannot be opened for appending: No such" \
