@@ -379,7 +379,9 @@ static int preload_usable(const char *path, char *why, size_t size)
 
 /* --check-config: every file the settings name must be usable as the
  * daemon will use it: the data directory, the log file, the TLS pair,
- * the preloaded model. */
+ * the preloaded model.  Limitation: the certificate's dates are not
+ * looked at, and the listening address is not tried (binding it here
+ * would race the daemon it checks for). */
 static int check_config(const ed_config *cfg)
 {
     char why[ED_PATH_MAX * 2 + 800], advice[4][ED_CONFIG_ADVICE_MAX];
