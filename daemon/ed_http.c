@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -743,6 +744,28 @@ int ed_http_check_tls(const char *cert, const char *key, char *err,
              "certificate and its PEM private key)", cert, key,
              gnutls_strerror(rc));
     return -1;
+}
+
+int ed_http_tls_expiry(const char *cert, time_t *expires)
+{
+    gnutls_x509_crt_t crt;
+    gnutls_datum_t pem;
+    char *text = read_file(cert);
+    int rc = -1;
+
+    if (!text)
+        return -1;
+    pem.data = (unsigned char *)text;
+    pem.size = (unsigned)strlen(text);
+    if (gnutls_x509_crt_init(&crt) >= 0) {
+        if (gnutls_x509_crt_import(crt, &pem, GNUTLS_X509_FMT_PEM) >= 0) {
+            *expires = gnutls_x509_crt_get_expiration_time(crt);
+            rc = *expires == (time_t)-1 ? -1 : 0;
+        }
+        gnutls_x509_crt_deinit(crt);
+    }
+    free(text);
+    return rc;
 }
 
 int ed_http_start(uv_loop_t *loop, const ed_config *cfg,

@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <uv.h>
 
 #include "ed_config.h"
@@ -53,6 +54,10 @@ struct ed_request {
  * --check-config uses it alone. */
 int ed_http_check_tls(const char *cert, const char *key, char *err,
                       size_t err_size);
+
+/* When the first certificate of a PEM file expires: 0 with *expires, or
+ * -1 when it cannot be read. */
+int ed_http_tls_expiry(const char *cert, time_t *expires);
 
 int ed_http_start(uv_loop_t *loop, const ed_config *cfg,
                   ed_dispatch_fn dispatch, void *app, ed_server **out,

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 #include <uv.h>
@@ -108,12 +109,42 @@ static void begin_stop(ed_main *m, const char *why)
     uv_timer_start(&m->stop_check, on_stop_check, 0, 100);
 }
 
+/* Days before its end from which a certificate is warned of. */
+#define ED_TLS_WARN_DAYS 30
+
+/* A warning about the TLS certificate's end, when it is near or past:
+ * 1 with it in buf, else 0. */
+static int tls_advice(const ed_config *cfg, char *buf, size_t size)
+{
+    time_t end, now = time(NULL);
+    struct tm tm;
+    char date[32];
+    double days;
+
+    if (!cfg->tls_cert[0] || ed_http_tls_expiry(cfg->tls_cert, &end))
+        return 0;
+    days = difftime(end, now) / 86400.0;
+    if (days > ED_TLS_WARN_DAYS)
+        return 0;
+    gmtime_r(&end, &tm);
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", &tm);
+    if (days < 0)
+        snprintf(buf, size, "tls.cert %.100s expired on %s: clients that "
+                 "check it refuse the connection; renew it", cfg->tls_cert,
+                 date);
+    else
+        snprintf(buf, size, "tls.cert %.100s expires on %s, in %.0f days; "
+                 "renew it before then", cfg->tls_cert, date, days);
+    return 1;
+}
+
 /* One warning per setting an administrator should hear about. */
 static void log_advice(const ed_config *cfg)
 {
-    char advice[4][ED_CONFIG_ADVICE_MAX], quoted[ED_CONFIG_ADVICE_MAX + 16];
+    char advice[5][ED_CONFIG_ADVICE_MAX], quoted[ED_CONFIG_ADVICE_MAX + 16];
     int i, n = ed_config_advice(cfg, advice, 4);
 
+    n += tls_advice(cfg, advice[n], sizeof advice[n]);
     for (i = 0; i < n; i++)
         ed_log(ED_LOG_WARN, "config_advice", "advice=%s",
                ed_log_quote(quoted, sizeof quoted, advice[i]));
@@ -379,12 +410,11 @@ static int preload_usable(const char *path, char *why, size_t size)
 
 /* --check-config: every file the settings name must be usable as the
  * daemon will use it: the data directory, the log file, the TLS pair,
- * the preloaded model.  Limitation: the certificate's dates are not
- * looked at, and the listening address is not tried (binding it here
- * would race the daemon it checks for). */
+ * the preloaded model.  Limitation: the listening address is not tried
+ * (binding it here would race the daemon it checks for). */
 static int check_config(const ed_config *cfg)
 {
-    char why[ED_PATH_MAX * 2 + 800], advice[4][ED_CONFIG_ADVICE_MAX];
+    char why[ED_PATH_MAX * 2 + 800], advice[5][ED_CONFIG_ADVICE_MAX];
     int bad = 0, i, n_advice, lowered;
     int v6 = strchr(cfg->listen_addr, ':') != NULL;
 
@@ -421,6 +451,7 @@ static int check_config(const ed_config *cfg)
                "worker runs one job at a time\n",
                cfg->max_running_jobs_asked);
     n_advice = ed_config_advice(cfg, advice, 4);
+    n_advice += tls_advice(cfg, advice[n_advice], sizeof advice[n_advice]);
     for (i = 0; i < n_advice; i++)
         printf("ecgpruned: warning: %s\n", advice[i]);
     printf("ecgpruned: configuration ok: listen %s%s%s:%d, data_dir %s, "

@@ -128,8 +128,22 @@ tls_config "$WORK/tls.json" "$WORK/tls.json"
 refused "tls: certificate $WORK/tls.json with key $WORK/tls.json: " \
     --config "$WORK/tls.json" --check-config
 tls_config "$WORK/tls.crt" "$WORK/tls.key"
-"$ECGPRUNED" --config "$WORK/tls.json" --check-config | grep -q "tls on" ||
+"$ECGPRUNED" --config "$WORK/tls.json" --check-config > "$WORK/check.txt" ||
     fail "a certificate and its key were refused"
+grep -q "tls on" "$WORK/check.txt" || fail "check-config: $(cat "$WORK/check.txt")"
+# A certificate near its end (2 days here) or past it is warned of, by
+# the check and in the log at start; it still serves.
+grep -q "warning: tls.cert $WORK/tls.crt expires on .*, in 2 days" \
+    "$WORK/check.txt" || fail "no warning of a near end: $(cat "$WORK/check.txt")"
+printf 'cn = 127.0.0.1\nactivation_date = "2020-01-01 00:00:00"\n%s\n' \
+    'expiration_date = "2021-01-01 00:00:00"' > "$WORK/old.tmpl"
+certtool --generate-self-signed --load-privkey "$WORK/tls.key" \
+    --template "$WORK/old.tmpl" --outfile "$WORK/old.crt" 2> /dev/null
+tls_config "$WORK/old.crt" "$WORK/tls.key"
+"$ECGPRUNED" --config "$WORK/tls.json" --check-config |
+    grep -q "warning: tls.cert $WORK/old.crt expired on 2021-01-01" ||
+    fail "an expired certificate was not warned of"
+tls_config "$WORK/tls.crt" "$WORK/tls.key"
 rm -f "$WORK/port"
 "$ECGPRUNED" --config "$WORK/tls.json" --data-dir "$WORK/tls-data" \
     --listen 127.0.0.1:0 --port-file "$WORK/port" \
@@ -148,6 +162,8 @@ then
 fi
 kill -TERM "$TLS_PID"
 wait "$TLS_PID" || fail "the TLS daemon exited with an error"
+grep -q 'event=config_advice advice="tls.cert .* in 2 days' "$WORK/tls.log" ||
+    fail "the start did not log the certificate's near end"
 
 "$ECGPRUNED" --version | grep -q '^ecgpruned [0-9]' ||
     fail "--version does not print the version"
