@@ -239,11 +239,7 @@ unsigned ed_api_idempotency_key(ed_request *req,
     *key = NULL;
     if (!k)
         return 0;
-    while (*k == ' ' || *k == '\t')
-        k++;
-    n = strlen(k);
-    while (n > 0 && (k[n - 1] == ' ' || k[n - 1] == '\t'))
-        n--;
+    k = ed_http_trim(k, &n);
     /* Printable ASCII only: a key is quoted back in messages, and bytes
      * that look alike in a log must not be two keys. */
     for (i = 0; i < n && k[i] > ' ' && k[i] < 0x7f; i++)

@@ -49,7 +49,7 @@ void ed_api_models_check(const unsigned char *buf, size_t len,
 void ed_api_models_check_free(ed_model_check *check);
 
 /* Store checked bytes as a model (on the loop thread); 0, or an HTTP
- * status with msg. */
+ * status with msg: the check's own when it failed. */
 unsigned ed_api_models_insert(ed_app *app, const char *name,
                               const unsigned char *buf, size_t len,
                               const ed_model_check *check,

@@ -153,6 +153,11 @@ unsigned ed_api_models_insert(ed_app *app, const char *name,
 {
     char now[32];
 
+    if (c->status) {
+        snprintf(msg, ms, "%s", c->msg);
+        return c->status;
+    }
+
     /* A pruned model records the subjects of its job's calibration
      * batches, in the same statement so that it never exists without. */
     ed_store_now(now);

@@ -606,7 +606,7 @@ static unsigned wfdb_annotations(const ed_ecg_part *p, int64_t first,
     }
     ecg->n_ann = k;
     ep_wfdb_free_annotations(ann);
-    return check_double_beats(ecg, msg, ms);   /* the reader sorted them */
+    return 0;       /* in time order, one beat a sample (ep_wfdb_check_beats) */
 }
 
 /* A time in seconds from a form field: digits, optionally a point and

@@ -330,6 +330,19 @@ void ed_http_resume(ed_request *req)
 
 /* ---- request life cycle ----------------------------------------------- */
 
+const char *ed_http_trim(const char *value, size_t *len)
+{
+    size_t n;
+
+    while (*value == ' ' || *value == '\t')
+        value++;
+    n = strlen(value);
+    while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+        n--;
+    *len = n;
+    return value;
+}
+
 static int token_ok(const ed_server *srv, const char *auth)
 {
     const char *tok;
@@ -339,14 +352,7 @@ static int token_ok(const ed_server *srv, const char *auth)
     /* The scheme name is case-insensitive (RFC 9110, 11.1). */
     if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
         return 0;
-    /* Spaces and tabs around the token are not part of it (RFC 9110,
-     * 5.5: a field value has no leading or trailing whitespace). */
-    tok = auth + 7;
-    while (*tok == ' ' || *tok == '\t')
-        tok++;
-    n = strlen(tok);
-    while (n > 0 && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
-        n--;
+    tok = ed_http_trim(auth + 7, &n);
     /* Compare every configured token in full: no early exit on a match. */
     for (t = 0; t < srv->cfg->n_tokens; t++) {
         const char *want = srv->cfg->tokens[t];

@@ -84,6 +84,10 @@ unsigned ed_http_query_params(ed_request *req, const char *const *keys,
 unsigned ed_http_query_param(ed_request *req, const char *key,
                              const char **value, char *msg, size_t ms);
 const char *ed_http_header(ed_request *req, const char *name);
+/* A header value without the spaces and tabs around it (RFC 9110, 5.5:
+ * they are not part of it): its first character, its length in *len. */
+const char *ed_http_trim(const char *value, size_t *len);
+
 /* 1 when a Content-Type is the media type `type` (in any case), alone or
  * with parameters ("; charset=utf-8"). */
 int ed_http_media_is(const char *ct, const char *type);

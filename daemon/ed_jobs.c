@@ -604,10 +604,7 @@ static int record_success(ed_app *app, job_run *run, double seconds)
     if (ed_store_begin(app->store))
         return -1;
     ed_jobs_result_name(name, sizeof name, run->model_name, run->id);
-    if (run->out_check.status)
-        snprintf(msg, sizeof msg, "%s", run->out_check.msg);
-    if (run->out_check.status ||
-        ed_api_models_insert(app, name, run->out_blob, run->out_len,
+    if (ed_api_models_insert(app, name, run->out_blob, run->out_len,
                              &run->out_check, run->model_id, run->id,
                              &model_id, msg, sizeof msg)) {
         ed_log(ED_LOG_ERROR, "job_store_failed", "job=%lld reason=%s",

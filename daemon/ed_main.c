@@ -138,13 +138,24 @@ static int tls_advice(const ed_config *cfg, char *buf, size_t size)
     return 1;
 }
 
+/* The warnings about settings an administrator should hear about, for
+ * the log at start and for --check-config: how many. */
+#define ED_ADVICE_MAX 5
+static int collect_advice(const ed_config *cfg,
+                          char advice[ED_ADVICE_MAX][ED_CONFIG_ADVICE_MAX])
+{
+    int n = ed_config_advice(cfg, advice, ED_ADVICE_MAX - 1);
+
+    return n + tls_advice(cfg, advice[n], ED_CONFIG_ADVICE_MAX);
+}
+
 /* One warning per setting an administrator should hear about. */
 static void log_advice(const ed_config *cfg)
 {
-    char advice[5][ED_CONFIG_ADVICE_MAX], quoted[ED_CONFIG_ADVICE_MAX + 16];
-    int i, n = ed_config_advice(cfg, advice, 4);
+    char advice[ED_ADVICE_MAX][ED_CONFIG_ADVICE_MAX];
+    char quoted[ED_CONFIG_ADVICE_MAX + 16];
+    int i, n = collect_advice(cfg, advice);
 
-    n += tls_advice(cfg, advice[n], sizeof advice[n]);
     for (i = 0; i < n; i++)
         ed_log(ED_LOG_WARN, "config_advice", "advice=%s",
                ed_log_quote(quoted, sizeof quoted, advice[i]));
@@ -239,16 +250,18 @@ static void on_watchdog(uv_timer_t *t)
 
 /* ---- start-up --------------------------------------------------------- */
 
-/* Store the model file given with --preload unless a model with the same
- * checksum is already there. */
-/* A whole file into *buf (malloc'd): 0, or -1 with the reason in why. */
+/* The --preload file, a regular file, whole into *buf (malloc'd): 0, or
+ * -1 with the reason in why. */
 static int read_model_file(const char *path, unsigned char **buf, size_t *n,
                            char *why, size_t size)
 {
-    FILE *f = fopen(path, "rb");
+    FILE *f;
     long len = 0;
 
     *buf = NULL;
+    if (ed_config_input_file(path, "preload", why, size))
+        return -1;
+    f = fopen(path, "rb");
     if (!f) {
         snprintf(why, size, "preload %s: %s", path, strerror(errno));
         return -1;
@@ -281,43 +294,39 @@ static int preload(ed_app *app)
     int found = 0, rc = -1;
     int64_t id = 0;
 
+    memset(&check, 0, sizeof check);
+    if (read_model_file(app->cfg.preload, &buf, &n, msg, sizeof msg))
+        goto failed;
+
     /* A model stored already is not checked again: the checks of an
      * upload may have grown since it was stored. */
-    memset(&check, 0, sizeof check);
-    if (ed_config_input_file(app->cfg.preload, "preload", msg, sizeof msg) ||
-        read_model_file(app->cfg.preload, &buf, &n, msg, sizeof msg)) {
-        check.status = 500;
-    } else {
-        ed_models_sha256(buf, n, sha);
-        id = ed_store_int(app->store, &found, "SELECT id FROM models WHERE "
-                          "sha256 = ? ORDER BY id LIMIT 1", "t", sha);
-    }
+    ed_models_sha256(buf, n, sha);
+    id = ed_store_int(app->store, &found, "SELECT id FROM models WHERE "
+                      "sha256 = ? ORDER BY id LIMIT 1", "t", sha);
     if (found) {
         ed_log(ED_LOG_INFO, "preload_present", "model_id=%lld sha256=%s",
                (long long)id, sha);
         rc = 0;
         goto out;
     }
-    if (!check.status) {
-        ed_api_models_check(buf, n, &check);
-        if (check.status)
-            snprintf(msg, sizeof msg, "%s", check.msg);
-    }
+
+    /* Checked as an upload is, and named after its file. */
+    ed_api_models_check(buf, n, &check);
     base = strrchr(app->cfg.preload, '/');
     snprintf(name, sizeof name, "%.64s", base ? base + 1 : app->cfg.preload);
     if (strchr(name, '.'))
         *strchr(name, '.') = '\0';
-    if (check.status ||
-        ed_api_models_insert(app, name[0] ? name : "default", buf, n,
-                             &check, 0, 0, &id, msg, sizeof msg)) {
-        ed_log(ED_LOG_ERROR, "preload_failed", "file=%s reason=%s",
-               ed_log_value(qfile, sizeof qfile, app->cfg.preload),
-               ed_log_quote(quoted, sizeof quoted, msg));
-        goto out;
-    }
+    if (ed_api_models_insert(app, name[0] ? name : "default", buf, n,
+                             &check, 0, 0, &id, msg, sizeof msg))
+        goto failed;
     ed_log(ED_LOG_INFO, "preload_stored", "model_id=%lld sha256=%s",
-           (long long)id, check.sha);
+           (long long)id, sha);
     rc = 0;
+    goto out;
+failed:
+    ed_log(ED_LOG_ERROR, "preload_failed", "file=%s reason=%s",
+           ed_log_value(qfile, sizeof qfile, app->cfg.preload),
+           ed_log_quote(quoted, sizeof quoted, msg));
 out:
     ed_api_models_check_free(&check);
     free(buf);
@@ -396,8 +405,7 @@ static int preload_usable(const char *path, char *why, size_t size)
     size_t n;
     int ok;
 
-    if (ed_config_input_file(path, "preload", why, size) ||
-        read_model_file(path, &buf, &n, why, size))
+    if (read_model_file(path, &buf, &n, why, size))
         return 0;
     ed_api_models_check(buf, n, &check);
     ok = check.status == 0;
@@ -414,7 +422,8 @@ static int preload_usable(const char *path, char *why, size_t size)
  * (binding it here would race the daemon it checks for). */
 static int check_config(const ed_config *cfg)
 {
-    char why[ED_PATH_MAX * 2 + 800], advice[5][ED_CONFIG_ADVICE_MAX];
+    char why[ED_PATH_MAX * 2 + 800];
+    char advice[ED_ADVICE_MAX][ED_CONFIG_ADVICE_MAX];
     int bad = 0, i, n_advice, lowered;
     int v6 = strchr(cfg->listen_addr, ':') != NULL;
 
@@ -450,8 +459,7 @@ static int check_config(const ed_config *cfg)
         printf("ecgpruned: max_running_jobs %d lowered to 1: the only "
                "worker runs one job at a time\n",
                cfg->max_running_jobs_asked);
-    n_advice = ed_config_advice(cfg, advice, 4);
-    n_advice += tls_advice(cfg, advice[n_advice], sizeof advice[n_advice]);
+    n_advice = collect_advice(cfg, advice);
     for (i = 0; i < n_advice; i++)
         printf("ecgpruned: warning: %s\n", advice[i]);
     printf("ecgpruned: configuration ok: listen %s%s%s:%d, data_dir %s, "

@@ -25,7 +25,8 @@ struct ed_store {
     int lock_fd;        /* holds the data directory's lock; -1 if none */
     char last_error[256]; /* SQLite's message at the last failure: a later
                              call (a rollback) resets sqlite3_errmsg */
-    int last_code;        /* its primary result code; 0 after a begin */
+    int last_code;        /* its primary result code; 0 from the start of
+                             the next statement or transaction */
     int purge_pending;    /* a log purge a reader held off, to retry */
 };
 
@@ -69,6 +70,7 @@ static sqlite3_stmt *prepare_v(ed_store *s, const char *sql,
     size_t n;
     int i, rc = SQLITE_OK;
 
+    s->last_code = 0;
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
         store_failed(s, "sql_prepare");
         return NULL;
@@ -360,8 +362,6 @@ static char *schema_text(const ed_schema_file *f)
     return sql;
 }
 
-/* Apply every schema file newer than user_version, each in its own
- * transaction together with the user_version bump. */
 /* One integer a statement gives, or -1 with SQLite's message in err. */
 static int64_t db_int(sqlite3 *db, const char *sql, char *err, size_t es)
 {
@@ -431,7 +431,7 @@ int ed_store_check_dir(const char *data_dir, char *err, size_t es)
     sqlite3 *db = NULL;
     int rc;
 
-    snprintf(path, sizeof path, "%s/ecgpruned.lock", data_dir);
+    snprintf(path, sizeof path, "%s/" ED_STORE_LOCK_FILE, data_dir);
     if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
         snprintf(err, es, "%s is not a regular file (the daemon writes its "
                  "pid there)", path);
@@ -455,6 +455,8 @@ int ed_store_check_dir(const char *data_dir, char *err, size_t es)
     return -1;
 }
 
+/* Apply every schema file newer than user_version, each in its own
+ * transaction together with the user_version bump. */
 static int migrate(ed_store *s, char *err, size_t es)
 {
     int version = usable_version(s->db, err, es), i;
@@ -537,7 +539,7 @@ static int take_dir_lock(const char *data_dir, int *fd_out, char *err,
 
     /* Held: name the owner when its pid file says who it is. */
     e = errno;
-    snprintf(path, sizeof path, "%s/ecgpruned.lock", data_dir);
+    snprintf(path, sizeof path, "%s/" ED_STORE_LOCK_FILE, data_dir);
     f = fopen(path, "re");
     if (f) {
         pid[fread(pid, 1, sizeof pid - 1, f)] = '\0';
@@ -562,7 +564,7 @@ static int lock_data_dir(const char *data_dir, int *fd_out, char *err,
 
     if (take_dir_lock(data_dir, &fd, err, es))
         return -1;
-    snprintf(path, sizeof path, "%s/ecgpruned.lock", data_dir);
+    snprintf(path, sizeof path, "%s/" ED_STORE_LOCK_FILE, data_dir);
     if (write_pid_file(path, err, es)) {
         close(fd);
         return -1;

@@ -23,8 +23,10 @@
 
 typedef struct ed_store ed_store;
 
-/* The database's file name inside the data directory. */
+/* The database's file name inside the data directory, and the file that
+ * names the daemon holding the directory. */
 #define ED_STORE_DB_FILE "ecgpruned.sqlite3"
+#define ED_STORE_LOCK_FILE "ecgpruned.lock"
 
 /* Whether another daemon holds the data directory (the lock
  * ed_store_open takes): 0 when it is free or does not exist yet, -1 with
@@ -68,8 +70,9 @@ int64_t ed_store_int(ed_store *s, int *found, const char *sql,
 int ed_store_blob(ed_store *s, unsigned char **data, size_t *len,
                   const char *sql, const char *binds, ...);
 
-/* Whether the last failure since ed_store_begin was another connection
- * holding the database locked (past the busy timeout): worth a retry. */
+/* Whether the last statement (or transaction start) failed because
+ * another connection held the database locked past the busy timeout:
+ * worth a retry. */
 int ed_store_busy(ed_store *s);
 /* The HTTP status of the last failure: 503 busy (worth a retry), 413 a
  * value past SQLite's length limit (1e9 bytes), 507 a full disk, else

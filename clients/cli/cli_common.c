@@ -130,7 +130,7 @@ int cli_parse_seed(const char *s, uint64_t *out)
         return -1;
     errno = 0;
     v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < 0)
+    if (errno != 0 || *end != '\0')
         return -1;
     *out = (uint64_t)v;
     return 0;
